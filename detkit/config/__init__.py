@@ -1,0 +1,27 @@
+"""Experiment configuration: frozen dataclasses, presets and ``--set`` overrides."""
+
+from detkit.config.schema import (
+    AnchorConfig,
+    BackboneConfig,
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    RoIHeadsConfig,
+    RPNConfig,
+    SolverConfig,
+    TransformConfig,
+)
+
+__all__ = [
+    "AnchorConfig",
+    "BackboneConfig",
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "RPNConfig",
+    "RoIHeadsConfig",
+    "SolverConfig",
+    "TransformConfig",
+]

@@ -1,0 +1,132 @@
+"""Frozen dataclasses, one per component, under one ``ExperimentConfig``.
+
+Every field has a type the ``--set a.b=c`` parser checks against, and a default that is what the
+corresponding paper or torchvision uses unless a comment says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "resnet50"  # resnet18 | resnet50 | mobilenet_v2 | mobilenet_v3_large | vgg16
+    pretrained: bool = False  # load ImageNet weights from weights_path or torchvision's cache
+    weights_path: str = ""  # a local ImageNet checkpoint of the trunk; "" searches the usual places
+    fpn: bool = True
+    fpn_channels: int = 256
+    # Trunk stages (1 = stride 2 ... 5 = stride 32) whose outputs are returned; () picks the
+    # architecture's default: stages 2-5 with an FPN, the stride-16 stage without one.
+    returned_stages: tuple[int, ...] = ()
+    fpn_extra_pool: bool = True  # the stride-2 max-pool level on top of the FPN (torchvision's "pool")
+    norm: str = "bn"  # "bn" trains BatchNorm; "frozen_bn" freezes its statistics and affine (fine-tuning)
+    trainable_stages: int = 5  # trunk stages, counted from the top, whose weights train
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    # Shorter side is resized to min_size (a random choice of it while training: multi-scale
+    # augmentation), unless the longer side would then exceed max_size.
+    min_size: tuple[int, ...] = (800,)
+    max_size: int = 1333
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    size_divisible: int = 32
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    # One tuple of sizes (pixels, sqrt of area) and aspect ratios (height / width) per feature level.
+    sizes: tuple[tuple[int, ...], ...] = ((32,), (64,), (128,), (256,), (512,))
+    aspect_ratios: tuple[tuple[float, ...], ...] = ((0.5, 1.0, 2.0),) * 5
+
+
+@dataclass(frozen=True)
+class RPNConfig:
+    fg_iou_thresh: float = 0.7
+    bg_iou_thresh: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    pre_nms_topk_train: int = 2000  # per feature level
+    pre_nms_topk_test: int = 1000
+    post_nms_topk_train: int = 2000  # per image
+    post_nms_topk_test: int = 1000
+    nms_thresh: float = 0.7
+    score_thresh: float = 0.0
+    min_size: float = 1e-3
+
+
+@dataclass(frozen=True)
+class RoIHeadsConfig:
+    pooler: str = "roi_align"  # roi_align | roi_pool
+    pooler_resolution: int = 7
+    sampling_ratio: int = 2
+    aligned: bool = False  # torchvision's Faster R-CNN uses the unaligned (half-pixel-shifted) RoIAlign
+    representation_size: int = 1024
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh_hi: float = 0.5
+    bg_iou_thresh_lo: float = 0.0
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    pipeline: str = "faster_rcnn"
+    num_classes: int = 0  # K foreground classes; 0 takes it from the training data
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_annotations: str = ""
+    train_images: str = ""
+    val_annotations: str = ""
+    val_images: str = ""
+    batch_size: int = 2
+    num_workers: int = 0
+    hflip_prob: float = 0.5
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    epochs: int = 12
+    schedule: str = "cosine"  # cosine | step
+    step_epochs: tuple[int, ...] = (8, 11)  # epochs after which a step schedule multiplies lr by gamma
+    gamma: float = 0.1
+    warmup_iters: int = 200
+    warmup_factor: float = 0.001
+    clip_grad_norm: float = 10.0  # 0 disables clipping
+    amp: bool = False  # mixed precision, on CUDA only
+    max_nonfinite_steps: int = 5  # consecutive NaN/inf losses before training stops
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every_epochs: int = 1
+    score_thresh: float = 0.05
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "faster_rcnn"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
