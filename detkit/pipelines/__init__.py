@@ -1,0 +1,14 @@
+"""Pipeline builders by name. Each takes a ``ModelConfig`` (with ``num_classes`` set) and returns a detector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from detkit.config import ModelConfig
+from detkit.pipelines.faster_rcnn import build_faster_rcnn
+
+PIPELINES: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "faster_rcnn": build_faster_rcnn,
+}

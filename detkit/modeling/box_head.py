@@ -1,0 +1,37 @@
+"""The Fast R-CNN box head (Girshick 2015, section 2) on pooled RoI features.
+
+    pooled ``[R, C, S, S]`` -> fc6, fc7 (ReLU) ``[R, D]`` -> class logits ``[R, K+1]`` (background
+    is the LAST column, index K) and class-specific deltas ``[R, K*4]`` (class k at columns 4k..4k+3).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLPBoxHead(nn.Module):
+    def __init__(self, in_features: int, representation_size: int) -> None:
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, representation_size)
+        self.fc7 = nn.Linear(representation_size, representation_size)
+        self.out_features = representation_size
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
+
+
+class BoxPredictor(nn.Module):
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(in_features, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_features, num_classes * 4)
+        # Small initial deltas keep early proposals near their RoIs (Fast R-CNN initialization).
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.constant_(self.cls_score.bias, 0)
+        nn.init.constant_(self.bbox_pred.bias, 0)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(features), self.bbox_pred(features)

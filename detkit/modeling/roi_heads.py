@@ -1,0 +1,135 @@
+"""RoI heads: classify each proposal and refine its box (Fast R-CNN, Girshick 2015).
+
+    proposals: per image ``[R_i, 4]`` xyxy pixels of the resized image
+    pooled ``[R, C, S, S]`` -> class logits ``[R, K+1]`` (background index K), deltas ``[R, K*4]``
+    training: ground truths join the proposals, each image samples ``batch_size_per_image`` RoIs
+      with ``positive_fraction`` foreground (IoU >= fg_iou_thresh) and background in [lo, hi)
+    losses: softmax cross-entropy over K+1 classes, smooth-L1 on the ground-truth class's deltas of
+      foreground RoIs, both averaged over all sampled RoIs (paper eq. 1, lambda = 1)
+    inference: softmax, per-class decode and clip, score threshold, per-class NMS, top detections
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_iou
+
+from detkit.config import RoIHeadsConfig
+from detkit.modeling.box_head import BoxPredictor, MLPBoxHead
+from detkit.modeling.poolers import RoIPooler
+from detkit.modeling.rpn import BOX_LOSS_BETA
+from detkit.ops.box_coder import BoxCoder
+from detkit.ops.boxes import clip_boxes, nonempty_boxes
+from detkit.ops.matcher import match_boxes
+from detkit.ops.sampler import sample_balanced
+from detkit.structures import Detections, Target
+
+# Boxes narrower than this (pixels) after decoding are dropped, as torchvision does.
+MIN_DETECTION_SIZE = 1e-2
+
+
+@dataclass
+class SampledRoIs:
+    """Training RoIs per image: boxes ``[S_i, 4]``, labels ``[S_i]`` in [0, K] (K = background),
+    regression targets ``[S_i, 4]`` (zeros for background)."""
+
+    boxes: list[Tensor]
+    labels: list[Tensor]
+    regression_targets: list[Tensor]
+
+
+class RoIHeads(nn.Module):
+    def __init__(self, pooler: RoIPooler, box_head: MLPBoxHead, box_predictor: BoxPredictor, cfg: RoIHeadsConfig) -> None:
+        super().__init__()
+        self.pooler = pooler
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.cfg = cfg
+        self.box_coder = BoxCoder(cfg.box_coder_weights)
+
+    @property
+    def num_classes(self) -> int:
+        return self.box_predictor.num_classes
+
+    def forward(self, features: list[Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Raw predictions for per-image RoI boxes: logits ``[R, K+1]`` and deltas ``[R, K*4]``."""
+        return self.box_predictor(self.box_head(self.pooler(features, boxes)))
+
+    def detect(
+        self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
+        targets: list[Target] | None = None,
+    ) -> tuple[list[Detections] | None, dict[str, Tensor]]:
+        """Losses on sampled RoIs when targets are given; detections on all proposals unless training."""
+        losses: dict[str, Tensor] = {}
+        if targets is not None:
+            sampled = self.sample(proposals, targets)
+            class_logits, deltas = self(features, sampled.boxes)
+            losses = self.losses(class_logits, deltas, sampled)
+        detections = None
+        if not self.training:
+            class_logits, deltas = self(features, proposals)
+            detections = self.inference(class_logits, deltas, proposals, image_sizes)
+        return detections, losses
+
+    @torch.no_grad()
+    def sample(self, proposals: list[Tensor], targets: list[Target]) -> SampledRoIs:
+        boxes, labels, regression_targets = [], [], []
+        for image_proposals, target in zip(proposals, targets):
+            target = target.without_crowd()
+            # Ground truths join the proposals so every object has at least one perfect RoI early on.
+            candidates = torch.cat([image_proposals, target.boxes.to(image_proposals.dtype)])
+            match = match_boxes(
+                box_iou(target.boxes, candidates), self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh_hi, self.cfg.bg_iou_thresh_lo
+            )
+            fg, bg = sample_balanced(match.kind, self.cfg.batch_size_per_image, self.cfg.positive_fraction)
+            chosen = torch.cat([fg, bg])
+            image_labels = torch.full((len(chosen),), self.num_classes, dtype=torch.int64, device=candidates.device)
+            image_targets = torch.zeros((len(chosen), 4), dtype=candidates.dtype, device=candidates.device)
+            if len(fg):
+                matched = match.gt_index[fg]
+                image_labels[: len(fg)] = target.labels[matched]
+                image_targets[: len(fg)] = self.box_coder.encode(candidates[fg], target.boxes[matched])
+            boxes.append(candidates[chosen])
+            labels.append(image_labels)
+            regression_targets.append(image_targets)
+        return SampledRoIs(boxes, labels, regression_targets)
+
+    def losses(self, class_logits: Tensor, deltas: Tensor, sampled: SampledRoIs) -> dict[str, Tensor]:
+        labels = torch.cat(sampled.labels)
+        regression_targets = torch.cat(sampled.regression_targets)
+        foreground = torch.where(labels < self.num_classes)[0]
+        fg_labels = labels[foreground]
+        fg_deltas = deltas.view(len(deltas), -1, 4)[foreground, fg_labels]
+        box_loss = F.smooth_l1_loss(fg_deltas, regression_targets[foreground], beta=BOX_LOSS_BETA, reduction="sum")
+        return {
+            "loss_cls": F.cross_entropy(class_logits, labels) if len(labels) else class_logits.sum() * 0,
+            "loss_box": box_loss / max(labels.numel(), 1),
+        }
+
+    @torch.no_grad()
+    def inference(
+        self, class_logits: Tensor, deltas: Tensor, proposals: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> list[Detections]:
+        scores = F.softmax(class_logits, dim=-1)[:, : self.num_classes]
+        detections = []
+        for image_scores, image_deltas, image_proposals, image_size in zip(
+            scores.split([len(p) for p in proposals]), deltas.split([len(p) for p in proposals]), proposals, image_sizes
+        ):
+            detections.append(self._detect_image(image_scores, image_deltas, image_proposals, image_size))
+        return detections
+
+    def _detect_image(self, scores: Tensor, deltas: Tensor, proposals: Tensor, image_size: tuple[int, int]) -> Detections:
+        """``[R, K]`` foreground scores, ``[R, K*4]`` deltas -> per-class NMS'd detections, best first."""
+        # Thresholding before decoding decodes only the candidates: identical boxes, far less work.
+        roi_index, labels = torch.where(scores > self.cfg.score_thresh)
+        candidate_deltas = deltas.view(len(deltas), -1, 4)[roi_index, labels]
+        boxes = clip_boxes(self.box_coder.decode(candidate_deltas, proposals[roi_index])[:, 0], image_size)
+        candidate_scores = scores[roi_index, labels]
+        keep = nonempty_boxes(boxes, MIN_DETECTION_SIZE)
+        boxes, candidate_scores, labels = boxes[keep], candidate_scores[keep], labels[keep]
+        keep = batched_nms(boxes, candidate_scores, labels, self.cfg.nms_thresh)[: self.cfg.detections_per_image]
+        return Detections(boxes=boxes[keep], scores=candidate_scores[keep], labels=labels[keep])
