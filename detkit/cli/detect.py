@@ -1,0 +1,48 @@
+"""``detkit detect IMAGES...``: run a trained detector on image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from detkit.cli.common import console, reports_errors
+
+
+@reports_errors
+def detect_command(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or quoted glob patterns.")],
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: the last `detkit train`'s best.pt), or a torchvision detection .pth.")] = None,
+    score_thresh: Annotated[float, typer.Option(help="Drop detections scoring below this.")] = 0.5,
+    out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("detections"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
+    save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
+    quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,
+) -> None:
+    """Detect objects: a table per image, annotated images and a COCO results json in --out."""
+    from detkit.cli.progress import RichProgress
+    from detkit.cli.tables import detections_table
+    from detkit.engine.device import resolve_device
+    from detkit.engine.drawing import draw_detections, save_image_rgb
+    from detkit.engine.predict import detect_images, find_images, load_detector
+    from detkit.evaluation.results import detections_to_coco_results, write_results_json
+
+    paths = find_images(images)
+    torch_device = resolve_device(device)
+    model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh)
+    results, written = [], 0
+    with RichProgress(console) as progress:
+        for item in detect_images(model, paths, torch_device, batch_size=batch_size, on_event=progress):
+            if not quiet:
+                progress.console.print(detections_table(f"{item.path.name}: {len(item.detections)} detections", item.detections, checkpoint.class_names))
+            for record in detections_to_coco_results([item.detections], [item.image_id], checkpoint.category_ids):
+                results.append({**record, "file_name": str(item.path)})
+            if save_images:
+                annotated = draw_detections(item.image, item.detections, checkpoint.class_names)
+                save_image_rgb(out / f"{item.path.stem}{item.path.suffix if item.path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}", annotated)
+                written += 1
+    write_results_json(out / "detections.json", results)
+    console.print(f"{len(results)} detections in {len(paths)} images; results: {out / 'detections.json'}"
+                  + (f"; {written} annotated images in {out}" if written else ""))

@@ -1,0 +1,70 @@
+"""``detkit eval``: COCO metrics of a model on a dataset, or of a results file without a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from detkit.cli.common import console, reports_errors
+
+
+@reports_errors
+def eval_command(
+    coco: Annotated[Path, typer.Option(help="COCO instances json with the ground truth.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --coco (needed with a model).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to evaluate (default: the last `detkit train`'s best.pt).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Evaluate this COCO results json instead of running a model.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the metrics json here (default: metrics.json beside the weights or results).")] = None,
+    backend: Annotated[str, typer.Option(help="auto (faster-coco-eval when installed), pycocotools or faster_coco_eval.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
+    score_thresh: Annotated[float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")] = 0.05,
+) -> None:
+    """Print the 12 COCO numbers and per-class AP, and write them as json."""
+    from detkit.cli.progress import RichProgress
+    from detkit.cli.tables import metrics_table, per_class_table
+    from detkit.evaluation.coco_eval import evaluate_coco
+    from detkit.io import atomic_write_json
+
+    if results is not None:
+        metrics = evaluate_coco(coco, results, backend=backend)
+        default_out = results.with_name(results.stem + "_metrics.json")
+    else:
+        from detkit.data.coco import CocoDetection
+        from detkit.engine.device import resolve_device
+        from detkit.engine.evaluate import predict_dataset
+        from detkit.engine.predict import load_detector
+        from detkit.evaluation.results import detections_to_coco_results
+
+        torch_device = resolve_device(device)
+        model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh)
+        dataset = _dataset_for(checkpoint, coco, images)
+        with RichProgress(console) as progress:
+            detections = predict_dataset(model, dataset, device=torch_device, batch_size=batch_size, on_event=progress)
+        records = detections_to_coco_results(detections, dataset.image_ids, dataset.category_ids)
+        metrics = evaluate_coco(dataset.coco, records, backend=backend, image_ids=dataset.image_ids)
+        default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
+
+    console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type} ({metrics.num_images} images, {metrics.num_detections} detections, {metrics.backend})"))
+    if metrics.per_class_ap:
+        console.print(per_class_table(metrics.per_class_ap, metrics.per_class_ap50, title="per-class AP"))
+    target = out or default_out
+    atomic_write_json(target, metrics.to_dict(), indent=2)
+    console.print(f"metrics written to {target}")
+
+
+def _dataset_for(checkpoint, coco: Path, images: Optional[Path]):
+    """The evaluation dataset, with the checkpoint's class mapping; the classes must agree."""
+    from detkit.data.coco import CocoDetection
+    from detkit.errors import DataError
+
+    probe = CocoDetection(coco, images or coco.parent)
+    missing = [c for c in probe.category_ids if c not in checkpoint.category_ids]
+    if missing:
+        raise DataError(
+            f"{coco}: category ids {missing[:5]} are not among the {len(checkpoint.category_ids)} classes of "
+            f"{checkpoint.source}; evaluate with a model trained on these categories"
+        )
+    return CocoDetection(coco, images or coco.parent, category_ids=checkpoint.category_ids)

@@ -1,0 +1,39 @@
+"""The ``detkit`` command. Each command group lives in its own module; none imports torch at load time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from detkit import __version__
+from detkit.cli import data, detect, evaluate, train
+from detkit.cli.common import state
+
+app = typer.Typer(
+    name="detkit",
+    help="Train, run, evaluate and time the classic object detectors side by side.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"detkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    state.verbose = verbose
+
+
+app.command("train")(train.train_command)
+app.command("detect")(detect.detect_command)
+app.command("eval")(evaluate.eval_command)
+app.add_typer(data.app, name="data")

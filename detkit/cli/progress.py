@@ -1,0 +1,61 @@
+"""Render engine events with rich: progress bars with ETA and running losses, epoch summaries, notices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+_SHOWN_INFO = ("loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "lr")
+
+
+class RichProgress:
+    """A callable event sink; use as a context manager around the engine call."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        from detkit.engine import events
+
+        if isinstance(event, events.StageStarted):
+            self.tasks[event.stage] = self.progress.add_task(event.description or event.stage, total=event.total, info="")
+        elif isinstance(event, events.StageAdvanced) and event.stage in self.tasks:
+            self.progress.update(self.tasks[event.stage], completed=event.completed, info=_format_info(event.info))
+        elif isinstance(event, events.StageFinished) and event.stage in self.tasks:
+            self.progress.remove_task(self.tasks.pop(event.stage))
+        elif isinstance(event, events.EpochFinished):
+            self.console.print(_epoch_line(event))
+        elif isinstance(event, events.Notice):
+            self.console.print(f"[yellow]{event.level}:[/] {event.message}", markup=True, highlight=False)
+
+
+def _format_info(info: dict[str, float]) -> str:
+    parts = []
+    for key in _SHOWN_INFO:
+        if key in info:
+            label = key.replace("loss_", "")
+            parts.append(f"{label} {info[key]:.2e}" if key == "lr" else f"{label} {info[key]:.3f}")
+    return " ".join(parts)
+
+
+def _epoch_line(event: Any) -> str:
+    line = f"epoch {event.epoch}/{event.epochs}  loss {event.train_losses.get('loss', float('nan')):.3f}  {event.seconds:.0f}s"
+    if event.metrics:
+        line += f"  val AP {event.metrics['AP']:.3f}  AP50 {event.metrics['AP50']:.3f}"
+        if event.is_best:
+            line += "  [green]best[/]"
+    return line

@@ -1,0 +1,51 @@
+"""Run a detector over a dataset and score it with COCO metrics."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detkit.data.coco import CocoDetection
+from detkit.data.loaders import build_loader
+from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
+from detkit.evaluation.coco_eval import CocoMetrics, evaluate_coco
+from detkit.evaluation.results import detections_to_coco_results
+from detkit.structures import Detections
+
+
+@torch.inference_mode()
+def predict_dataset(
+    model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4,
+    on_event: EventCallback = ignore_events, stage: str = "eval",
+) -> list[Detections]:
+    """Detections for every image of ``dataset`` in order, on the CPU, in each image's original frame."""
+    was_training = model.training
+    model.eval()
+    loader = build_loader(dataset, batch_size=batch_size, shuffle=False)
+    detections: list[Detections] = []
+    on_event(StageStarted(stage, total=len(dataset)))
+    for images, _targets in loader:
+        output = model([image.to(device, non_blocking=True) for image in images])
+        detections.extend(d.to("cpu") for d in output.detections)
+        on_event(StageAdvanced(stage, completed=len(detections)))
+    on_event(StageFinished(stage))
+    model.train(was_training)
+    return detections
+
+
+def score_detections(dataset: CocoDetection, detections: list[Detections], iou_types: tuple[str, ...] = ("bbox",)) -> dict[str, CocoMetrics]:
+    """COCO metrics of ``detections`` (one per dataset image, in order) per IoU type."""
+    results = detections_to_coco_results(detections, dataset.image_ids, dataset.category_ids)
+    return {
+        iou_type: evaluate_coco(dataset.coco, results, iou_type=iou_type, image_ids=dataset.image_ids)
+        for iou_type in iou_types
+    }
+
+
+def evaluate_detector(
+    model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4,
+    on_event: EventCallback = ignore_events,
+) -> CocoMetrics:
+    """Box COCO metrics of ``model`` on ``dataset``."""
+    detections = predict_dataset(model, dataset, device=device, batch_size=batch_size, on_event=on_event)
+    return score_detections(dataset, detections)["bbox"]

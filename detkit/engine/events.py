@@ -1,0 +1,53 @@
+"""Progress events the engine emits; the CLI renders them (the engine itself never prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StageStarted:
+    stage: str  # "train", "eval", "predict", "data"
+    total: int
+    epoch: int = 0
+    description: str = ""
+
+
+@dataclass
+class StageAdvanced:
+    stage: str
+    completed: int
+    info: dict[str, float] = field(default_factory=dict)  # running losses, learning rate
+
+
+@dataclass
+class StageFinished:
+    stage: str
+
+
+@dataclass
+class EpochFinished:
+    epoch: int
+    epochs: int
+    train_losses: dict[str, float]
+    metrics: dict[str, float]
+    is_best: bool
+    seconds: float
+
+
+@dataclass
+class Notice:
+    """Something the user should know that does not stop the run (a skipped NaN step, dropped boxes)."""
+
+    message: str
+    level: str = "warning"
+
+
+Event = Any
+EventCallback = Callable[[Event], None]
+
+
+def ignore_events(_event: Event) -> None:
+    """The default callback: no output."""

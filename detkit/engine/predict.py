@@ -1,0 +1,82 @@
+"""Detection on image files: find them, run a trained detector in batches, return per-image results."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from detkit.data.images import image_to_tensor, read_image_rgb
+from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
+from detkit.engine.runs import latest_checkpoint
+from detkit.errors import DataError
+from detkit.structures import Detections
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class ImageDetections:
+    path: Path
+    image_id: int  # 1-based position in the input list: the id written to the results json
+    image: "object"  # uint8 [H, W, 3] RGB array as read
+    detections: Detections
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> image paths, in order, without repeats."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        elif any(ch in item for ch in "*?["):
+            found.extend(sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            raise DataError(f"{item}: no such file or folder; pass image files, folders or quoted glob patterns")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise DataError(f"{' '.join(inputs)}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return unique
+
+
+def load_detector(weights: str | Path | None, device: torch.device, score_thresh: float | None = None) -> tuple[nn.Module, Checkpoint]:
+    """The model in a checkpoint (default: the latest ``detkit train``), in eval mode on ``device``."""
+    checkpoint = load_checkpoint(weights if weights is not None else latest_checkpoint())
+    model = model_from_checkpoint(checkpoint)
+    if score_thresh is not None:
+        set_score_thresh(model, score_thresh)
+    return model.to(device).eval(), checkpoint
+
+
+def set_score_thresh(model: nn.Module, score_thresh: float) -> None:
+    """Lower or raise the final score threshold of a loaded detector."""
+    from dataclasses import replace
+
+    heads = getattr(model, "roi_heads", None)
+    if heads is not None:
+        heads.cfg = replace(heads.cfg, score_thresh=score_thresh)
+
+
+@torch.inference_mode()
+def detect_images(
+    model: nn.Module, paths: list[Path], device: torch.device, *, batch_size: int = 1,
+    on_event: EventCallback = ignore_events,
+) -> Iterator[ImageDetections]:
+    """Yield each image's detections (original frame, on the CPU) as soon as its batch is done."""
+    on_event(StageStarted("predict", total=len(paths)))
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images = [read_image_rgb(p) for p in chunk]
+        output = model([image_to_tensor(img).to(device) for img in images])
+        for offset, (path, image, dets) in enumerate(zip(chunk, images, output.detections)):
+            yield ImageDetections(path, start + offset + 1, image, dets.to("cpu"))
+        on_event(StageAdvanced("predict", completed=start + len(chunk)))
+    on_event(StageFinished("predict"))

@@ -1,0 +1,44 @@
+"""Run directories under ``output_dir`` and the pointer to the latest trained checkpoint.
+
+``runs/latest.json`` names the best checkpoint of the last finished ``detkit train``; ``detkit
+detect`` and ``detkit eval`` use it when no ``--weights`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from detkit.errors import CheckpointError
+from detkit.io import atomic_write_json
+
+LATEST = "latest.json"
+
+
+def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """``output_dir/name``, or ``name-2``, ``name-3``... when taken; created empty."""
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, index = root / name, 1
+    while candidate.exists():
+        index += 1
+        candidate = root / f"{name}-{index}"
+    candidate.mkdir()
+    return candidate
+
+
+def record_latest(output_dir: str | Path, checkpoint: Path) -> None:
+    atomic_write_json(Path(output_dir) / LATEST, {"checkpoint": str(checkpoint.resolve())}, indent=2)
+
+
+def latest_checkpoint(output_dir: str | Path = "runs") -> Path:
+    pointer = Path(output_dir) / LATEST
+    if not pointer.is_file():
+        raise CheckpointError(f"{pointer}: no trained model yet; run `detkit train` first or pass --weights CHECKPOINT")
+    try:
+        checkpoint = Path(json.loads(pointer.read_text())["checkpoint"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{pointer}: damaged pointer file; delete it and pass --weights CHECKPOINT") from None
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{pointer}: points to {checkpoint}, which no longer exists; pass --weights CHECKPOINT or re-train")
+    return checkpoint
