@@ -32,19 +32,16 @@ def eval_command(
         metrics = evaluate_coco(coco, results, backend=backend)
         default_out = results.with_name(results.stem + "_metrics.json")
     else:
-        from detkit.data.coco import CocoDetection
         from detkit.engine.device import resolve_device
-        from detkit.engine.evaluate import predict_dataset
+        from detkit.engine.evaluate import predict_dataset, score_detections
         from detkit.engine.predict import load_detector
-        from detkit.evaluation.results import detections_to_coco_results
 
         torch_device = resolve_device(device)
         model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh)
         dataset = _dataset_for(checkpoint, coco, images)
         with RichProgress(console) as progress:
             detections = predict_dataset(model, dataset, device=torch_device, batch_size=batch_size, on_event=progress)
-        records = detections_to_coco_results(detections, dataset.image_ids, dataset.category_ids)
-        metrics = evaluate_coco(dataset.coco, records, backend=backend, image_ids=dataset.image_ids)
+        metrics = score_detections(dataset, detections, backend=backend)["bbox"]
         default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
 
     console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type} ({metrics.num_images} images, {metrics.num_detections} detections, {metrics.backend})"))

@@ -33,11 +33,16 @@ def predict_dataset(
     return detections
 
 
-def score_detections(dataset: CocoDetection, detections: list[Detections], iou_types: tuple[str, ...] = ("bbox",)) -> dict[str, CocoMetrics]:
+def score_detections(
+    dataset: CocoDetection, detections: list[Detections], iou_types: tuple[str, ...] = ("bbox",), backend: str = "auto",
+) -> dict[str, CocoMetrics]:
     """COCO metrics of ``detections`` (one per dataset image, in order) per IoU type."""
     results = detections_to_coco_results(detections, dataset.image_ids, dataset.category_ids)
+    # A model may know classes the ground truth does not list; COCO scoring ignores them anyway.
+    known = set(dataset.coco.getCatIds())
+    results = [r for r in results if r["category_id"] in known]
     return {
-        iou_type: evaluate_coco(dataset.coco, results, iou_type=iou_type, image_ids=dataset.image_ids)
+        iou_type: evaluate_coco(dataset.coco, results, iou_type=iou_type, image_ids=dataset.image_ids, backend=backend)
         for iou_type in iou_types
     }
 

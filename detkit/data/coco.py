@@ -1,0 +1,384 @@
+"""COCO ``instances`` json + image folder as a ``torch.utils.data.Dataset`` of ``(image, Target)``.
+
+Each item is ``image float32 [3, H, W]`` in ``[0, 1]`` and a ``Target`` whose ``boxes`` are
+``float32 [M, 4]`` xyxy absolute pixels of that image (COCO ``[x, y, w, h]`` -> ``x2 = x + w``),
+clipped to ``[0, W] x [0, H]``; ``labels`` are ``int64`` in ``[0, K)`` with ``label = index of the
+category id in category_ids``; ``iscrowd`` is ``bool [M]`` (crowd regions stay: training drops them
+with ``Target.without_crowd()``, evaluation needs them); ``masks`` is ``uint8 [M, H, W]`` or None.
+
+The json is checked once at construction. Malformed files raise ``DataError``; malformed records
+are dropped or repaired and counted in ``report``, never raised from ``__getitem__``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from detkit.data.images import image_to_tensor, read_image_rgb
+from detkit.errors import DataError
+from detkit.structures import Target
+
+Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
+_REQUIRED_KEYS = ("images", "annotations", "categories")
+
+
+@dataclass(frozen=True)
+class SanitizeReport:
+    """What the construction pass over the annotations found (sizes from the json's width/height).
+
+    num_annotations: annotation records in the file.
+    num_clipped: boxes reaching the image border that were clipped to it.
+    num_dropped_degenerate: records with no usable bbox, or under 1 px wide or high after clipping.
+    num_crowd: crowd annotations kept (``Target.iscrowd`` True).
+    num_unknown_category: records whose category id is not in ``category_ids`` (skipped).
+    num_images_without_annotations: images whose Target is empty.
+    num_dropped_malformed: records without id/image_id/category_id, with an unknown image or a
+        duplicate id; they are also removed from ``coco`` so that evaluation cannot trip on them.
+    num_without_segmentation: kept records with no usable segmentation; their mask is their box.
+    """
+
+    num_annotations: int = 0
+    num_clipped: int = 0
+    num_dropped_degenerate: int = 0
+    num_crowd: int = 0
+    num_unknown_category: int = 0
+    num_images_without_annotations: int = 0
+    num_dropped_malformed: int = 0
+    num_without_segmentation: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One usable annotation: unclipped xyxy box, detkit label, crowd flag, segmentation."""
+
+    annotation_id: int
+    box: tuple[float, float, float, float]
+    label: int
+    iscrowd: bool
+    segmentation: Any
+
+
+class CocoDetection(Dataset):
+    """COCO detection dataset; see the module docstring for the item contract.
+
+    ``category_ids`` fixes the label mapping (``category_ids[label] = COCO category id``), e.g. the
+    training mapping stored in a checkpoint; by default the json's category ids, sorted.
+    ``image_ids`` lists every image, sorted, including those without annotations.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_dir: str | Path,
+        *,
+        transforms: Transform | None = None,
+        with_masks: bool = False,
+        category_ids: Sequence[int] | None = None,
+    ) -> None:
+        self.annotation_file = Path(annotation_file)
+        self.image_dir = Path(image_dir)
+        self.transforms = transforms
+        self.with_masks = with_masks
+
+        dataset = _read_coco_json(self.annotation_file)
+        images = _index_images(dataset["images"], self.annotation_file)
+        names = _category_names(dataset["categories"], self.annotation_file)
+        self.category_ids: list[int] = _resolve_category_ids(names, category_ids, self.annotation_file)
+        self.class_names: list[str] = [names[cat_id] for cat_id in self.category_ids]
+        self._label_of = {cat_id: label for label, cat_id in enumerate(self.category_ids)}
+
+        annotations, self._records, self.report = _sanitize(dataset["annotations"], images, self._label_of)
+        dataset["annotations"] = annotations
+        self.coco: COCO = _build_coco(dataset)
+        self.image_ids: list[int] = sorted(images)
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of foreground classes."""
+        return len(self.category_ids)
+
+    def label_to_category_id(self, label: int) -> int:
+        return self.category_ids[int(label)]
+
+    def category_id_to_label(self, category_id: int) -> int:
+        try:
+            return self._label_of[int(category_id)]
+        except KeyError:
+            raise KeyError(f"category id {category_id} is not in this dataset's mapping {self.category_ids}") from None
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Target]:
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        image = read_image_rgb(self.image_dir / info["file_name"])
+        height, width = image.shape[:2]
+        target = self._target(image_id, height, width)
+        tensor = image_to_tensor(image)
+        if self.transforms is not None:
+            tensor, target = self.transforms(tensor, target)
+        return tensor, target
+
+    def _target(self, image_id: int, height: int, width: int) -> Target:
+        """The Target of one image, clipped to the real image size (which wins over the json's)."""
+        records = self._records[image_id]
+        boxes = torch.tensor([r.box for r in records], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+        kept = [r for r, k in zip(records, keep.tolist()) if k]
+        masks = None
+        if self.with_masks:
+            masks = torch.zeros((len(kept), height, width), dtype=torch.uint8)
+            for i, record in enumerate(kept):
+                masks[i] = torch.from_numpy(_decode_mask(record, height, width, self.annotation_file))
+        return Target(
+            boxes=boxes[keep],
+            labels=torch.tensor([r.label for r in kept], dtype=torch.int64),
+            masks=masks,
+            iscrowd=torch.tensor([r.iscrowd for r in kept], dtype=torch.bool),
+            image_id=int(image_id),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking the json
+
+
+def _read_coco_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found; pass the path to a COCO instances json")
+    try:
+        dataset = json.loads(path.read_bytes())
+    except OSError as error:
+        raise DataError(f"{path}: cannot read annotation file ({error.strerror}); check its permissions") from error
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path}: invalid JSON at line {error.lineno} column {error.colno} ({error.msg}); fix or regenerate the file"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text; save the annotation file as UTF-8 JSON") from error
+    if not isinstance(dataset, dict):
+        raise DataError(f"{path}: top level is not a JSON object; a COCO instances file is an object with {_keys_text()}")
+    for key in _REQUIRED_KEYS:
+        if not isinstance(dataset.get(key), list):
+            problem = "has no" if key not in dataset else "has a non-list"
+            raise DataError(f"{path}: {problem} '{key}'; a COCO instances file needs {_keys_text()} lists")
+    return dataset
+
+
+def _keys_text() -> str:
+    return ", ".join(f"'{key}'" for key in _REQUIRED_KEYS)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _index_images(records: list[Any], path: Path) -> dict[int, dict[str, Any]]:
+    images: dict[int, dict[str, Any]] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or not _is_int(record.get("id")) or not isinstance(record.get("file_name"), str):
+            raise DataError(f"{path}: images[{index}] needs an integer 'id' and a 'file_name'; add them or drop the record")
+        if record["id"] in images:
+            raise DataError(f"{path}: image id {record['id']} appears twice; give every image a unique id")
+        images[record["id"]] = record
+    return images
+
+
+def _category_names(records: list[Any], path: Path) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or not _is_int(record.get("id")):
+            raise DataError(f"{path}: categories[{index}] has no integer 'id'; add one or drop the record")
+        if record["id"] in names:
+            raise DataError(f"{path}: category id {record['id']} appears twice; give every category a unique id")
+        name = record.get("name")
+        names[record["id"]] = name if isinstance(name, str) else str(record["id"])
+    return names
+
+
+def _resolve_category_ids(names: dict[int, str], category_ids: Sequence[int] | None, path: Path) -> list[int]:
+    if category_ids is None:
+        return sorted(names)
+    resolved = [int(cat_id) for cat_id in category_ids]
+    if len(set(resolved)) != len(resolved):
+        raise DataError(f"category_ids {resolved} has duplicates; pass each category id once")
+    # A model may know classes this dataset never uses (torchvision's COCO models have 90 ids, ten
+    # of them unused "N/A"); those labels simply have no ground truth here.
+    for cat_id in resolved:
+        names.setdefault(cat_id, f"category_{cat_id}")
+    return resolved
+
+
+def _build_coco(dataset: dict[str, Any]) -> COCO:
+    # COCO(path) would parse the file a second time; hand it the checked dict instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+    return coco
+
+
+# ---------------------------------------------------------------------------------------------
+# The sanitizing pass
+
+
+def _sanitize(
+    annotations: list[Any], images: dict[int, dict[str, Any]], label_of: dict[int, int]
+) -> tuple[list[dict[str, Any]], dict[int, list[_Record]], SanitizeReport]:
+    """Split the annotations into what ``coco`` keeps and what each image's Target holds.
+
+    Records every consumer would trip on (no id, unknown image, no usable bbox) leave both; records
+    of another category or degenerate after clipping stay in ``coco`` (they are ground truth for
+    evaluation) but not in the Targets.
+    """
+    counts = dict.fromkeys((f.name for f in fields(SanitizeReport)), 0)
+    counts["num_annotations"] = len(annotations)
+    kept: list[dict[str, Any]] = []
+    records: dict[int, list[_Record]] = {image_id: [] for image_id in images}
+    seen_ids: set[int] = set()
+    for ann in annotations:
+        if not _well_formed(ann, images, seen_ids):
+            counts["num_dropped_malformed"] += 1
+            continue
+        seen_ids.add(ann["id"])
+        box = _xywh_to_xyxy(ann.get("bbox"))
+        if box is None:
+            counts["num_dropped_degenerate"] += 1
+            continue
+        box_segmentation = _fill_defaults(ann, box)
+        kept.append(ann)
+
+        label = label_of.get(ann["category_id"])
+        if label is None:
+            counts["num_unknown_category"] += 1
+            continue
+        image = images[ann["image_id"]]
+        clipped = _clip(box, image.get("width"), image.get("height"))
+        if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+            counts["num_dropped_degenerate"] += 1
+            continue
+        counts["num_clipped"] += clipped != box
+        iscrowd = bool(ann["iscrowd"])
+        counts["num_crowd"] += iscrowd
+        counts["num_without_segmentation"] += box_segmentation
+        records[ann["image_id"]].append(_Record(ann["id"], box, label, iscrowd, ann["segmentation"]))
+    counts["num_images_without_annotations"] = sum(1 for recs in records.values() if not recs)
+    return kept, records, SanitizeReport(**counts)
+
+
+def _well_formed(ann: Any, images: dict[int, dict[str, Any]], seen_ids: set[int]) -> bool:
+    return (
+        isinstance(ann, dict)
+        and _is_int(ann.get("id"))
+        and ann["id"] not in seen_ids
+        and ann.get("image_id") in images
+        and _is_int(ann.get("category_id"))
+    )
+
+
+def _xywh_to_xyxy(bbox: Any) -> tuple[float, float, float, float] | None:
+    """COCO ``[x, y, w, h]`` -> ``(x1, y1, x2, y2)``; None when it is not 4 finite numbers with w, h >= 0."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    if w < 0 or h < 0:
+        return None
+    return (x, y, x + w, y + h)
+
+
+def _clip(box: tuple[float, float, float, float], width: Any, height: Any) -> tuple[float, float, float, float]:
+    """Clip to ``[0, W] x [0, H]``; a side with an unknown size is clipped at 0 only."""
+    x_max = float(width) if _is_number(width) and width > 0 else math.inf
+    y_max = float(height) if _is_number(height) and height > 0 else math.inf
+    x1, y1, x2, y2 = box
+    return (min(max(x1, 0.0), x_max), min(max(y1, 0.0), y_max), min(max(x2, 0.0), x_max), min(max(y2, 0.0), y_max))
+
+
+def _fill_defaults(ann: dict[str, Any], box: tuple[float, float, float, float]) -> bool:
+    """Repair in place the fields pycocotools' COCOeval reads, so evaluation works on any kept record.
+
+    Returns whether the segmentation had to be replaced by the box.
+    """
+    ann["iscrowd"] = 1 if ann.get("iscrowd") else 0
+    if not _is_number(ann.get("area")):
+        ann["area"] = (box[2] - box[0]) * (box[3] - box[1])
+    segmentation = _usable_segmentation(ann.get("segmentation"))
+    if segmentation is None:
+        x1, y1, x2, y2 = box
+        ann["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+        return True
+    ann["segmentation"] = segmentation
+    return False
+
+
+def _usable_segmentation(segmentation: Any) -> Any:
+    """The segmentation if pycocotools can decode it (bad polygons removed), else None.
+
+    Polygons need >= 3 points: pycocotools reads a 4-number "polygon" as a bbox. Coordinates are
+    not checked one by one (too slow for COCO-sized files); a bad one surfaces at load time.
+    """
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
+        return polygons or None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size)):
+            return None
+        if isinstance(counts, str) and counts:
+            return segmentation
+        if isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts) and sum(counts) == size[0] * size[1]:
+            return segmentation
+    return None
+
+
+def _decode_mask(record: _Record, height: int, width: int, path: Path) -> np.ndarray:
+    """``uint8 [H, W]`` mask of a record, as ``COCO.annToMask`` decodes it but in the real image frame.
+
+    Polygons are rasterized at the real image size; an RLE of another size is cropped or
+    zero-padded to it (top-left aligned, as the pixels are).
+    """
+    segmentation = record.segmentation
+    try:
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation["counts"], list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(segmentation, *segmentation["size"])
+        else:
+            rle = segmentation
+        mask = mask_utils.decode(rle)
+    except (TypeError, ValueError, KeyError) as error:
+        raise DataError(
+            f"{path}: annotation {record.annotation_id} has a segmentation pycocotools cannot decode ({error}); "
+            "fix or drop its 'segmentation'"
+        ) from error
+    if mask.shape == (height, width):
+        return mask
+    fitted = np.zeros((height, width), dtype=np.uint8)
+    h, w = min(height, mask.shape[0]), min(width, mask.shape[1])
+    fitted[:h, :w] = mask[:h, :w]
+    return fitted

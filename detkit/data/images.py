@@ -1,0 +1,47 @@
+"""Image reading: files on disk to ``uint8 [H, W, 3]`` RGB arrays and ``float32 [3, H, W]`` tensors.
+
+Pixels are read as stored: EXIF orientation is ignored, because COCO-style annotations (and the
+json ``width``/``height``) are in the frame of the stored pixels, not of the rotated picture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from detkit.errors import DataError
+
+_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``uint8 [H, W, 3]`` RGB (grey and RGBA files are converted).
+
+    Raises ``DataError`` naming the file when it is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image not found; check the image folder and the file_name in the annotations")
+    # imdecode over a byte buffer instead of imread: same decoder, but it also opens non-ASCII
+    # paths on Windows and lets an unreadable file be told apart from a missing one.
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read image ({error.strerror}); check the file's permissions") from error
+    bgr = cv2.imdecode(data, _READ_FLAGS) if data.size else None
+    if bgr is None:
+        raise DataError(f"{path}: not a readable image; replace it with a valid JPEG or PNG or drop it from the annotations")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_to_tensor(image: np.ndarray) -> Tensor:
+    """``uint8 [H, W, 3]`` RGB array -> ``float32 [3, H, W]`` tensor in ``[0, 1]``."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an [H, W, 3] image, got shape {tuple(image.shape)}")
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+    return torch.from_numpy(chw).to(torch.float32).div_(255.0)

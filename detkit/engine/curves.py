@@ -1,0 +1,296 @@
+"""Training curves drawn with OpenCV (matplotlib is not a dependency).
+
+Input is the training metrics log, one dict per JSON line: training steps such as
+``{"epoch": 1, "iter": 120, "lr": 0.01, "loss": 1.2, "loss_rpn_cls": 0.3, ...}`` and validations
+such as ``{"epoch": 1, "val": {"AP": 0.2, "AP50": 0.5}}`` (a ``val`` may also nest one dict per
+IoU type, ``{"bbox": {...}, "segm": {...}}``). The PNG has two panels: every ``loss*`` key
+against iteration (EMA-smoothed, raw values faint behind), and AP / AP50 against epoch.
+Non-finite values (and AP = -1, pycocotools' "no ground truth") are skipped, so a diverged step
+leaves a gap in the data, not a broken axis.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detkit.io import atomic_write_bytes
+
+PANEL_SIZE = (480, 640)  # (H, W) of each of the two panels
+TITLE_HEIGHT = 44
+_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 72, 20, 34, 52
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_TEXT = (40, 40, 40)
+_GRID = (225, 225, 225)
+# matplotlib's tab10 palette, BGR: distinct for the handful of loss terms a detector logs.
+_PALETTE = [
+    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
+]  # fmt: skip
+VAL_KEYS = ("AP", "AP50")
+
+
+@dataclass
+class _Series:
+    name: str
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Panel:
+    title: str
+    x_label: str
+    y_label: str
+    series: list[_Series]
+    smooth: bool
+    empty_text: str
+
+
+def plot_training_curves(
+    records: Sequence[dict], path: str | os.PathLike[str], *, title: str = "detkit training"
+) -> None:
+    """Draw loss and validation-AP curves from metrics-log records into a PNG at ``path`` (atomic)."""
+    image = render_training_curves(records, title=title)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR canvas does not fail
+        raise RuntimeError("OpenCV could not encode the curves as PNG")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def render_training_curves(records: Sequence[dict], *, title: str = "detkit training") -> np.ndarray:
+    """The curves as a BGR uint8 image of shape ``[TITLE_HEIGHT + 480, 2 * 640, 3]``."""
+    records = [r for r in records if isinstance(r, dict)]
+    panels = [_loss_panel(records), _val_panel(records)]
+    height, width = PANEL_SIZE
+    canvas = np.full((TITLE_HEIGHT + height, 2 * width, 3), 255, dtype=np.uint8)
+    _put_centered(canvas, title, (width, TITLE_HEIGHT // 2 + 8), 0.8, 2)
+    for i, panel in enumerate(panels):
+        view = canvas[TITLE_HEIGHT:, i * width : (i + 1) * width]
+        _draw_panel(view, panel)
+    return canvas
+
+
+# ----------------------------------------------------------------------------- series
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _loss_panel(records: list[dict]) -> _Panel:
+    steps = [r for r in records if "val" not in r and any(k.startswith("loss") for k in r)]
+    xs, x_label = _training_x(steps)
+    keys = sorted({k for r in steps for k in r if k.startswith("loss")}, key=lambda k: (k != "loss", k))
+    series = []
+    for key in keys:
+        s = _Series(key)
+        for x, record in zip(xs, steps):
+            if _finite(record.get(key)):
+                s.xs.append(x)
+                s.ys.append(float(record[key]))
+        if s.xs:
+            series.append(s)
+    return _Panel("training losses", x_label, "loss", series, smooth=True, empty_text="no training losses logged")
+
+
+def _training_x(steps: list[dict]) -> tuple[list[float], str]:
+    """Iteration numbers when they are logged and never go back; else the step's position in the log."""
+    iters = [r.get("iter") for r in steps]
+    if iters and all(_finite(i) for i in iters) and all(a <= b for a, b in zip(iters, iters[1:])):
+        return [float(i) for i in iters], "iteration"
+    # An iteration counter that restarts every epoch would fold the curve back on itself.
+    return [float(i + 1) for i in range(len(steps))], "logged step"
+
+
+def _val_panel(records: list[dict]) -> _Panel:
+    validations = [r for r in records if isinstance(r.get("val"), dict)]
+    by_name: dict[str, _Series] = {}
+    for position, record in enumerate(validations):
+        x = float(record["epoch"]) if _finite(record.get("epoch")) else float(position + 1)
+        for prefix, metrics in _val_groups(record["val"]):
+            for key in VAL_KEYS:
+                # pycocotools reports -1 for "no ground truth": a sentinel, not an AP to plot.
+                if _finite(metrics.get(key)) and metrics[key] >= 0:
+                    s = by_name.setdefault(prefix + key, _Series(prefix + key))
+                    s.xs.append(x)
+                    s.ys.append(float(metrics[key]))
+    return _Panel("validation", "epoch", "AP", list(by_name.values()), smooth=False, empty_text="no validation logged")
+
+
+def _val_groups(val: dict) -> list[tuple[str, dict]]:
+    nested = [(f"{name} ", metrics) for name, metrics in val.items() if isinstance(metrics, dict)]
+    return [("", val)] + nested
+
+
+def _ema(values: list[float]) -> list[float]:
+    """Bias-corrected exponential moving average; heavier for long logs, none for a handful of points."""
+    weight = float(np.clip(1.0 - 10.0 / max(len(values), 1), 0.0, 0.95))
+    smoothed, average = [], 0.0
+    for i, value in enumerate(values):
+        average = weight * average + (1.0 - weight) * value
+        smoothed.append(average / (1.0 - weight ** (i + 1)) if weight > 0 else value)
+    return smoothed
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _draw_panel(view: np.ndarray, panel: _Panel) -> None:
+    height, width = view.shape[:2]
+    left, top = _MARGIN_LEFT, _MARGIN_TOP
+    right, bottom = width - _MARGIN_RIGHT, height - _MARGIN_BOTTOM
+    _put_centered(view, panel.title, ((left + right) // 2, top - 12), 0.6, 1)
+    cv2.rectangle(view, (left, top), (right, bottom), _TEXT, 1)
+    if not panel.series:
+        _put_centered(view, panel.empty_text, ((left + right) // 2, (top + bottom) // 2), 0.55, 1)
+        return
+    # Marked points (validations) get a margin so the first and last markers are not cut in half.
+    x_range = _padded_range([x for s in panel.series for x in s.xs], pad_fraction=0.0 if panel.smooth else 0.03)
+    y_range = _padded_range([y for s in panel.series for y in s.ys], pad_fraction=0.05)
+    box = (left, top, right, bottom)
+    _draw_axes(view, box, x_range, y_range, panel)
+    drawn = []
+    for index, series in enumerate(panel.series):
+        color = _PALETTE[index % len(_PALETTE)]
+        if panel.smooth and len(series.ys) > 10:
+            faint = tuple(int(255 - 0.35 * (255 - c)) for c in color)
+            drawn.append(_draw_line(view, box, x_range, y_range, series.xs, series.ys, faint, 1))
+            _draw_line(view, box, x_range, y_range, series.xs, _ema(series.ys), color, 2)
+        else:
+            drawn.append(_draw_line(view, box, x_range, y_range, series.xs, series.ys, color, 2, markers=True))
+    _draw_legend(view, box, [s.name for s in panel.series], np.concatenate(drawn))
+
+
+def _padded_range(values: list[float], pad_fraction: float) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        # A single point (or a flat line) still needs a span to sit in the middle of.
+        spread = 1.0 if float(lo).is_integer() else max(abs(lo) * 0.1, 1e-3)
+        return lo - spread, hi + spread
+    pad = (hi - lo) * pad_fraction
+    return lo - pad, hi + pad
+
+
+def _nice_ticks(lo: float, hi: float, target: int = 6, integer: bool = False) -> tuple[np.ndarray, float]:
+    """Round tick positions (1, 2, 2.5 or 5 times a power of ten) covering ``[lo, hi]``.
+
+    ``integer`` keeps the step whole, for axes such as epochs where "1.5" means nothing.
+    """
+    raw = (hi - lo) / target
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
+    if integer:
+        step = max(1.0, float(round(step))) if step >= 1 else 1.0
+    start = math.ceil(lo / step - 1e-9) * step
+    ticks = np.arange(start, hi + step * 1e-9, step)
+    return ticks, step
+
+
+def _format_tick(value: float, step: float) -> str:
+    if abs(value) >= 10000 and step >= 1000:
+        return f"{value / 1000:g}k"
+    exponent = math.floor(math.log10(step) + 1e-9)
+    # A step of 2.5 x 10^k needs one digit more than its power of ten.
+    extra = 0 if math.isclose(step / 10.0**exponent, round(step / 10.0**exponent)) else 1
+    text = f"{value:.{max(0, extra - exponent)}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _to_pixel(box: tuple[int, int, int, int], x_range, y_range, x: float, y: float) -> tuple[int, int]:
+    left, top, right, bottom = box
+    px = left + (x - x_range[0]) / (x_range[1] - x_range[0]) * (right - left)
+    py = bottom - (y - y_range[0]) / (y_range[1] - y_range[0]) * (bottom - top)
+    return int(round(px)), int(round(py))
+
+
+def _draw_axes(view: np.ndarray, box, x_range, y_range, panel: _Panel) -> None:
+    left, top, right, bottom = box
+    integer_x = all(float(x).is_integer() for s in panel.series for x in s.xs)
+    x_ticks, x_step = _nice_ticks(*x_range, integer=integer_x)
+    y_ticks, y_step = _nice_ticks(*y_range)
+    for x in x_ticks:
+        px, _ = _to_pixel(box, x_range, y_range, x, y_range[0])
+        cv2.line(view, (px, top + 1), (px, bottom - 1), _GRID, 1)
+        cv2.line(view, (px, bottom), (px, bottom + 5), _TEXT, 1)
+        _put_centered(view, _format_tick(x, x_step), (px, bottom + 20), 0.42, 1)
+    for y in y_ticks:
+        _, py = _to_pixel(box, x_range, y_range, x_range[0], y)
+        cv2.line(view, (left + 1, py), (right - 1, py), _GRID, 1)
+        cv2.line(view, (left - 5, py), (left, py), _TEXT, 1)
+        label = _format_tick(y, y_step)
+        (text_w, text_h), _ = cv2.getTextSize(label, _FONT, 0.42, 1)
+        cv2.putText(view, label, (left - 8 - text_w, py + text_h // 2), _FONT, 0.42, _TEXT, 1, cv2.LINE_AA)
+    cv2.rectangle(view, (left, top), (right, bottom), _TEXT, 1)
+    _put_centered(view, panel.x_label, ((left + right) // 2, bottom + 42), 0.5, 1)
+    _put_vertical(view, panel.y_label, (14, (top + bottom) // 2))
+
+
+def _draw_line(view, box, x_range, y_range, xs, ys, color, thickness: int, markers: bool = False) -> np.ndarray:
+    """Draw one series; return its ``[P, 2]`` pixel positions."""
+    points = np.array([_to_pixel(box, x_range, y_range, x, y) for x, y in zip(xs, ys)], dtype=np.int32)
+    if len(points) > 1:
+        cv2.polylines(view, [points.reshape(-1, 1, 2)], False, color, thickness, cv2.LINE_AA)
+    if markers or len(points) == 1:
+        for point in points:
+            cv2.circle(view, (int(point[0]), int(point[1])), 4, color, cv2.FILLED, cv2.LINE_AA)
+    return points
+
+
+def _draw_legend(view: np.ndarray, box, names: list[str], points: np.ndarray) -> None:
+    """Legend in the plot corner that hides the fewest data points (``points``: ``[P, 2]`` pixels)."""
+    scale, row = 0.45, 20
+    text_w = max(cv2.getTextSize(name, _FONT, scale, 1)[0][0] for name in names)
+    legend_w, legend_h = text_w + 40, row * len(names) + 6
+    x0, y0 = _legend_corner(box, legend_w, legend_h, points)
+    cv2.rectangle(view, (x0, y0), (x0 + legend_w, y0 + legend_h), (255, 255, 255), cv2.FILLED)
+    cv2.rectangle(view, (x0, y0), (x0 + legend_w, y0 + legend_h), (160, 160, 160), 1)
+    for i, name in enumerate(names):
+        y = y0 + row * i + row // 2 + 4
+        color = _PALETTE[i % len(_PALETTE)]
+        cv2.line(view, (x0 + 6, y), (x0 + 30, y), color, 2, cv2.LINE_AA)
+        cv2.putText(view, name, (x0 + 36, y + 5), _FONT, scale, _TEXT, 1, cv2.LINE_AA)
+
+
+def _legend_corner(box, legend_w: int, legend_h: int, points: np.ndarray) -> tuple[int, int]:
+    left, top, right, bottom = box
+    corners = [  # preference order on ties: top right first, as readers expect
+        (right - 8 - legend_w, top + 8),
+        (left + 8, top + 8),
+        (right - 8 - legend_w, bottom - 8 - legend_h),
+        (left + 8, bottom - 8 - legend_h),
+    ]
+
+    def hidden(corner: tuple[int, int]) -> int:
+        x0, y0 = corner
+        inside = (points[:, 0] >= x0) & (points[:, 0] <= x0 + legend_w)
+        inside &= (points[:, 1] >= y0) & (points[:, 1] <= y0 + legend_h)
+        return int(inside.sum())
+
+    return min(corners, key=hidden)
+
+
+def _put_centered(view: np.ndarray, text: str, center: tuple[int, int], scale: float, thickness: int) -> None:
+    (text_w, text_h), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+    origin = (center[0] - text_w // 2, center[1] + text_h // 2)
+    cv2.putText(view, text, origin, _FONT, scale, _TEXT, thickness, cv2.LINE_AA)
+
+
+def _put_vertical(view: np.ndarray, text: str, center: tuple[int, int]) -> None:
+    """Axis label rotated 90 degrees: OpenCV only draws horizontal text, so draw then rotate."""
+    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, 0.5, 1)
+    patch = np.full((text_h + baseline + 4, text_w + 4, 3), 255, dtype=np.uint8)
+    cv2.putText(patch, text, (2, text_h + 2), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
+    patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    h, w = patch.shape[:2]
+    y0 = max(0, center[1] - h // 2)
+    x0 = max(0, center[0] - w // 2)
+    h, w = min(h, view.shape[0] - y0), min(w, view.shape[1] - x0)
+    view[y0 : y0 + h, x0 : x0 + w] = np.minimum(view[y0 : y0 + h, x0 : x0 + w], patch[:h, :w])
