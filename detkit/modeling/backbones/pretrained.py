@@ -1,0 +1,97 @@
+"""ImageNet weights for a trunk, from local files only.
+
+torchvision's weight enums download on first use; detkit reads only their ``url`` to learn the file
+name and looks for that file itself: ``cfg.weights_path`` if set, else torchvision's cache
+(``$TORCH_HOME/hub/checkpoints``), else ``./weights``. The IMAGENET1K_V1 file is preferred (the
+weights the detection literature and torchvision's detectors start from); V2 is accepted too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision import models
+
+from detkit.config.schema import BackboneConfig
+from detkit.errors import CheckpointError, WeightsNotFoundError
+
+IMAGENET_WEIGHTS = {
+    "resnet18": (models.ResNet18_Weights.IMAGENET1K_V1,),
+    "resnet50": (models.ResNet50_Weights.IMAGENET1K_V1, models.ResNet50_Weights.IMAGENET1K_V2),
+    "mobilenet_v2": (models.MobileNet_V2_Weights.IMAGENET1K_V1, models.MobileNet_V2_Weights.IMAGENET1K_V2),
+    "mobilenet_v3_large": (models.MobileNet_V3_Large_Weights.IMAGENET1K_V1, models.MobileNet_V3_Large_Weights.IMAGENET1K_V2),
+    "vgg16": (models.VGG16_Weights.IMAGENET1K_V1,),
+}
+
+
+def cache_dir() -> Path:
+    """torchvision's download folder; follows ``$TORCH_HOME`` like ``torch.hub`` does."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_imagenet_weights(cfg: BackboneConfig) -> Path:
+    """The checkpoint to load for ``cfg.name``, or ``WeightsNotFoundError`` naming where it looked."""
+    if cfg.weights_path:
+        path = Path(cfg.weights_path).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"model.backbone.weights_path={cfg.weights_path}: no such file; "
+                f"point it at an ImageNet {cfg.name} checkpoint or set model.backbone.pretrained=false"
+            )
+        return path
+    urls = [w.url for w in IMAGENET_WEIGHTS[cfg.name]]  # reading .url never downloads
+    candidates = [folder / Path(url).name for url in urls for folder in (cache_dir(), Path("weights"))]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise WeightsNotFoundError(
+        f"ImageNet weights for {cfg.name} not found (looked for {', '.join(map(str, candidates))}); "
+        f"download {urls[0]} into {cache_dir()} or pass --set model.backbone.weights_path=FILE"
+    )
+
+
+def load_imagenet_weights(trunk: nn.Module, cfg: BackboneConfig, key_prefix: str) -> Path:
+    """Copy an ImageNet classifier checkpoint into ``trunk``; returns the file used.
+
+    ``key_prefix`` is where the trunk's layers live in the classifier (``"features."`` for
+    MobileNet and VGG, ``""`` for ResNet). Keys outside the trunk (the classifier, and layers the
+    trunk dropped because no feature is read from them) are ignored; every trunk key must be found.
+    """
+    path = find_imagenet_weights(cfg)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt, truncated or pickled code: all the user can do is replace it
+        raise CheckpointError(f"{path}: cannot be read as a weights-only checkpoint ({error})") from error
+    state = _trunk_state(_unwrap(checkpoint, path), trunk, key_prefix)
+    missing = [k for k in trunk.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise CheckpointError(
+            f"{path}: {len(missing)} of the {cfg.name} trunk's weights are missing (first: {missing[0]}); "
+            f"is it an ImageNet {cfg.name} checkpoint from torchvision?"
+        )
+    try:
+        trunk.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatch: a checkpoint of another width or depth
+        raise CheckpointError(f"{path}: does not fit {cfg.name}: {str(error).splitlines()[-1].strip()}") from error
+    return path
+
+
+def _unwrap(checkpoint: object, path: Path) -> dict[str, Tensor]:
+    """A plain state dict, also from the common ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers."""
+    if isinstance(checkpoint, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    return checkpoint
+
+
+def _trunk_state(state: dict[str, Tensor], trunk: nn.Module, key_prefix: str) -> dict[str, Tensor]:
+    """Classifier keys -> trunk keys; the classifier head (``fc.``, ``classifier.``) falls outside the trunk."""
+    wanted = trunk.state_dict().keys()
+    renamed = ((k[len(key_prefix):], v) for k, v in state.items() if k.startswith(key_prefix))
+    return {k: v for k, v in renamed if k in wanted}
