@@ -9,10 +9,12 @@ under the names of the detkit detector (whose attributes are ``backbone``, ...).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import torch
 from torch import Tensor
 
-from detkit.config.schema import BackboneConfig
+from detkit.config.schema import AnchorConfig, BackboneConfig, ExperimentConfig, ModelConfig, RPNConfig, TransformConfig
 from detkit.errors import CheckpointError, ConfigError
 
 # --------------------------------------------------------------------------------------------
@@ -33,8 +35,10 @@ TORCHVISION_BACKBONES: dict[str, BackboneConfig] = {
 }
 
 _FPN_RENAMES = (
-    (re.compile(r"^backbone\.fpn\.inner_blocks\.(\d+)\.0\."), r"backbone.fpn.lateral_convs.\1."),
-    (re.compile(r"^backbone\.fpn\.layer_blocks\.(\d+)\.0\."), r"backbone.fpn.output_convs.\1."),
+    # The optional ".0" accepts both layouts: torchvision >= 0.13 wraps each conv in a
+    # Conv2dNormActivation; the published COCO weights (older) do not.
+    (re.compile(r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?"), r"backbone.fpn.lateral_convs.\1."),
+    (re.compile(r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?"), r"backbone.fpn.output_convs.\1."),
 )
 
 
@@ -63,3 +67,96 @@ def _backbone_key(key: str) -> str:
         if found:
             return new_key
     raise CheckpointError(f"unexpected torchvision backbone key {key!r}: not under backbone.body or backbone.fpn")
+
+
+# --------------------------------------------------------------------------------------------
+# RPN and box head: ``rpn.head.*``, ``roi_heads.box_head.*``, ``roi_heads.box_predictor.*``
+# --------------------------------------------------------------------------------------------
+#   rpn.head.conv[.0].0.<p>                    -> proposal_generator.head.conv.0.<p>
+#   rpn.head.{cls_logits,bbox_pred}.<p>        -> proposal_generator.head.{cls_logits,bbox_pred}.<p>
+#   roi_heads.box_head.{fc6,fc7}.<p>           -> roi_heads.box_head.{fc6,fc7}.<p>
+#   roi_heads.box_predictor.cls_score.<p>      -> rows reordered: torchvision's background (row 0) moves last
+#   roi_heads.box_predictor.bbox_pred.<p>      -> background's 4 rows dropped (detkit has K*4 class deltas)
+
+_HEAD_RENAMES = (
+    (re.compile(r"^rpn\.head\.conv\.(?:0\.)?(?:0\.)?(weight|bias)$"), r"proposal_generator.head.conv.0.\1"),
+    (re.compile(r"^rpn\.head\.(cls_logits|bbox_pred)\."), r"proposal_generator.head.\1."),
+    (re.compile(r"^roi_heads\.box_head\.(fc6|fc7)\."), r"roi_heads.box_head.\1."),
+)
+
+
+def detect_torchvision_arch(state_dict: dict[str, Tensor]) -> str:
+    """``resnet50_fpn`` or ``mobilenet_v3_large_fpn`` from a torchvision detector's keys."""
+    if "backbone.body.layer4.2.conv3.weight" in state_dict:
+        return "resnet50_fpn"
+    if "backbone.body.16.0.weight" in state_dict:
+        return "mobilenet_v3_large_fpn"
+    raise CheckpointError("unrecognised torchvision detector: detkit imports fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_fpn")
+
+
+def torchvision_model_config(arch: str, num_classes: int, low_resolution: bool = False) -> ModelConfig:
+    """The detkit config that computes what torchvision's ``fasterrcnn_<arch>`` computes.
+
+    ``num_classes`` counts foreground classes (torchvision's ``num_classes`` minus its background).
+    ``low_resolution`` is torchvision's ``*_320_fpn`` variant (320 px images, 150 proposals).
+    """
+    base = ModelConfig(pipeline="faster_rcnn", num_classes=num_classes, backbone=TORCHVISION_BACKBONES[arch])
+    if arch == "resnet50_fpn":
+        return base
+    rpn = RPNConfig(score_thresh=0.05)
+    if low_resolution:
+        rpn = RPNConfig(score_thresh=0.05, pre_nms_topk_test=150, post_nms_topk_test=150)
+    return ModelConfig(
+        pipeline="faster_rcnn",
+        num_classes=num_classes,
+        backbone=TORCHVISION_BACKBONES[arch],
+        transform=TransformConfig(min_size=(320,), max_size=640) if low_resolution else TransformConfig(),
+        anchors=AnchorConfig(sizes=((32, 64, 128, 256, 512),) * 3, aspect_ratios=((0.5, 1.0, 2.0),) * 3),
+        rpn=rpn,
+    )
+
+
+def convert_torchvision_detector(state_dict: dict[str, Tensor], arch: str) -> dict[str, Tensor]:
+    """A whole torchvision Faster R-CNN state dict -> detkit ``TwoStageDetector`` state dict."""
+    converted = convert_torchvision_backbone(state_dict, arch)
+    for key, value in state_dict.items():
+        for pattern, replacement in _HEAD_RENAMES:
+            new_key, found = pattern.subn(replacement, key)
+            if found:
+                converted[new_key] = value
+                break
+    for suffix in ("weight", "bias"):
+        cls_score = state_dict[f"roi_heads.box_predictor.cls_score.{suffix}"]
+        converted[f"roi_heads.box_predictor.cls_score.{suffix}"] = torch.cat([cls_score[1:], cls_score[:1]])
+        converted[f"roi_heads.box_predictor.bbox_pred.{suffix}"] = state_dict[f"roi_heads.box_predictor.bbox_pred.{suffix}"][4:]
+    return converted
+
+
+def checkpoint_from_torchvision(state_dict: dict[str, Tensor], path: Path):
+    """A detkit ``Checkpoint`` for a torchvision detector's ``.pth`` (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth).
+
+    With torchvision's 91 outputs the classes are COCO's: label k is COCO category id k + 1, named
+    from torchvision's weight metadata (ids COCO leaves unused are named "N/A").
+    """
+    from detkit.checkpoint import Checkpoint
+
+    arch = detect_torchvision_arch(state_dict)
+    num_classes = int(state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1
+    model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name)
+    names = _coco_names() if num_classes == 90 else [f"class_{k + 1}" for k in range(num_classes)]
+    return Checkpoint(
+        config=ExperimentConfig(name=f"torchvision_{arch}", model=model),
+        model_state=convert_torchvision_detector(state_dict, arch),
+        class_names=names,
+        category_ids=list(range(1, num_classes + 1)),
+        metrics={},
+        detkit_version="torchvision",
+        source=str(path),
+    )
+
+
+def _coco_names() -> list[str]:
+    # Reading an enum's metadata is offline; only .get_state_dict() would download.
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"][1:])
