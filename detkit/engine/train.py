@@ -157,7 +157,7 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, e
         scaler.update()
         scheduler.step()
         state.step += 1
-        values = {"loss": float(loss), **{k: float(v) for k, v in losses.items()}}
+        values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
         running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
         lr = optimizer.param_groups[0]["lr"]
         if state.step % LOG_EVERY == 0:
