@@ -1,0 +1,134 @@
+"""The commands as a user runs them, through Typer's CliRunner."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from detkit.cli.main import app
+
+runner = CliRunner()
+
+TINY_CONFIG = """
+solver: {epochs: 1, lr: 0.01, warmup_iters: 2}
+data: {batch_size: 2}
+model:
+  backbone: {name: resnet18, pretrained: false, norm: bn, trainable_stages: 5, fpn_channels: 16, fpn_extra_pool: false}
+  transform: {min_size: [64], max_size: 64}
+  anchors: {sizes: [[8], [16], [32], [64]], aspect_ratios: [[0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.5, 1.0, 2.0]]}
+  rpn: {pre_nms_topk_train: 100, post_nms_topk_train: 50, pre_nms_topk_test: 50, post_nms_topk_test: 20}
+  roi_heads: {representation_size: 32, batch_size_per_image: 16}
+"""
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synth a tiny dataset, train one epoch on it; shared by the detect and eval tests."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "synthetic"
+    result = invoke("data", "synth", "--out", str(data), "--num-train", "6", "--num-val", "3", "--size", "64")
+    assert result.exit_code == 0, result.output
+    config = root / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    result = invoke(
+        "train", "--data", str(data / "annotations/instances_train.json"), "--images", str(data / "train"),
+        "--val-data", str(data / "annotations/instances_val.json"), "--val-images", str(data / "val"),
+        "--config", str(config), "--output", str(root / "runs"), "--name", "tiny", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    return root, data
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from detkit.cli.main import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert 'train' in r.output and 'detect' in r.output and 'eval' in r.output; "
+        "assert 'torch' not in sys.modules, 'detkit --help imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_writes_a_complete_run(trained):
+    root, _ = trained
+    run = root / "runs" / "tiny"
+    for name in ("best.pt", "last.pt", "config.json", "metrics.jsonl", "curves.png"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val" in r for r in records)
+    assert json.loads((root / "runs" / "latest.json").read_text())["checkpoint"].endswith("best.pt")
+    assert not list(run.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_detect_writes_tables_images_and_results(trained, tmp_path):
+    root, data = trained
+    out = tmp_path / "dets"
+    result = invoke("detect", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt"), "--out", str(out), "--score-thresh", "0.0")
+    assert result.exit_code == 0, result.output
+    assert "detections" in result.output
+    assert len(list(out.glob("*.png"))) == 3
+    records = json.loads((out / "detections.json").read_text())
+    assert all({"image_id", "category_id", "bbox", "score", "file_name"} <= r.keys() for r in records)
+    assert all(r["image_id"] >= 1 for r in records)
+
+
+def test_detect_without_weights_uses_the_latest_run(trained, tmp_path, monkeypatch):
+    root, data = trained
+    monkeypatch.chdir(root)  # runs/latest.json is looked up in the working directory
+    result = invoke("detect", str(data / "val" / "000001.png"), "--out", str(tmp_path / "d"), "--quiet")
+    assert result.exit_code == 0, result.output
+
+
+def test_eval_model_and_results_file(trained, tmp_path):
+    root, data = trained
+    annotations = data / "annotations/instances_val.json"
+    out = tmp_path / "metrics.json"
+    result = invoke("eval", "--coco", str(annotations), "--images", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt"), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(out.read_text())["stats"]) >= {"AP", "AP50", "AR100"}
+
+    # The ground truth as a results file scores a perfect AP without any model.
+    gt = json.loads(annotations.read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0} for a in gt["annotations"]]
+    results = tmp_path / "perfect.json"
+    results.write_text(json.dumps(perfect))
+    result = invoke("eval", "--coco", str(annotations), "--results", str(results), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["stats"]["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "needle"),
+    [
+        (["detect", "no_such_image.jpg", "--weights", "x.pt"], 2, "no_such_image.jpg"),
+        (["eval", "--coco", "missing.json", "--results", "r.json"], 2, "missing.json"),
+        (["train", "--set", "solver.lrr=0.1"], 3, "did you mean 'solver.lr'"),
+        (["train", "--pipeline", "detr"], 3, "unknown pipeline"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, exit_code, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == exit_code, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    image = tmp_path / "img.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    result = runner.invoke(app, ["detect", str(image), "--weights", str(bad)])
+    assert result.exit_code == 4 and "broken.pt" in result.output and "Traceback" not in result.output
