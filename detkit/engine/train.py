@@ -54,6 +54,7 @@ class _State:
     step: int = 0  # optimizer steps taken
     best_ap: float = -1.0
     best_metrics: dict[str, float] | None = None
+    nonfinite_in_a_row: int = 0  # consecutive skipped steps, across epoch boundaries
 
 
 def load_datasets(cfg: ExperimentConfig, with_masks: bool = False) -> tuple[CocoDetection, CocoDetection]:
@@ -83,7 +84,7 @@ def train(
         raise ConfigError(f"unknown pipeline {cfg.model.pipeline!r}; choose one of {', '.join(PIPELINES)}")
 
     model = PIPELINES[cfg.model.pipeline](cfg.model).to(device)
-    loader = build_loader(train_set, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers, seed=cfg.seed)
+    loader = _epoch_loader(train_set, cfg, epoch=0)
     optimizer = build_optimizer(model, cfg.solver)
     scheduler = build_scheduler(optimizer, cfg.solver, len(loader))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.solver.amp and device.type == "cuda")
@@ -107,6 +108,7 @@ def train(
 
     for epoch in range(state.epoch, cfg.solver.epochs):
         epoch_start = time.perf_counter()
+        loader = _epoch_loader(train_set, cfg, epoch)
         losses = _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event)
         state.epoch = epoch + 1
         metrics: dict[str, float] = {}
@@ -131,10 +133,17 @@ def train(
     return TrainResult(run_dir, best, run_dir / "last.pt", state.best_metrics or {}, time.perf_counter() - started)
 
 
+def _epoch_loader(dataset: CocoDetection, cfg: ExperimentConfig, epoch: int):
+    # The shuffle order depends on (seed, epoch) only, so a run resumed at an epoch boundary sees
+    # exactly the batches an uninterrupted run would have seen.
+    return build_loader(
+        dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers, seed=cfg.seed * 1000 + epoch
+    )
+
+
 def _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event) -> dict[str, float]:
     model.train()
     running: dict[str, float] = {}
-    nonfinite_in_a_row = 0
     on_event(StageStarted("train", total=len(loader), epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}"))
     for index, (images, targets) in enumerate(loader):
         images = [image.to(device, non_blocking=True) for image in images]
@@ -143,11 +152,11 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, e
             losses = model(images, targets).losses
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            nonfinite_in_a_row += 1
-            _handle_nonfinite(losses, nonfinite_in_a_row, cfg, state, on_event)
+            state.nonfinite_in_a_row += 1
+            _handle_nonfinite(losses, state.nonfinite_in_a_row, cfg, state, on_event)
             optimizer.zero_grad(set_to_none=True)
             continue
-        nonfinite_in_a_row = 0
+        state.nonfinite_in_a_row = 0
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.solver.clip_grad_norm > 0:

@@ -1,0 +1,103 @@
+"""The training loop: complete runs, exact resume, non-finite losses, the schedule."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from detkit.checkpoint import load_checkpoint
+from detkit.config import (
+    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RoIHeadsConfig, RPNConfig,
+    SolverConfig, TransformConfig,
+)
+from detkit.data.synthetic import generate_synthetic_coco
+from detkit.engine import train as train_module
+from detkit.engine.events import EpochFinished
+from detkit.engine.solver import lr_factor
+from detkit.engine.train import train
+from detkit.errors import TrainingError
+from detkit.structures import DetectorOutput, Detections
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    return generate_synthetic_coco(root, num_train=4, num_val=2, image_size=(64, 64), seed=3)
+
+
+def tiny_config(paths, output_dir, epochs: int) -> ExperimentConfig:
+    (train_json, train_dir), (val_json, val_dir) = paths["train"], paths["val"]
+    return ExperimentConfig(
+        name="tiny",
+        model=ModelConfig(
+            backbone=BackboneConfig(name="resnet18", fpn_channels=16, fpn_extra_pool=False),
+            transform=TransformConfig(min_size=(56, 64), max_size=64),
+            anchors=AnchorConfig(sizes=((8,), (16,), (32,), (64,)), aspect_ratios=((1.0,),) * 4),
+            rpn=RPNConfig(pre_nms_topk_train=50, post_nms_topk_train=30, pre_nms_topk_test=30, post_nms_topk_test=20),
+            roi_heads=RoIHeadsConfig(representation_size=16, batch_size_per_image=8),
+        ),
+        data=DataConfig(str(train_json), str(train_dir), str(val_json), str(val_dir), batch_size=2),
+        solver=SolverConfig(lr=0.01, epochs=epochs, warmup_iters=2),
+        eval=EvalConfig(every_epochs=1),
+        output_dir=str(output_dir),
+        seed=7,
+    )
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_first_epoch(event) -> None:
+    if isinstance(event, EpochFinished) and event.epoch == 1:
+        raise _Killed  # as if the process died right after epoch 1's checkpoint was written
+
+
+def test_resume_after_an_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    straight = train(tiny_config(tiny_data, tmp_path / "a", epochs=2))
+    with pytest.raises(_Killed):
+        train(tiny_config(tiny_data, tmp_path / "b", epochs=2), on_event=_kill_after_first_epoch)
+    interrupted_run = tmp_path / "b" / "tiny"
+    resumed = train(tiny_config(tiny_data, tmp_path / "b", epochs=2), resume_from=interrupted_run)
+    assert resumed.run_dir == interrupted_run
+    expected = load_checkpoint(straight.last_checkpoint)
+    actual = load_checkpoint(resumed.last_checkpoint)
+    assert actual.training_state["epoch"] == 2 and actual.training_state["step"] == expected.training_state["step"]
+    for key, value in expected.model_state.items():
+        torch.testing.assert_close(actual.model_state[key], value, rtol=0, atol=0, msg=key)
+
+
+class _NaNDetector(nn.Module):
+    """Produces a NaN loss on every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+
+    def forward(self, images, targets=None):
+        losses = {"loss_cls": self.weight.sum() * float("nan")} if targets is not None else {}
+        detections = None if self.training else [Detections() for _ in images]
+        return DetectorOutput(losses, detections)
+
+
+def test_repeated_nonfinite_losses_stop_with_advice(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(train_module.PIPELINES, "faster_rcnn", lambda cfg: _NaNDetector())
+    cfg = tiny_config(tiny_data, tmp_path, epochs=3)
+    cfg = replace(cfg, solver=replace(cfg.solver, max_nonfinite_steps=3))
+    notices = []
+    with pytest.raises(TrainingError, match="learning rate"):
+        train(cfg, on_event=notices.append)
+    skipped = [e for e in notices if type(e).__name__ == "Notice" and "skipped" in e.message]
+    assert len(skipped) == 2  # the first two are skipped with a warning, the third stops the run
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = SolverConfig(epochs=2, warmup_iters=10, warmup_factor=0.1, schedule="cosine")
+    assert lr_factor(0, cfg, iters_per_epoch=50) == pytest.approx(0.1)
+    assert lr_factor(10, cfg, 50) == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 100)))
+    assert lr_factor(99, cfg, 50) < 0.01
+    step = replace(cfg, schedule="step", step_epochs=(1,), gamma=0.1)
+    assert lr_factor(49, step, 50) == pytest.approx(1.0)
+    assert lr_factor(50, step, 50) == pytest.approx(0.1)
