@@ -49,3 +49,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = None) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+def read_json(path: str | os.PathLike[str], *, what: str, missing_fix: str) -> Any:
+    """Parse a JSON file; ``DataError`` names the file, where it broke and what to do.
+
+    ``what`` names the file's role ("annotation file"); ``missing_fix`` says how to get one.
+    """
+    from detkit.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found; {missing_fix}")
+    try:
+        return json.loads(path.read_bytes())
+    except OSError as error:
+        raise DataError(f"{path}: cannot read {what} ({error.strerror}); check its permissions") from None
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path}: invalid JSON at line {error.lineno} column {error.colno} ({error.msg}); fix or regenerate the file"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; save the {what} as UTF-8 JSON") from None

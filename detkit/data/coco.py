@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -31,6 +30,7 @@ from torch.utils.data import Dataset
 
 from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.errors import DataError
+from detkit.io import read_json
 from detkit.structures import Target
 
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
@@ -165,18 +165,7 @@ class CocoDetection(Dataset):
 
 
 def _read_coco_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found; pass the path to a COCO instances json")
-    try:
-        dataset = json.loads(path.read_bytes())
-    except OSError as error:
-        raise DataError(f"{path}: cannot read annotation file ({error.strerror}); check its permissions") from error
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{path}: invalid JSON at line {error.lineno} column {error.colno} ({error.msg}); fix or regenerate the file"
-        ) from error
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text; save the annotation file as UTF-8 JSON") from error
+    dataset = read_json(path, what="annotation file", missing_fix="pass the path to a COCO instances json")
     if not isinstance(dataset, dict):
         raise DataError(f"{path}: top level is not a JSON object; a COCO instances file is an object with {_keys_text()}")
     for key in _REQUIRED_KEYS:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from detkit.errors import ConfigError, DataError, DetkitError
 from detkit.evaluation.results import load_results_json, validate_results
+from detkit.io import read_json
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
@@ -219,12 +219,7 @@ def _load_ground_truth(ground_truth: Any, iou_type: str) -> tuple[dict, str]:
     if isinstance(ground_truth, (str, os.PathLike)):
         path = Path(ground_truth)
         source = str(path)
-        if not path.is_file():
-            raise DataError(f"{path}: ground-truth annotation file not found; pass the instances json of the dataset")
-        try:
-            dataset = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(f"{path}: not a readable COCO json ({error}); re-download or re-export it") from error
+        dataset = read_json(path, what="ground-truth annotation file", missing_fix="pass the instances json of the dataset")
     elif isinstance(ground_truth, dict):
         dataset = ground_truth
         source = "ground truth"

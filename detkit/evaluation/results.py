@@ -8,7 +8,6 @@ contiguous label) and, for instance segmentation, a compressed RLE ``segmentatio
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -21,11 +20,11 @@ import torch
 from pycocotools import mask as mask_utils
 
 from detkit.errors import DataError
-from detkit.io import atomic_write_json
+from detkit.io import atomic_write_json, read_json
 from detkit.structures import Detections
 
 MASK_THRESH = 0.5
-_FIX = "write it with detkit.evaluation.results.write_results_json or fix the record"
+_FIX = "write it with `detkit detect` (COCO results format: image_id, category_id, bbox, score) or fix the record"
 
 
 def detections_to_coco_results(
@@ -122,12 +121,7 @@ def write_results_json(path: str | os.PathLike[str], results: list[dict]) -> Non
 def load_results_json(path: str | os.PathLike[str]) -> list[dict]:
     """Read and validate a COCO results json; ``DataError`` names the file, record and fix."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: results file not found; run `detkit predict` to write it or pass the right path")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not a readable JSON file ({error}); {_FIX}") from error
+    records = read_json(path, what="results file", missing_fix="write one with `detkit detect` or pass the right path")
     validate_results(records, str(path))
     return records
 

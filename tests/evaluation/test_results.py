@@ -115,7 +115,7 @@ def test_load_results_json_errors_name_file_record_and_fix(tmp_path):
             load_results_json(path)
         message = str(info.value)
         assert "bad.json" in message and "record 1" in message and problem in message
-        assert "write_results_json" in message  # the fix
+        assert "detkit detect" in message  # the fix
 
 
 def test_segmentation_only_records_are_valid(tmp_path):
