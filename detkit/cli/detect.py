@@ -32,7 +32,7 @@ def detect_command(
     paths = find_images(images)
     torch_device = resolve_device(device)
     model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh)
-    results, written = [], 0
+    results, written, used_names = [], 0, set()
     with RichProgress(console) as progress:
         for item in detect_images(model, paths, torch_device, batch_size=batch_size, on_event=progress):
             if not quiet:
@@ -41,8 +41,19 @@ def detect_command(
                 results.append({**record, "file_name": str(item.path)})
             if save_images:
                 annotated = draw_detections(item.image, item.detections, checkpoint.class_names)
-                save_image_rgb(out / f"{item.path.stem}{item.path.suffix if item.path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}", annotated)
+                save_image_rgb(out / _output_name(item.path, used_names), annotated)
                 written += 1
     write_results_json(out / "detections.json", results)
     console.print(f"{len(results)} detections in {len(paths)} images; results: {out / 'detections.json'}"
                   + (f"; {written} annotated images in {out}" if written else ""))
+
+
+def _output_name(path: Path, used: set[str]) -> str:
+    """The annotated copy's file name: the input's, made unique when two inputs share a name."""
+    suffix = path.suffix.lower() if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
+    name, index = f"{path.stem}{suffix}", 1
+    while name in used:
+        index += 1
+        name = f"{path.stem}_{index}{suffix}"
+    used.add(name)
+    return name

@@ -42,7 +42,7 @@ def faster_rcnn_mobilenet() -> ExperimentConfig:
             roi_heads=RoIHeadsConfig(representation_size=512, batch_size_per_image=256),
         ),
         data=DataConfig(batch_size=4),
-        solver=SolverConfig(lr=0.02, epochs=24, schedule="cosine", warmup_iters=100),
+        solver=SolverConfig(lr=0.01, epochs=24, schedule="cosine", warmup_iters=100),
     )
 
 
@@ -52,19 +52,21 @@ def faster_rcnn_synthetic() -> ExperimentConfig:
         name="faster_rcnn_synthetic",
         model=ModelConfig(
             pipeline="faster_rcnn",
-            backbone=BackboneConfig(name="resnet18", fpn_channels=96, fpn_extra_pool=False, norm="bn"),
+            backbone=BackboneConfig(name="resnet18", fpn_channels=64, fpn_extra_pool=False, norm="bn"),
             transform=TransformConfig(min_size=(112, 128, 144), max_size=256),
             anchors=AnchorConfig(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
             rpn=RPNConfig(pre_nms_topk_train=600, post_nms_topk_train=300, pre_nms_topk_test=300, post_nms_topk_test=150),
-            roi_heads=RoIHeadsConfig(representation_size=256, batch_size_per_image=128, aligned=True),
+            # Objects are 13-58 px: a 56 px RoI pools from P4, a 14 px one from P2 (the anchors' scale too).
+            roi_heads=RoIHeadsConfig(representation_size=256, batch_size_per_image=64, aligned=True, canonical_scale=56),
         ),
         data=DataConfig(
             train_annotations=f"{SYNTHETIC_ROOT}/annotations/instances_train.json", train_images=f"{SYNTHETIC_ROOT}/train",
             val_annotations=f"{SYNTHETIC_ROOT}/annotations/instances_val.json", val_images=f"{SYNTHETIC_ROOT}/val",
             batch_size=8,
         ),
-        solver=SolverConfig(lr=0.04, weight_decay=1e-4, epochs=10, schedule="cosine", warmup_iters=100),
-        eval=EvalConfig(every_epochs=2),
+        # AdamW learns ~2x faster than SGD(0.04) per step from scratch here (AP50 0.28 vs 0.155 after 250 steps).
+        solver=SolverConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, epochs=8, schedule="cosine", warmup_iters=100),
+        eval=EvalConfig(every_epochs=1),
     )
 
 

@@ -63,6 +63,9 @@ class RoIHeadsConfig:
     pooler_resolution: int = 7
     sampling_ratio: int = 2
     aligned: bool = False  # torchvision's Faster R-CNN uses the unaligned (half-pixel-shifted) RoIAlign
+    # FPN level rule (FPN eq. 1): an RoI of sqrt(area) = canonical_scale pixels pools from level 4.
+    # 224 (ImageNet's size) suits ~800 px images; scale it with the image size for small images.
+    canonical_scale: int = 224
     representation_size: int = 1024
     fg_iou_thresh: float = 0.5
     bg_iou_thresh_hi: float = 0.5

@@ -5,7 +5,8 @@
 
 RoIPool (Fast R-CNN section 2.1) quantizes the RoI to the feature grid; RoIAlign (Mask R-CNN
 section 3) samples bilinearly without quantization. With several levels, an RoI of area ``w*h`` is
-pooled from level ``k = floor(4 + log2(sqrt(w*h) / 224))`` clamped to the pyramid (FPN paper, eq. 1).
+pooled from level ``k = floor(4 + log2(sqrt(w*h) / canonical_scale))`` clamped to the pyramid (FPN paper,
+eq. 1, with canonical_scale = 224).
 Both kernels come from torchvision.ops.
 """
 
@@ -19,13 +20,15 @@ from torchvision.ops import box_area, roi_align, roi_pool
 
 from detkit.ops.boxes import boxes_to_rois
 
-CANONICAL_SCALE = 224  # ImageNet pre-training size: an RoI this big maps to the canonical level
 CANONICAL_LEVEL = 4
 POOLERS = ("roi_align", "roi_pool")
 
 
 class RoIPooler(nn.Module):
-    def __init__(self, kind: str, output_size: int, strides: list[int], sampling_ratio: int = 2, aligned: bool = False) -> None:
+    def __init__(
+        self, kind: str, output_size: int, strides: list[int], sampling_ratio: int = 2, aligned: bool = False,
+        canonical_scale: int = 224,
+    ) -> None:
         super().__init__()
         if kind not in POOLERS:
             raise ValueError(f"pooler {kind!r} is not one of {POOLERS}")
@@ -34,6 +37,7 @@ class RoIPooler(nn.Module):
         self.scales = [1.0 / s for s in strides]
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
+        self.canonical_scale = canonical_scale  # ImageNet's 224: an RoI this big pools from level 4
         self.min_level = int(math.log2(strides[0]))
         self.max_level = int(math.log2(strides[-1]))
 
@@ -53,7 +57,7 @@ class RoIPooler(nn.Module):
     def assign_levels(self, boxes: Tensor) -> Tensor:
         """``[R]`` index into the pooled levels for ``[R, 4]`` boxes (FPN eq. 1; eps guards exact powers of 2)."""
         size = torch.sqrt(box_area(boxes))
-        level = torch.floor(CANONICAL_LEVEL + torch.log2(size / CANONICAL_SCALE) + torch.tensor(1e-6, dtype=size.dtype))
+        level = torch.floor(CANONICAL_LEVEL + torch.log2(size / self.canonical_scale) + torch.tensor(1e-6, dtype=size.dtype))
         return (torch.clamp(level, min=self.min_level, max=self.max_level) - self.min_level).to(torch.int64)
 
     def _pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:

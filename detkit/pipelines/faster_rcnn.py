@@ -35,6 +35,8 @@ def build_box_heads(cfg: ModelConfig, backbone) -> RoIHeads:
     """RoI pooler + two-FC box head + predictor over the backbone's pooled levels."""
     heads = cfg.roi_heads
     pooled_strides = [s for n, s in zip(backbone.feature_names, backbone.strides) if n in backbone.pooled_feature_names]
-    pooler = RoIPooler(heads.pooler, heads.pooler_resolution, pooled_strides, heads.sampling_ratio, heads.aligned)
+    pooler = RoIPooler(
+        heads.pooler, heads.pooler_resolution, pooled_strides, heads.sampling_ratio, heads.aligned, heads.canonical_scale
+    )
     box_head = MLPBoxHead(backbone.out_channels * heads.pooler_resolution**2, heads.representation_size)
     return RoIHeads(pooler, box_head, BoxPredictor(heads.representation_size, cfg.num_classes), heads)
