@@ -36,8 +36,12 @@ def faster_rcnn_mobilenet() -> ExperimentConfig:
         name="faster_rcnn_mobilenet",
         model=replace(
             base.model,
-            backbone=BackboneConfig(name="mobilenet_v2", pretrained=True, norm="frozen_bn", fpn_channels=128, trainable_stages=4),
+            # P3-P5 + pool: at 512 px the stride-4 level's 3x3 FPN/RPN convs would cost more than the trunk.
+            backbone=BackboneConfig(
+                name="mobilenet_v2", pretrained=True, norm="frozen_bn", fpn_channels=128, trainable_stages=4, returned_stages=(3, 4, 5)
+            ),
             transform=TransformConfig(min_size=(384, 448, 512), max_size=683),
+            anchors=AnchorConfig(sizes=((32, 45), (64, 90), (128, 181), (256, 362)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
             rpn=RPNConfig(pre_nms_topk_train=1000, post_nms_topk_train=1000, pre_nms_topk_test=500, post_nms_topk_test=500),
             roi_heads=RoIHeadsConfig(representation_size=512, batch_size_per_image=256),
         ),
