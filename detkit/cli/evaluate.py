@@ -44,7 +44,8 @@ def eval_command(
         metrics = score_detections(dataset, detections, backend=backend)["bbox"]
         default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
 
-    console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type} ({metrics.num_images} images, {metrics.num_detections} detections, {metrics.backend})"))
+    console.print(f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, scored by {metrics.backend}")
+    console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type}"))
     if metrics.per_class_ap:
         console.print(per_class_table(metrics.per_class_ap, metrics.per_class_ap50, title="per-class AP"))
     target = out or default_out
