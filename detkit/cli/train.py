@@ -25,7 +25,7 @@ def train_command(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Folder for run directories (default: runs).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (a suffix is added when taken).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Resume from a run directory or its last.pt.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Resume a run directory (or its last.pt) with the run's own config; other options given are applied on top.")] = None,
 ) -> None:
     """Train a detector and write checkpoints, a metrics log and training curves to runs/NAME."""
     from dataclasses import replace
@@ -36,7 +36,12 @@ def train_command(
     from detkit.config.presets import default_preset
     from detkit.config.presets import preset as load_preset
 
-    cfg = load_preset(preset or default_preset(pipeline, synthetic=data is None))
+    if resume is not None:
+        from detkit.engine.runs import run_config
+
+        cfg = run_config(resume)  # a resumed run continues with the config it was started with
+    else:
+        cfg = load_preset(preset or default_preset(pipeline, synthetic=data is None))
     if data is not None:
         cfg = replace(cfg, data=replace(
             cfg.data, train_annotations=str(data), train_images=str(images or data.parent),
@@ -46,7 +51,7 @@ def train_command(
         cfg = load_config_file(cfg, config)
     cfg = apply_overrides(cfg, list(set_ or []))
     cfg = _apply_shortcuts(cfg, epochs=epochs, batch_size=batch_size, device=device, output=output, name=name)
-    if data is None:
+    if data is None and resume is None:
         _ensure_synthetic_data(cfg)
 
     from detkit.engine.train import train

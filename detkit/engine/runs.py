@@ -13,6 +13,7 @@ from detkit.errors import CheckpointError
 from detkit.io import atomic_write_json
 
 LATEST = "latest.json"
+CONFIG = "config.json"
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -42,3 +43,15 @@ def latest_checkpoint(output_dir: str | Path = "runs") -> Path:
     if not checkpoint.is_file():
         raise CheckpointError(f"{pointer}: points to {checkpoint}, which no longer exists; pass --weights CHECKPOINT or re-train")
     return checkpoint
+
+
+def run_config(resume_from: str | Path):
+    """The resolved ``ExperimentConfig`` a run was started with (``<run>/config.json``)."""
+    from detkit.config import ExperimentConfig
+    from detkit.config.overrides import config_from_dict
+    from detkit.io import read_json
+
+    source = Path(resume_from)
+    run_dir = source if source.is_dir() else source.parent
+    values = read_json(run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`")
+    return config_from_dict(ExperimentConfig, values)

@@ -30,7 +30,7 @@ from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
 )
-from detkit.engine.runs import new_run_dir, record_latest
+from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import CheckpointError, ConfigError, TrainingError
 from detkit.io import atomic_write_text
@@ -93,7 +93,7 @@ def train(
         run_dir = _resume(resume_from, cfg, model, optimizer, scheduler, scaler, state)
     else:
         run_dir = new_run_dir(cfg.output_dir, cfg.name)
-    atomic_write_text(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
+    atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(cfg), indent=2))
 
     def make_checkpoint(metrics: dict[str, float]) -> Checkpoint:
         return Checkpoint(
@@ -198,7 +198,13 @@ def _resume(source: Path, cfg, model, optimizer, scheduler, scaler, state: _Stat
         )
     if not checkpoint.training_state:
         raise CheckpointError(f"{checkpoint_path}: holds weights only, no training state; pass the run's last.pt")
-    model.load_state_dict(checkpoint.model_state)
+    try:
+        model.load_state_dict(checkpoint.model_state)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{checkpoint_path}: its weights do not fit the model configured now; resume without changing "
+            "model.* settings (the run's own config.json is used by default)"
+        ) from None
     training = checkpoint.training_state
     optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])

@@ -131,3 +131,23 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
     result = runner.invoke(app, ["detect", str(image), "--weights", str(bad)])
     assert result.exit_code == 4 and "broken.pt" in result.output and "Traceback" not in result.output
+
+
+def test_resume_continues_with_the_runs_own_config(trained, tmp_path):
+    """Only --epochs is given: the tiny model settings must come from the run's config.json."""
+    import shutil
+
+    from detkit.checkpoint import load_checkpoint
+
+    root, _ = trained
+    run = tmp_path / "tiny-copy"
+    shutil.copytree(root / "runs" / "tiny", run)
+    result = invoke("train", "--resume", str(run), "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(run / "last.pt").training_state
+    assert state["epoch"] == 2
+
+
+def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert result.exit_code == 2 and "config.json" in result.output and "Traceback" not in result.output
