@@ -46,7 +46,9 @@ def faster_rcnn_mobilenet() -> ExperimentConfig:
             roi_heads=RoIHeadsConfig(representation_size=512, batch_size_per_image=256),
         ),
         data=DataConfig(batch_size=4),
-        solver=SolverConfig(lr=0.01, epochs=24, schedule="cosine", warmup_iters=100),
+        # SGD at 0.01 wrecks the pretrained depthwise trunk (train AP50 0.035 after 80 steps on 8 coco128
+        # images); AdamW at 1e-4 fits them (0.725).
+        solver=SolverConfig(optimizer="adamw", lr=1e-4, weight_decay=1e-4, epochs=24, schedule="cosine", warmup_iters=100),
     )
 
 
