@@ -54,15 +54,15 @@ def eval_command(
 
 
 def _dataset_for(checkpoint, coco: Path, images: Optional[Path]):
-    """The evaluation dataset, with the checkpoint's class mapping; the classes must agree."""
+    """The evaluation dataset with the checkpoint's class mapping (parsed once); the classes must agree."""
     from detkit.data.coco import CocoDetection
     from detkit.errors import DataError
 
-    probe = CocoDetection(coco, images or coco.parent)
-    missing = [c for c in probe.category_ids if c not in checkpoint.category_ids]
+    dataset = CocoDetection(coco, images or coco.parent, category_ids=checkpoint.category_ids)
+    missing = sorted(set(dataset.coco.getCatIds()) - set(checkpoint.category_ids))
     if missing:
         raise DataError(
             f"{coco}: category ids {missing[:5]} are not among the {len(checkpoint.category_ids)} classes of "
             f"{checkpoint.source}; evaluate with a model trained on these categories"
         )
-    return CocoDetection(coco, images or coco.parent, category_ids=checkpoint.category_ids)
+    return dataset

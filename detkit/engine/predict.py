@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,7 +25,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 class ImageDetections:
     path: Path
     image_id: int  # 1-based position in the input list: the id written to the results json
-    image: "object"  # uint8 [H, W, 3] RGB array as read
+    image: np.ndarray  # uint8 [H, W, 3] RGB as read
     detections: Detections
 
 
@@ -58,8 +59,6 @@ def load_detector(weights: str | Path | None, device: torch.device, score_thresh
 
 def set_score_thresh(model: nn.Module, score_thresh: float) -> None:
     """Lower or raise the final score threshold of a loaded detector."""
-    from dataclasses import replace
-
     heads = getattr(model, "roi_heads", None)
     if heads is not None:
         heads.cfg = replace(heads.cfg, score_thresh=score_thresh)

@@ -151,3 +151,14 @@ def test_resume_continues_with_the_runs_own_config(trained, tmp_path):
 def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "config.json" in result.output and "Traceback" not in result.output
+
+
+def test_eval_refuses_categories_the_model_does_not_know(trained, tmp_path):
+    root, data = trained
+    gt = json.loads((data / "annotations/instances_val.json").read_text())
+    gt["categories"].append({"id": 99, "name": "hexagon", "supercategory": "shape"})
+    gt["annotations"][0]["category_id"] = 99
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps(gt))
+    result = runner.invoke(app, ["eval", "--coco", str(foreign), "--images", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt")])
+    assert result.exit_code == 2 and "[99]" in result.output and "Traceback" not in result.output
