@@ -7,7 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-_SHOWN_INFO = ("loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "lr")
+_SHOWN_INFO = (
+    "loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "lr", "computed", "boxes_per_image",
+)
 
 
 class RichProgress:
@@ -47,8 +49,11 @@ def _format_info(info: dict[str, float]) -> str:
     parts = []
     for key in _SHOWN_INFO:
         if key in info:
-            label = key.replace("loss_", "")
-            parts.append(f"{label} {info[key]:.2e}" if key == "lr" else f"{label} {info[key]:.3f}")
+            label, value = key.replace("loss_", "").replace("_per_", "/"), info[key]
+            if isinstance(value, int):
+                parts.append(f"{label} {value}")
+            else:
+                parts.append(f"{label} {value:.2e}" if key == "lr" else f"{label} {value:.3f}")
     return " ".join(parts)
 
 

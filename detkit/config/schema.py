@@ -58,6 +58,19 @@ class RPNConfig:
 
 
 @dataclass(frozen=True)
+class ProposalConfig:
+    """Selective search (Uijlings et al., IJCV 2013) as OpenCV contrib's ximgproc implements it."""
+
+    mode: str = "fast"  # fast | quality: the paper's two diversification strategies (section 5.2)
+    # Images whose longer side exceeds this are shrunk before segmenting: time grows faster than
+    # the pixel count, and 500 px is the scale selective search was designed and tuned at.
+    max_image_size: int = 500
+    min_box_size: float = 4.0  # proposals narrower or shorter than this (original-image pixels) are dropped
+    topk: int = 2000  # proposals kept per image, in selective search's own rank order
+    cache_dir: str = ""  # "" = $DETKIT_CACHE_DIR, else $XDG_CACHE_HOME/detkit/proposals, else ~/.cache/detkit/proposals
+
+
+@dataclass(frozen=True)
 class RoIHeadsConfig:
     pooler: str = "roi_align"  # roi_align | roi_pool
     pooler_resolution: int = 7
@@ -76,6 +89,9 @@ class RoIHeadsConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
+    # Fast R-CNN section 3.1: at inference each FC layer W (u x v) becomes two, Sigma_t V^T then U_t,
+    # keeping the top svd_rank singular values. 0 keeps the layers whole.
+    svd_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,7 @@ class ModelConfig:
     transform: TransformConfig = field(default_factory=TransformConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)  # selective search, for rcnn and fast_rcnn
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
 
 

@@ -127,10 +127,16 @@ class CocoDetection(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self.coco.imgs[self.image_ids[index]]["file_name"]
+
+    def target_for(self, index: int, image_size: tuple[int, int]) -> Target:
+        """The ground truth of image ``index`` without reading its pixels; ``image_size`` (H, W) is the stored image's."""
+        return self._target(self.image_ids[index], *image_size)
+
     def __getitem__(self, index: int) -> tuple[Tensor, Target]:
         image_id = self.image_ids[index]
-        info = self.coco.imgs[image_id]
-        image = read_image_rgb(self.image_dir / info["file_name"])
+        image = read_image_rgb(self.image_path(index))
         height, width = image.shape[:2]
         target = self._target(image_id, height, width)
         tensor = image_to_tensor(image)

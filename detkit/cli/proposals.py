@@ -1,0 +1,84 @@
+"""``detkit proposals DATA``: selective search over a dataset into the cache; time and recall report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from detkit.cli.common import console, reports_errors
+
+
+@reports_errors
+def proposals_command(
+    data: Annotated[Path, typer.Argument(help="COCO instances json (recall is reported), or image files/folder.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of a COCO json (default: beside the json).")] = None,
+    mode: Annotated[str, typer.Option(help="Selective search strategy: fast or quality.")] = "fast",
+    max_image_size: Annotated[int, typer.Option(help="Shrink images whose longer side exceeds this before segmenting.")] = 500,
+    min_box_size: Annotated[float, typer.Option(help="Drop proposals narrower or shorter than this (pixels).")] = 4.0,
+    topk: Annotated[int, typer.Option(help="Proposals kept per image, best-ranked first.")] = 2000,
+    workers: Annotated[int, typer.Option(help="Processes (0 = one per core).")] = 0,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default: $DETKIT_CACHE_DIR or ~/.cache/detkit/proposals).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the report as json here.")] = None,
+) -> None:
+    """Compute (or read from the cache) selective search proposals for every image and report their recall."""
+    from detkit.cli.progress import RichProgress
+    from detkit.config import ProposalConfig
+    from detkit.engine.proposals import propose_dataset, propose_images
+    from detkit.io import atomic_write_json
+    from detkit.proposals.cache import ProposalCache
+
+    cfg = ProposalConfig(
+        mode=mode, max_image_size=max_image_size, min_box_size=min_box_size, topk=topk,
+        cache_dir=str(cache_dir) if cache_dir else "",
+    )
+    with RichProgress(console) as progress:
+        if data.suffix.lower() == ".json":
+            from detkit.data.coco import CocoDetection
+
+            dataset = CocoDetection(data, images or data.parent)
+            run = propose_dataset(dataset, cfg, workers=workers, on_event=progress)
+        else:
+            from detkit.engine.predict import find_images
+
+            run = propose_images(find_images([str(data)]), cfg, workers=workers, on_event=progress)
+
+    console.print(_summary_table(run, cfg))
+    if run.recall is not None:
+        console.print(_recall_table(run.recall))
+    console.print(f"cache: {ProposalCache(cfg).folder}")
+    if out is not None:
+        atomic_write_json(out, {"params": cfg.__dict__, **run.to_dict()}, indent=2)
+        console.print(f"report written to {out}")
+
+
+def _summary_table(run, cfg):
+    from rich.table import Table
+
+    table = Table(title=f"selective search ({cfg.mode}, max image size {cfg.max_image_size})", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("images", str(run.num_images))
+    table.add_row("computed / from cache", f"{run.num_computed} / {run.num_images - run.num_computed}")
+    if run.num_computed:
+        table.add_row("time per computed image", f"{run.seconds_per_computed_image * 1000:.0f} ms (one core)")
+    table.add_row("wall time", f"{run.wall_seconds:.1f} s")
+    table.add_row("proposals per image", f"{run.proposals_per_image:.0f}")
+    if run.recall is not None:
+        for threshold, value in run.recall.recall.items():
+            table.add_row(f"recall @ IoU {threshold}", f"{value:.3f}")
+    return table
+
+
+def _recall_table(recall):
+    from rich.table import Table
+
+    table = Table(title="recall per class", title_justify="left")
+    table.add_column("class")
+    table.add_column("objects", justify="right")
+    for threshold in recall.recall:
+        table.add_column(f"@{threshold}", justify="right")
+    for name, values in recall.per_class.items():
+        table.add_row(name, str(recall.objects_per_class[name]), *(f"{v:.3f}" for v in values.values()))
+    return table
