@@ -29,6 +29,8 @@ class Target:
     masks: ``[M, H, W]`` uint8 instance masks in the image frame, or None when the dataset has none.
     iscrowd: ``[M]`` bool; crowd regions are ignored by training and kept for evaluation.
     image_id: the dataset's image id (COCO ids start at 1).
+    proposals: ``[P, 4]`` float32 xyxy precomputed region proposals (selective search) in the same
+      frame as ``boxes``, moved by every transform with them; None when the detector makes its own.
     """
 
     boxes: Tensor = field(default_factory=_empty_boxes)
@@ -36,6 +38,7 @@ class Target:
     masks: Tensor | None = None
     iscrowd: Tensor | None = None
     image_id: int = 0
+    proposals: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.iscrowd is None:
@@ -51,6 +54,7 @@ class Target:
             labels=self.labels.to(device),
             masks=None if self.masks is None else self.masks.to(device),
             iscrowd=self.iscrowd.to(device),
+            proposals=None if self.proposals is None else self.proposals.to(device),
         )
 
     def without_crowd(self) -> "Target":
@@ -108,12 +112,14 @@ class ImageBatch:
 
     tensors: ``[N, 3, H_pad, W_pad]`` float32. image_sizes: each image's ``(H, W)`` after resizing,
     the frame of every box inside the model. original_sizes: each image's ``(H, W)`` as given, the
-    frame of targets passed in and detections returned.
+    frame of targets passed in and detections returned. images: the ``[3, H, W]`` images as given
+    (in [0, 1], not normalized): the pixels a proposal source such as selective search reads.
     """
 
     tensors: Tensor
     image_sizes: list[tuple[int, int]]
     original_sizes: list[tuple[int, int]]
+    images: list[Tensor] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.image_sizes)

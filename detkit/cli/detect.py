@@ -17,6 +17,7 @@ def detect_command(
     score_thresh: Annotated[float, typer.Option(help="Drop detections scoring below this.")] = 0.5,
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("detections"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,
@@ -31,7 +32,7 @@ def detect_command(
 
     paths = find_images(images)
     torch_device = resolve_device(device)
-    model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh)
+    model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank)
     results, written, used_names = [], 0, set()
     with RichProgress(console) as progress:
         for item in detect_images(model, paths, torch_device, batch_size=batch_size, on_event=progress):

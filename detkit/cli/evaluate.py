@@ -19,10 +19,13 @@ def eval_command(
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics json here (default: metrics.json beside the weights or results).")] = None,
     backend: Annotated[str, typer.Option(help="auto (faster-coco-eval when installed), pycocotools or faster_coco_eval.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
     score_thresh: Annotated[float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")] = 0.05,
 ) -> None:
     """Print the 12 COCO numbers and per-class AP, and write them as json."""
+    import time
+
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import metrics_table, per_class_table
     from detkit.evaluation.coco_eval import evaluate_coco
@@ -37,10 +40,12 @@ def eval_command(
         from detkit.engine.predict import load_detector
 
         torch_device = resolve_device(device)
-        model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh)
+        model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank)
         dataset = _dataset_for(checkpoint, coco, images)
+        started = time.perf_counter()
         with RichProgress(console) as progress:
             detections = predict_dataset(model, dataset, device=torch_device, batch_size=batch_size, on_event=progress)
+        console.print(_timing_line(model, len(dataset), time.perf_counter() - started))
         metrics = score_detections(dataset, detections, backend=backend)["bbox"]
         default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
 
@@ -51,6 +56,19 @@ def eval_command(
     target = out or default_out
     atomic_write_json(target, metrics.to_dict(), indent=2)
     console.print(f"metrics written to {target}")
+
+
+def _timing_line(model, num_images: int, seconds: float) -> str:
+    """Per-image test time, split into selective search and network for a precomputed-proposal model."""
+    line = f"{num_images} images in {seconds:.1f} s: {1000 * seconds / max(num_images, 1):.1f} ms per image"
+    tally = getattr(getattr(model, "proposal_generator", None), "tally", None)
+    if tally is not None and tally.images:
+        proposal_ms = 1000 * tally.seconds / max(num_images, 1)
+        line += (
+            f" = selective search {proposal_ms:.1f} ms ({tally.computed} computed, {tally.images - tally.computed} from the cache)"
+            f" + network and data {1000 * seconds / max(num_images, 1) - proposal_ms:.1f} ms"
+        )
+    return line
 
 
 def _dataset_for(checkpoint, coco: Path, images: Optional[Path]):

@@ -76,7 +76,47 @@ def faster_rcnn_synthetic() -> ExperimentConfig:
     )
 
 
+def fast_rcnn() -> ExperimentConfig:
+    """Fast R-CNN as in the paper (section 2.3): ImageNet VGG16 conv5 (stride 16), RoIPool 7x7, fc 4096,
+    2 images x 64 RoIs (25% foreground, background IoU in [0.1, 0.5)), 600 px, SGD 0.001, conv1-2 frozen."""
+    return ExperimentConfig(
+        name="fast_rcnn",
+        model=ModelConfig(
+            pipeline="fast_rcnn",
+            backbone=BackboneConfig(name="vgg16", pretrained=True, fpn=False, trainable_stages=3),
+            transform=TransformConfig(min_size=(600,), max_size=1000, size_divisible=16),
+            roi_heads=_FAST_RCNN_HEADS,
+        ),
+        solver=SolverConfig(lr=0.001, weight_decay=5e-4, epochs=16, schedule="step", step_epochs=(12,)),
+    )
+
+
+# The paper's RoI sampling (section 2.3) and head; the synthetic preset keeps the sampling, shrinks the head.
+_FAST_RCNN_HEADS = RoIHeadsConfig(
+    pooler="roi_pool", representation_size=4096, batch_size_per_image=64, positive_fraction=0.25, bg_iou_thresh_lo=0.1,
+)
+
+
+def fast_rcnn_synthetic() -> ExperimentConfig:
+    """Small Fast R-CNN trained from scratch on the synthetic shapes: ResNet-18 to its stride-16 stage."""
+    base = faster_rcnn_synthetic()
+    return replace(
+        base,
+        name="fast_rcnn_synthetic",
+        model=ModelConfig(
+            pipeline="fast_rcnn",
+            backbone=BackboneConfig(name="resnet18", fpn=False, norm="bn"),
+            # Shapes are 13-58 px: at stride 16 a 128 px image leaves them 1-4 cells wide, too coarse for
+            # a 7x7 RoIPool; upsampling to ~224 px gives them 2-7 cells.
+            transform=TransformConfig(min_size=(192, 224, 256), max_size=512),
+            roi_heads=replace(_FAST_RCNN_HEADS, representation_size=512),
+        ),
+    )
+
+
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
+    "fast_rcnn": fast_rcnn,
+    "fast_rcnn_synthetic": fast_rcnn_synthetic,
     "faster_rcnn": faster_rcnn,
     "faster_rcnn_mobilenet": faster_rcnn_mobilenet,
     "faster_rcnn_synthetic": faster_rcnn_synthetic,
@@ -95,5 +135,6 @@ def default_preset(pipeline: str, synthetic: bool) -> str:
         raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINE_NAMES)}")
     name = f"{pipeline}_synthetic" if synthetic else pipeline
     if name not in PRESETS:
-        raise ConfigError(f"pipeline {pipeline!r} is not implemented yet in this detkit; available: faster_rcnn")
+        available = sorted({name.removesuffix("_synthetic") for name in PRESETS if not name.endswith("_mobilenet")})
+        raise ConfigError(f"pipeline {pipeline!r} is not implemented yet in this detkit; available: {', '.join(available)}")
     return name

@@ -16,7 +16,7 @@ import contextlib
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,8 @@ class CocoDetection(Dataset):
     ``category_ids`` fixes the label mapping (``category_ids[label] = COCO category id``), e.g. the
     training mapping stored in a checkpoint; by default the json's category ids, sorted.
     ``image_ids`` lists every image, sorted, including those without annotations.
+    ``proposals`` maps a decoded ``uint8 [H, W, 3]`` image to its ``float32 [P, 4]`` region proposals
+    (e.g. ``ProposalCache.proposals_for``); they are attached as ``Target.proposals`` before the transforms.
     """
 
     def __init__(
@@ -92,10 +94,12 @@ class CocoDetection(Dataset):
         transforms: Transform | None = None,
         with_masks: bool = False,
         category_ids: Sequence[int] | None = None,
+        proposals: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.annotation_file = Path(annotation_file)
         self.image_dir = Path(image_dir)
         self.transforms = transforms
+        self.proposals = proposals
         self.with_masks = with_masks
 
         dataset = _read_coco_json(self.annotation_file)
@@ -139,6 +143,8 @@ class CocoDetection(Dataset):
         image = read_image_rgb(self.image_path(index))
         height, width = image.shape[:2]
         target = self._target(image_id, height, width)
+        if self.proposals is not None:
+            target = replace(target, proposals=torch.from_numpy(self.proposals(image)))
         tensor = image_to_tensor(image)
         if self.transforms is not None:
             tensor, target = self.transforms(tensor, target)

@@ -45,11 +45,16 @@ def _uniform(generator: torch.Generator | None, low: float, high: float) -> floa
 def hflip(image: Tensor, target: Target) -> tuple[Tensor, Target]:
     """Mirror left-right: ``x1' = W - x2``, ``x2' = W - x1`` (pixel edges, so W, not W - 1)."""
     width = image.shape[-1]
-    boxes = target.boxes.clone()
-    boxes[:, 0] = width - target.boxes[:, 2]
-    boxes[:, 2] = width - target.boxes[:, 0]
     masks = None if target.masks is None else target.masks.flip(-1)
-    return image.flip(-1), replace(target, boxes=boxes, masks=masks)
+    proposals = None if target.proposals is None else _hflip_boxes(target.proposals, width)
+    return image.flip(-1), replace(target, boxes=_hflip_boxes(target.boxes, width), masks=masks, proposals=proposals)
+
+
+def _hflip_boxes(boxes: Tensor, width: int) -> Tensor:
+    flipped = boxes.clone()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return flipped
 
 
 class RandomHorizontalFlip:

@@ -44,7 +44,8 @@ class ProposalRun:
             "seconds_per_cached_image": self.cache_seconds / max(self.num_images - self.num_computed, 1),
             "wall_seconds": self.wall_seconds,
             "proposals_per_image": self.proposals_per_image,
-            "recall": None if self.recall is None else self.recall.to_dict(),
+            # num_objects, recall {"0.5": r, "0.7": r} and per_class, when there is ground truth
+            **({} if self.recall is None else {k: v for k, v in self.recall.to_dict().items() if k not in ("num_images", "proposals_per_image")}),
         }
 
 

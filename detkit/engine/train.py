@@ -30,11 +30,13 @@ from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
 )
+from detkit.engine.proposals import propose_dataset
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import CheckpointError, ConfigError, TrainingError
 from detkit.io import atomic_write_text
-from detkit.pipelines import PIPELINES
+from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES
+from detkit.proposals.cache import ProposalCache
 
 LOG_EVERY = 10  # iterations between metrics-log records
 
@@ -58,11 +60,16 @@ class _State:
 
 
 def load_datasets(cfg: ExperimentConfig, with_masks: bool = False) -> tuple[CocoDetection, CocoDetection]:
+    """Train and validation sets; a selective-search pipeline's training targets carry cached proposals."""
     data = cfg.data
     if not data.train_annotations or not data.train_images:
         raise ConfigError("no training data: pass --data, or set data.train_annotations and data.train_images")
+    proposals = None
+    if cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
+        proposals = ProposalCache(cfg.model.proposals).proposals_for
     train_set = CocoDetection(
-        data.train_annotations, data.train_images, transforms=RandomHorizontalFlip(data.hflip_prob), with_masks=with_masks
+        data.train_annotations, data.train_images, transforms=RandomHorizontalFlip(data.hflip_prob), with_masks=with_masks,
+        proposals=proposals,
     )
     val_set = CocoDetection(
         data.val_annotations or data.train_annotations, data.val_images or data.train_images,
@@ -79,6 +86,8 @@ def train(
     device = resolve_device(cfg.device)
     train_set, val_set = load_datasets(cfg)
     _report_dataset(train_set, on_event)
+    if cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
+        _precompute_proposals(cfg, [train_set, val_set], on_event)
     cfg = replace(cfg, model=replace(cfg.model, num_classes=len(train_set.category_ids)))
     if cfg.model.pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {cfg.model.pipeline!r}; choose one of {', '.join(PIPELINES)}")
@@ -213,6 +222,23 @@ def _resume(source: Path, cfg, model, optimizer, scheduler, scaler, state: _Stat
     state.epoch, state.step, state.best_ap = int(training["epoch"]), int(training["step"]), float(training["best_ap"])
     state.best_metrics = checkpoint.metrics or None
     return checkpoint_path.parent
+
+
+def _precompute_proposals(cfg: ExperimentConfig, datasets: list[CocoDetection], on_event) -> None:
+    """Fill the proposal cache for every image (all cores) before the loaders read it one image at a time."""
+    seen: set[Path] = set()
+    for dataset in datasets:
+        if dataset.annotation_file in seen:
+            continue
+        seen.add(dataset.annotation_file)
+        run = propose_dataset(dataset, cfg.model.proposals, on_event=on_event)
+        recall = run.recall.recall if run.recall else {}
+        on_event(Notice(
+            f"{dataset.annotation_file}: {run.num_images} images, {run.num_computed} newly proposed in "
+            f"{run.wall_seconds:.0f} s, {run.proposals_per_image:.0f} proposals per image, "
+            + ", ".join(f"recall@{t} {r:.3f}" for t, r in recall.items()),
+            level="info",
+        ))
 
 
 def _report_dataset(dataset: CocoDetection, on_event) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.modeling.svd import truncated_svd_linear
+
 
 class MLPBoxHead(nn.Module):
     def __init__(self, in_features: int, representation_size: int) -> None:
@@ -19,6 +21,11 @@ class MLPBoxHead(nn.Module):
 
     def forward(self, pooled: Tensor) -> Tensor:
         return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
+
+    def truncate(self, rank: int) -> None:
+        """Replace fc6 and fc7 by their rank-``rank`` SVD factorizations (inference only; see ``svd``)."""
+        self.fc6 = truncated_svd_linear(self.fc6, rank)
+        self.fc7 = truncated_svd_linear(self.fc7, rank)
 
 
 class BoxPredictor(nn.Module):

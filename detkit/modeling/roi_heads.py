@@ -103,7 +103,7 @@ class RoIHeads(nn.Module):
         regression_targets = torch.cat(sampled.regression_targets)
         foreground = torch.where(labels < self.num_classes)[0]
         fg_labels = labels[foreground]
-        fg_deltas = deltas.view(len(deltas), -1, 4)[foreground, fg_labels]
+        fg_deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, fg_labels]
         box_loss = F.smooth_l1_loss(fg_deltas, regression_targets[foreground], beta=BOX_LOSS_BETA, reduction="sum")
         return {
             "loss_cls": F.cross_entropy(class_logits, labels) if len(labels) else class_logits.sum() * 0,

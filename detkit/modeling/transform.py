@@ -47,6 +47,7 @@ class ImageTransform(nn.Module):
             tensors=self._pad(resized_images),
             image_sizes=[_size_of(img) for img in resized_images],
             original_sizes=original_sizes,
+            images=list(images),
         )
         return batch, (resized_targets if targets is not None else None)
 
@@ -89,4 +90,5 @@ def _resize_target(target: Target, from_size: tuple[int, int], to_size: tuple[in
     masks = target.masks
     if masks is not None and masks.numel() > 0 and from_size != to_size:
         masks = F.interpolate(masks[:, None].float(), size=to_size, mode="nearest")[:, 0].to(target.masks.dtype)
-    return replace(target, boxes=scale_boxes(target.boxes, from_size, to_size), masks=masks)
+    proposals = None if target.proposals is None else scale_boxes(target.proposals, from_size, to_size)
+    return replace(target, boxes=scale_boxes(target.boxes, from_size, to_size), masks=masks, proposals=proposals)

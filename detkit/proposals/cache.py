@@ -26,7 +26,7 @@ from detkit.proposals.selective_search import selective_search
 # Fields that do not change the boxes are left out of the key.
 _NOT_KEYED = ("cache_dir",)
 # Bump when the selective search wrapper changes what it returns for the same parameters.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: rank order seeded (see selective_search)
 
 
 def default_cache_dir() -> Path:
@@ -82,6 +82,10 @@ class ProposalCache:
         boxes = selective_search(image, self.cfg)
         self.store(image, boxes)
         return boxes, False
+
+    def proposals_for(self, image: np.ndarray) -> np.ndarray:
+        """The proposals of one RGB image (what a dataset attaches to its targets)."""
+        return self.get(image)[0]
 
     def _write_params(self) -> None:
         params = self.folder / "params.json"

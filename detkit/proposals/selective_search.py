@@ -7,10 +7,18 @@
 
 The "fast" mode is the paper's Selective Search Fast (2 colour spaces x 2 segmentation thresholds
 x 2 similarity combinations); "quality" diversifies over more colour spaces, thresholds and
-similarities: ~3x the boxes at ~4x the time. Both are deterministic for a given image.
+similarities: ~3x the boxes at ~4x the time.
+
+OpenCV draws the ranking's random factors from the C library's ``rand()``, unseeded, so the same
+image came back in a different order on every call (and ``topk`` kept a different subset). Seeding
+``rand()`` before each call makes the output a function of the image and the parameters, which is
+what a cache keyed by them needs. Where libc cannot be reached (Windows) the order may still vary.
 """
 
 from __future__ import annotations
+
+import ctypes
+import functools
 
 import cv2
 import numpy as np
@@ -19,6 +27,7 @@ from detkit.config import ProposalConfig
 from detkit.errors import ConfigError
 
 MODES = ("fast", "quality")
+RANK_SEED = 0
 
 
 def selective_search(image: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
@@ -32,12 +41,27 @@ def selective_search(image: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
         segmenter.switchToSelectiveSearchFast()
     else:
         segmenter.switchToSelectiveSearchQuality()
+    _seed_c_rand(RANK_SEED)
     rects = segmenter.process()  # int32 [P, 4] (x, y, w, h) in the working image
     boxes = _unique_in_order(_xywh_to_xyxy(np.asarray(rects, dtype=np.float32).reshape(-1, 4)))
     boxes = boxes / scale
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     boxes = boxes[(widths >= cfg.min_box_size) & (heights >= cfg.min_box_size)]
     return np.ascontiguousarray(boxes[: cfg.topk], dtype=np.float32)
+
+
+def _seed_c_rand(seed: int) -> None:
+    libc = _libc()
+    if libc is not None:
+        libc.srand(seed)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None)  # the process's own symbols: the libc OpenCV calls rand() from
+    except (OSError, TypeError):
+        return None
 
 
 def _check(cfg: ProposalConfig) -> None:

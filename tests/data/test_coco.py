@@ -286,3 +286,21 @@ def test_real_coco_loads_every_image_with_masks(real_coco):
     assert crowd_seen
     expected = real_coco.report.num_annotations - real_coco.report.num_dropped_degenerate
     assert total == expected
+
+
+def test_proposals_are_attached_before_the_transforms(synthetic):
+    from detkit.data.transforms import hflip
+
+    annotations, images = synthetic
+    seen = []
+
+    def lookup(image: np.ndarray) -> np.ndarray:
+        seen.append(image.shape)
+        return np.array([[1.0, 2.0, 11.0, 12.0]], dtype=np.float32)
+
+    dataset = CocoDetection(annotations, images, proposals=lookup, transforms=hflip)
+    image, target = dataset[0]
+    width = image.shape[-1]
+    assert seen == [(image.shape[1], width, 3)]  # the decoded uint8 [H, W, 3] pixels were looked up
+    torch.testing.assert_close(target.proposals, torch.tensor([[width - 11.0, 2.0, width - 1.0, 12.0]]))
+    assert CocoDetection(annotations, images)[0][1].proposals is None

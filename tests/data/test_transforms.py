@@ -95,3 +95,11 @@ def test_compose_applies_in_order():
     out_image, out_target = pipeline(image, target)
     assert calls == ["a", "b"]
     assert torch.equal(out_image, image.flip(-1))
+
+
+def test_flip_moves_proposals_with_the_boxes():
+    boxes = torch.tensor([[2.0, 3.0, 10.0, 8.0]])
+    target = Target(boxes=boxes, labels=torch.tensor([0]), proposals=torch.tensor([[0.0, 0.0, 5.0, 5.0], [2.0, 3.0, 10.0, 8.0]]))
+    _, flipped = hflip(torch.zeros(3, 10, 20), target)
+    torch.testing.assert_close(flipped.proposals, torch.tensor([[15.0, 0.0, 20.0, 5.0], [10.0, 3.0, 18.0, 8.0]]))
+    torch.testing.assert_close(flipped.proposals[1], flipped.boxes[0])
