@@ -24,10 +24,11 @@ def detect_command(
 ) -> None:
     """Detect objects: a table per image, annotated images and a COCO results json in --out."""
     from detkit.cli.progress import RichProgress
-    from detkit.cli.tables import detections_table
+    from detkit.cli.tables import detections_table, proposal_run_line
     from detkit.engine.device import resolve_device
     from detkit.engine.drawing import draw_detections, save_image_rgb
     from detkit.engine.predict import detect_images, find_images, load_detector
+    from detkit.engine.proposals import warm_proposal_cache
     from detkit.evaluation.results import detections_to_coco_results, write_results_json
 
     paths = find_images(images)
@@ -35,6 +36,9 @@ def detect_command(
     model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank)
     results, written, used_names = [], 0, set()
     with RichProgress(console) as progress:
+        warm = warm_proposal_cache(model, paths, on_event=progress)
+        if warm is not None:
+            progress.console.print(proposal_run_line(warm))
         for item in detect_images(model, paths, torch_device, batch_size=batch_size, on_event=progress):
             if not quiet:
                 progress.console.print(detections_table(f"{item.path.name}: {len(item.detections)} detections", item.detections, checkpoint.class_names))

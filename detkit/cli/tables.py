@@ -38,3 +38,14 @@ def detections_table(title: str, detections, class_names: list[str]) -> Table:
     for index, (box, score, label) in enumerate(zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist())):
         table.add_row(str(index + 1), class_names[label], f"{score:.3f}", *(f"{v:.1f}" for v in box))
     return table
+
+
+def proposal_run_line(run) -> str:
+    """One line on a selective search pass (``engine.proposals.ProposalRun``)."""
+    line = f"selective search: {run.num_images} images, {run.num_images - run.num_computed} from the cache"
+    if run.num_computed:
+        line += (
+            f", {run.num_computed} computed in {run.wall_seconds:.1f} s on all cores "
+            f"({1000 * run.seconds_per_computed_image:.0f} ms per image on one core)"
+        )
+    return line + f"; {run.proposals_per_image:.0f} proposals per image"

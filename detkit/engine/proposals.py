@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from detkit.config import ProposalConfig
 from detkit.data.coco import CocoDetection
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.evaluation.proposal_recall import ProposalRecall, RecallCounter
+from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.proposals.parallel import ImageProposals, propose_files
 
 
@@ -91,3 +93,14 @@ def _run(paths: list[Path], cfg: ProposalConfig, workers: int, on_event: EventCa
         num_images=len(paths), num_computed=computed, compute_seconds=compute_seconds, cache_seconds=cache_seconds,
         wall_seconds=time.perf_counter() - started, proposals_per_image=num_boxes / max(len(paths), 1), recall=None,
     )
+
+
+def warm_proposal_cache(
+    model: nn.Module, paths: Sequence[Path], *, workers: int = 0, on_event: EventCallback = ignore_events
+) -> ProposalRun | None:
+    """For a model fed by selective search: compute the images' missing proposals on every core first,
+    so that the model, which runs image by image, only reads the cache. None for other models."""
+    source = getattr(model, "proposal_generator", None)
+    if not isinstance(source, PrecomputedProposals):
+        return None
+    return propose_images(paths, source.cfg, workers=workers, on_event=on_event)

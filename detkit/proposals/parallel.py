@@ -39,7 +39,7 @@ def propose_files(paths: Sequence[Path], cfg: ProposalConfig, workers: int = 0) 
 
     ``workers`` 0 uses one process per core; 1 computes misses in this process.
     """
-    workers = workers or os.cpu_count() or 1
+    workers = min(workers or os.cpu_count() or 1, len(paths))  # no pool to start for a single image
     cache = ProposalCache(cfg)
     pool: ProcessPoolExecutor | None = None
     pending: dict[Future, int] = {}
