@@ -56,7 +56,7 @@ def proposals_command(
 def _summary_table(run, cfg):
     from rich.table import Table
 
-    table = Table(title=f"selective search ({cfg.mode}, max image size {cfg.max_image_size})", title_justify="left")
+    table = Table(title=f"selective search, {cfg.mode}", title_justify="left")
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("images", str(run.num_images))

@@ -23,6 +23,11 @@ from detkit.data.images import read_image_rgb
 from detkit.proposals.cache import ProposalCache
 
 
+# Starting spawned workers costs ~2 s (each imports torch through the image reader): more than
+# selective search takes on a handful of images, so those run in this process.
+MIN_IMAGES_FOR_POOL = 8
+
+
 @dataclass
 class ImageProposals:
     """Proposals of one image file: ``boxes`` float32 ``[P, 4]`` xyxy pixels of the stored image."""
@@ -39,7 +44,9 @@ def propose_files(paths: Sequence[Path], cfg: ProposalConfig, workers: int = 0) 
 
     ``workers`` 0 uses one process per core; 1 computes misses in this process.
     """
-    workers = min(workers or os.cpu_count() or 1, len(paths))  # no pool to start for a single image
+    workers = workers or os.cpu_count() or 1
+    if len(paths) < MIN_IMAGES_FOR_POOL:
+        workers = 1
     cache = ProposalCache(cfg)
     pool: ProcessPoolExecutor | None = None
     pending: dict[Future, int] = {}

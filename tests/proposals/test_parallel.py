@@ -4,7 +4,7 @@ import pytest
 
 from detkit.config import ProposalConfig
 from detkit.errors import DataError
-from detkit.proposals.parallel import propose_files
+from detkit.proposals.parallel import MIN_IMAGES_FOR_POOL, propose_files
 from detkit.proposals.selective_search import selective_search
 from tests.proposals.images import rectangles_image
 
@@ -20,10 +20,10 @@ def write_images(folder, count):
 
 
 def test_workers_compute_misses_and_a_second_pass_only_reads(tmp_path):
-    paths = write_images(tmp_path, 4)
+    paths = write_images(tmp_path, MIN_IMAGES_FOR_POOL)  # enough for the pool to start
     cfg = ProposalConfig(cache_dir=str(tmp_path / "cache"))
     first = dict(propose_files(paths, cfg, workers=2))
-    assert sorted(first) == [0, 1, 2, 3] and not any(r.cached for r in first.values())
+    assert sorted(first) == list(range(len(paths))) and not any(r.cached for r in first.values())
     for index, path in enumerate(paths):
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(first[index].boxes, selective_search(image, cfg))
