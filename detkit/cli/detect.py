@@ -17,6 +17,7 @@ def detect_command(
     score_thresh: Annotated[float, typer.Option(help="Drop detections scoring below this.")] = 0.5,
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("detections"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable).")] = None,
     svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
@@ -33,7 +34,7 @@ def detect_command(
 
     paths = find_images(images)
     torch_device = resolve_device(device)
-    model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank)
+    model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
     results, written, used_names = [], 0, set()
     with RichProgress(console) as progress:
         warm = warm_proposal_cache(model, paths, on_event=progress)

@@ -19,6 +19,7 @@ def eval_command(
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics json here (default: metrics.json beside the weights or results).")] = None,
     backend: Annotated[str, typer.Option(help="auto (faster-coco-eval when installed), pycocotools or faster_coco_eval.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable).")] = None,
     svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
     score_thresh: Annotated[float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")] = 0.05,
@@ -41,7 +42,7 @@ def eval_command(
         from detkit.engine.proposals import warm_proposal_cache
 
         torch_device = resolve_device(device)
-        model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank)
+        model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
         dataset = _dataset_for(checkpoint, coco, images)
         with RichProgress(console) as progress:
             warm = warm_proposal_cache(model, [dataset.image_path(i) for i in range(len(dataset))], on_event=progress)
@@ -71,6 +72,15 @@ def _timing_line(model, num_images: int, seconds: float) -> str:
         line += (
             f" = proposals {proposal_ms:.1f} ms ({tally.computed} computed here, {tally.images - tally.computed} read from the cache)"
             f" + network and image reading {1000 * seconds / max(num_images, 1) - proposal_ms:.1f} ms"
+        )
+    rcnn = getattr(model, "tally", None)
+    if rcnn is not None and rcnn.images:
+        per_image = {phase: 1000 * value / rcnn.images for phase, value in rcnn.seconds.items()}
+        regions = rcnn.regions / rcnn.images
+        line += (
+            f"\n  R-CNN per image: {regions:.0f} regions x {per_image['cnn'] / max(regions, 1):.2f} ms CNN per region"
+            f" = {per_image['cnn']:.1f} ms, SVM scoring {per_image['svm']:.2f} ms, regression {per_image['regression']:.2f} ms,"
+            f" NMS {per_image['nms']:.2f} ms"
         )
     return line
 

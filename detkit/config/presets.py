@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from detkit.config.schema import (
-    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RoIHeadsConfig, RPNConfig,
+    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RCNNConfig, RoIHeadsConfig, RPNConfig,
     SolverConfig, TransformConfig,
 )
 from detkit.errors import ConfigError
@@ -114,7 +114,42 @@ def fast_rcnn_synthetic() -> ExperimentConfig:
     )
 
 
+def rcnn() -> ExperimentConfig:
+    """R-CNN as in the paper: ImageNet CNN on 227 px warped regions with 16 px context, fine-tuned
+    (SGD 0.001), SVMs with hard negatives, ridge box regression, NMS 0.3. VGG16 stands in for AlexNet."""
+    return ExperimentConfig(
+        name="rcnn",
+        model=ModelConfig(
+            pipeline="rcnn",
+            backbone=BackboneConfig(name="vgg16", pretrained=True, fpn=False, returned_stages=(5,), trainable_stages=3),
+            rcnn=RCNNConfig(finetune_iters=20000),
+        ),
+        data=DataConfig(batch_size=2),
+        solver=SolverConfig(lr=0.001, weight_decay=5e-4, warmup_iters=0, schedule="step", step_epochs=(1,)),
+    )
+
+
+def rcnn_synthetic() -> ExperimentConfig:
+    """Small R-CNN on the synthetic shapes: ResNet-18 from scratch on 64 px regions, fine-tuned first
+    (without ImageNet weights the CNN's features mean nothing until it is)."""
+    base = faster_rcnn_synthetic()
+    return replace(
+        base,
+        name="rcnn_synthetic",
+        model=ModelConfig(
+            pipeline="rcnn",
+            backbone=BackboneConfig(name="resnet18", fpn=False, returned_stages=(5,), norm="bn"),
+            # 5 px of context in a 64 px crop is the paper's proportion (16 in 227).
+            rcnn=RCNNConfig(crop_size=64, context_padding=5, finetune_iters=600, feature_batch_size=256),
+        ),
+        data=replace(base.data, batch_size=4),
+        solver=SolverConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_iters=50, schedule="cosine"),
+    )
+
+
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
+    "rcnn": rcnn,
+    "rcnn_synthetic": rcnn_synthetic,
     "fast_rcnn": fast_rcnn,
     "fast_rcnn_synthetic": fast_rcnn_synthetic,
     "faster_rcnn": faster_rcnn,

@@ -95,6 +95,36 @@ class RoIHeadsConfig:
 
 
 @dataclass(frozen=True)
+class RCNNConfig:
+    """R-CNN (Girshick et al., CVPR 2014): warped regions -> CNN features -> per-class SVMs and ridge regressors."""
+
+    crop_size: int = 227  # every region is warped to crop_size x crop_size (the paper's AlexNet input)
+    context_padding: int = 16  # pixels of image context around the box at the warped size (appendix A, p = 16)
+    feature_batch_size: int = 128  # warped regions per CNN forward pass
+    # Fine-tuning (section 2.3): K+1-way softmax; IoU >= finetune_fg_iou is the class, else background.
+    finetune_iters: int = 0  # 0 skips fine-tuning: features come from the CNN as built (ImageNet or random)
+    finetune_lr: float = 0.001
+    finetune_fg_per_batch: int = 32
+    finetune_bg_per_batch: int = 96
+    finetune_fg_iou: float = 0.5
+    # SVMs (section 2.3): ground truths positive, proposals under svm_neg_iou with every box of the class negative.
+    svm_neg_iou: float = 0.3
+    svm_l2: float = 1e-4  # lambda of 0.5 * lambda * |w|^2 next to the mean hinge loss
+    svm_pos_weight: float = 2.0  # positives are few; the paper's code weights their loss x2
+    svm_hard_negative_rounds: int = 3
+    svm_initial_negatives: int = 2000  # per class, drawn at random before the first round
+    svm_steps: int = 300  # full-batch optimizer steps per round
+    feature_norm: float = 20.0  # features are scaled to this mean L2 norm before the SVMs (the paper's choice)
+    # Box regression (appendix C): ridge on proposals with IoU > bbox_reg_iou to a box of their class.
+    bbox_reg_iou: float = 0.6
+    ridge_lambda: float = 1000.0
+    box_regression: bool = True  # false scores the proposals' own boxes (the paper's ablation)
+    nms_thresh: float = 0.3
+    score_thresh: float = 0.05  # on sigmoid(SVM margin)
+    detections_per_image: int = 100
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     pipeline: str = "faster_rcnn"
     num_classes: int = 0  # K foreground classes; 0 takes it from the training data
@@ -103,6 +133,7 @@ class ModelConfig:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)  # selective search, for rcnn and fast_rcnn
+    rcnn: RCNNConfig = field(default_factory=RCNNConfig)
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
 
 

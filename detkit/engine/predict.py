@@ -15,6 +15,8 @@ from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
+from detkit.config import RCNNConfig
+from detkit.config.overrides import apply_overrides
 from detkit.errors import ConfigError, DataError
 from detkit.structures import Detections
 
@@ -50,13 +52,18 @@ def find_images(inputs: list[str]) -> list[Path]:
 
 def load_detector(
     weights: str | Path | None, device: torch.device, score_thresh: float | None = None, svd_rank: int | None = None,
+    overrides: list[str] | None = None,
 ) -> tuple[nn.Module, Checkpoint]:
     """The model in a checkpoint (default: the latest ``detkit train``), in eval mode on ``device``.
 
+    ``overrides`` (``key=value``) change the checkpoint's config before the model is built: test-time
+    settings such as ``model.rcnn.box_regression=false`` or ``model.roi_heads.nms_thresh=0.6``.
     ``svd_rank`` (default: the checkpoint's ``model.roi_heads.svd_rank``) > 0 factorizes the box
     head's FC layers by truncated SVD (Fast R-CNN section 3.1): faster, slightly less accurate.
     """
     checkpoint = load_checkpoint(weights if weights is not None else latest_checkpoint())
+    if overrides:
+        checkpoint = replace(checkpoint, config=apply_overrides(checkpoint.config, overrides))
     model = model_from_checkpoint(checkpoint)
     if score_thresh is not None:
         set_score_thresh(model, score_thresh)
@@ -78,6 +85,8 @@ def set_score_thresh(model: nn.Module, score_thresh: float) -> None:
     heads = getattr(model, "roi_heads", None)
     if heads is not None:
         heads.cfg = replace(heads.cfg, score_thresh=score_thresh)
+    elif isinstance(getattr(model, "cfg", None), RCNNConfig):
+        model.cfg = replace(model.cfg, score_thresh=score_thresh)
 
 
 @torch.inference_mode()

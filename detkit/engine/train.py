@@ -35,7 +35,7 @@ from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import CheckpointError, ConfigError, TrainingError
 from detkit.io import atomic_write_text
-from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES
+from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 from detkit.proposals.cache import ProposalCache
 
 LOG_EVERY = 10  # iterations between metrics-log records
@@ -81,6 +81,10 @@ def load_datasets(cfg: ExperimentConfig, with_masks: bool = False) -> tuple[Coco
 def train(
     cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: EventCallback = ignore_events,
 ) -> TrainResult:
+    if cfg.model.pipeline in STAGED_PIPELINES:
+        from detkit.engine.rcnn import train_rcnn  # imported here: it builds on this module's TrainResult
+
+        return train_rcnn(cfg, resume_from=resume_from, on_event=on_event)
     started = time.perf_counter()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)

@@ -9,11 +9,16 @@ from torch import nn
 from detkit.config import ModelConfig
 from detkit.pipelines.fast_rcnn import build_fast_rcnn
 from detkit.pipelines.faster_rcnn import build_faster_rcnn
+from detkit.pipelines.rcnn import build_rcnn
 
 PIPELINES: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "fast_rcnn": build_fast_rcnn,
     "faster_rcnn": build_faster_rcnn,
+    "rcnn": build_rcnn,
 }
 
 # Pipelines whose proposals come from selective search: training precomputes them into the cache.
 SELECTIVE_SEARCH_PIPELINES = frozenset({"fast_rcnn"})
+
+# Pipelines trained by stages (engine/rcnn.py) rather than by the epoch loop.
+STAGED_PIPELINES = frozenset({"rcnn"})

@@ -1,0 +1,166 @@
+"""The R-CNN detector at test time (Girshick et al., CVPR 2014, section 2.2), and its fine-tuning loss.
+
+    image ``[3, H, W]`` in [0, 1] -> selective search proposals ``[R, 4]`` (the shared cache)
+    -> warped crops ``[R, 3, S, S]`` -> CNN features ``[R, D]`` (trunk + global average pooling)
+    -> per-class linear SVM margins ``[R, K]`` -> per-class ridge box regression -> per-class NMS (0.3)
+    -> ``Detections`` in the image's frame; scores are sigmoid(margin), which keeps the SVM ranking in [0, 1]
+
+The SVMs and regressors are buffers filled by the training stages (``engine/rcnn.py``), not trained by
+backpropagation; only the CNN is, during the optional fine-tuning, through ``forward(images, targets)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_iou
+
+from detkit.config import ModelConfig
+from detkit.modeling.backbones import build_backbone
+from detkit.modeling.precomputed_proposals import PrecomputedProposals
+from detkit.ops.box_coder import BoxCoder
+from detkit.ops.boxes import clip_boxes, nonempty_boxes
+from detkit.ops.regions import warp_regions
+from detkit.structures import Detections, DetectorOutput, Target
+
+MIN_DETECTION_SIZE = 1e-2
+
+
+@dataclass
+class RCNNTally:
+    """Where test time goes, summed over the images ``detect`` has seen (the paper's cost formula:
+    proposals + regions x CNN time per region + SVM scoring + regression + NMS)."""
+
+    images: int = 0
+    regions: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("cnn", "svm", "regression", "nms"), 0.0))
+
+    @contextmanager
+    def timing(self, phase: str, device: torch.device) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels are asynchronous: wait, or the time lands in the next phase
+        self.seconds[phase] += time.perf_counter() - started
+
+
+class RegionCNN(nn.Module):
+    """Warped regions ``[R, 3, S, S]`` -> features ``[R, D]``; ``classifier`` gives K+1 logits for fine-tuning."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = backbone.out_channels
+        self.classifier = nn.Linear(self.feature_dim, num_classes + 1)  # background is the last index, K
+
+    def features(self, crops: Tensor) -> Tensor:
+        last = list(self.backbone(crops).values())[-1]
+        return last.mean(dim=(2, 3))
+
+    def forward(self, crops: Tensor) -> Tensor:
+        return self.classifier(self.features(crops))
+
+
+class RCNNDetector(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg.rcnn
+        self.num_classes = cfg.num_classes
+        self.register_buffer("mean", torch.tensor(cfg.transform.image_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.transform.image_std).view(3, 1, 1), persistent=False)
+        self.proposal_generator = PrecomputedProposals(cfg.proposals)
+        self.cnn = RegionCNN(build_backbone(cfg.backbone), cfg.num_classes)
+        dim = self.cnn.feature_dim
+        # Filled by the SVM and regression stages. feature_scale brings features to the SVMs' mean norm.
+        self.register_buffer("feature_scale", torch.ones(()))
+        self.register_buffer("svm_weight", torch.zeros(cfg.num_classes, dim))
+        self.register_buffer("svm_bias", torch.zeros(cfg.num_classes))
+        self.register_buffer("regressor_weight", torch.zeros(cfg.num_classes, dim + 1, 4))  # last row: bias
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))  # the paper's parameterization (appendix C)
+        self.tally = RCNNTally()
+
+    def normalize(self, image: Tensor) -> Tensor:
+        return (image - self.mean) / self.std
+
+    def region_features(self, image: Tensor, boxes: Tensor) -> Tensor:
+        """``[R, D]`` CNN features of ``boxes`` (xyxy pixels of ``image`` ``[3, H, W]`` in [0, 1]), batched."""
+        normalized = self.normalize(image)
+        chunks = [
+            self.cnn.features(warp_regions(normalized, part, self.cfg.crop_size, self.cfg.context_padding))
+            for part in boxes.split(self.cfg.feature_batch_size)
+        ]
+        return torch.cat(chunks) if chunks else image.new_zeros((0, self.cnn.feature_dim))
+
+    def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> DetectorOutput:
+        losses = {} if targets is None else {"loss_cls": self.finetune_loss(images, targets)}
+        detections = None
+        if not self.training:
+            detections = [self.detect(image) for image in images]
+        return DetectorOutput(losses=losses, detections=detections)
+
+    def finetune_loss(self, images: list[Tensor], targets: list[Target]) -> Tensor:
+        """K+1-way cross-entropy on windows drawn from the batch's proposals and ground truths:
+        up to ``finetune_fg_per_batch`` with IoU >= ``finetune_fg_iou`` (their box's class), the rest background."""
+        crops, labels = [], []
+        for image, target in zip(images, targets):
+            target = target.without_crowd()
+            proposals = target.proposals if target.proposals is not None else self.proposal_generator.compute(image)
+            windows = torch.cat([target.boxes, proposals.to(target.boxes)])
+            window_labels = torch.full((len(windows),), self.num_classes, dtype=torch.int64, device=windows.device)
+            if len(target):
+                best_iou, best_gt = box_iou(windows, target.boxes).max(dim=1)
+                foreground = best_iou >= self.cfg.finetune_fg_iou
+                window_labels[foreground] = target.labels[best_gt[foreground]]
+            chosen = self._sample_windows(window_labels, len(images))
+            crops.append(warp_regions(self.normalize(image), windows[chosen], self.cfg.crop_size, self.cfg.context_padding))
+            labels.append(window_labels[chosen])
+        logits = self.cnn(torch.cat(crops))
+        return F.cross_entropy(logits, torch.cat(labels)) if len(logits) else logits.sum() * 0
+
+    def _sample_windows(self, labels: Tensor, num_images: int) -> Tensor:
+        """Indices of this image's share of the batch's foreground and background windows, at random."""
+        foreground = torch.where(labels < self.num_classes)[0]
+        background = torch.where(labels == self.num_classes)[0]
+        num_fg = min(len(foreground), max(1, self.cfg.finetune_fg_per_batch // num_images))
+        num_bg = min(len(background), max(1, self.cfg.finetune_bg_per_batch // num_images))
+        pick_fg = foreground[torch.randperm(len(foreground), device=labels.device)[:num_fg]]
+        pick_bg = background[torch.randperm(len(background), device=labels.device)[:num_bg]]
+        return torch.cat([pick_fg, pick_bg])
+
+    def svm_margins(self, features: Tensor) -> Tensor:
+        """``[R, D]`` raw features -> ``[R, K]`` SVM margins."""
+        return (features * self.feature_scale) @ self.svm_weight.T + self.svm_bias
+
+    def regress(self, features: Tensor, boxes: Tensor, labels: Tensor) -> Tensor:
+        """Refine ``[R, 4]`` boxes with the ridge regressor of each one's class ``labels`` ``[R]``."""
+        augmented = torch.cat([features * self.feature_scale, features.new_ones((len(features), 1))], dim=1)
+        deltas = torch.einsum("rd,rdc->rc", augmented, self.regressor_weight[labels])
+        return self.box_coder.decode(deltas, boxes)[:, 0]
+
+    @torch.no_grad()
+    def detect(self, image: Tensor) -> Detections:
+        image_size = (int(image.shape[-2]), int(image.shape[-1]))
+        proposals = clip_boxes(self.proposal_generator.compute(image).to(image.device), image_size)
+        self.tally.images += 1
+        self.tally.regions += len(proposals)
+        with self.tally.timing("cnn", image.device):
+            features = self.region_features(image, proposals)
+        with self.tally.timing("svm", image.device):
+            scores = torch.sigmoid(self.svm_margins(features))
+            roi_index, labels = torch.where(scores > self.cfg.score_thresh)
+        boxes = proposals[roi_index]
+        with self.tally.timing("regression", image.device):
+            if self.cfg.box_regression and len(boxes):
+                boxes = clip_boxes(self.regress(features[roi_index], boxes, labels), image_size)
+        with self.tally.timing("nms", image.device):
+            candidate_scores = scores[roi_index, labels]
+            keep = nonempty_boxes(boxes, MIN_DETECTION_SIZE)
+            boxes, candidate_scores, labels = boxes[keep], candidate_scores[keep], labels[keep]
+            keep = batched_nms(boxes, candidate_scores, labels, self.cfg.nms_thresh)[: self.cfg.detections_per_image]
+        return Detections(boxes=boxes[keep], scores=candidate_scores[keep], labels=labels[keep])
