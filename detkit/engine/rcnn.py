@@ -109,7 +109,7 @@ def _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event) -> str:
         on_event(Notice(f"{split} proposals: {run.num_images} images ({run.num_computed} computed), "
                         f"{run.proposals_per_image:.0f} per image, "
                         + ", ".join(f"recall@{t} {r:.3f}" for t, r in run.recall.recall.items()), level="info"))
-    key = _digest(_file_digest(train_set.annotation_file), str(train_set.image_dir), params_digest(cfg.model.proposals))
+    key = _digest(_file_digest(train_set.annotation_file), _images_digest(train_set), params_digest(cfg.model.proposals))
     if not (log.is_current("proposals", key, run_dir) and not any(split["computed"] for split in info.values())):
         log.record("proposals", key, time.perf_counter() - started, info)  # a pure cache check keeps the first run's time
     return key
@@ -255,6 +255,16 @@ def _digest(*parts: Any) -> str:
 
 def _file_digest(path: Path) -> str:
     return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+
+
+def _images_digest(dataset: CocoDetection) -> str:
+    """Names, sizes and modification times of the image files: an image replaced in place changes the key."""
+    stats = []
+    for index in range(len(dataset)):
+        path = dataset.image_path(index)
+        stat = path.stat()
+        stats.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return _digest(stats)
 
 
 def _state_digest(module: torch.nn.Module) -> str:

@@ -3,6 +3,7 @@
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,17 @@ def test_a_changed_cnn_replaces_the_feature_cache(tiny_rcnn, run_copy):
     folders = list((run_copy / "features").iterdir())
     assert len(folders) == 1 and folders[0] != old_folder and not old_folder.exists()
     assert not stage_log(run_copy)["features"]["key"].startswith(old_folder.name)
+
+
+def test_a_replaced_training_image_invalidates_the_features(tiny_rcnn, run_copy):
+    import os
+
+    first = stage_log(run_copy)
+    image = next(Path(tiny_rcnn.data.train_images).iterdir())
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # as if rewritten
+    try:
+        train(tiny_rcnn, resume_from=run_copy)
+    finally:
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert stage_log(run_copy)["features"]["key"] != first["features"]["key"]
