@@ -32,12 +32,13 @@ def eval_command(
     from detkit.evaluation.coco_eval import evaluate_coco
     from detkit.io import atomic_write_json
 
+    mask_metrics = None
     if results is not None:
         metrics = evaluate_coco(coco, results, backend=backend)
         default_out = results.with_name(results.stem + "_metrics.json")
     else:
         from detkit.engine.device import resolve_device
-        from detkit.engine.evaluate import predict_dataset, score_detections
+        from detkit.engine.evaluate import iou_types_of, predict_dataset, score_detections
         from detkit.engine.predict import load_detector
         from detkit.engine.proposals import warm_proposal_cache
 
@@ -51,15 +52,21 @@ def eval_command(
         if warm is not None:
             console.print(proposal_run_line(warm))
         console.print(_timing_line(model, len(dataset), time.perf_counter() - started))
-        metrics = score_detections(dataset, detections, backend=backend)["bbox"]
+        scored = score_detections(dataset, detections, iou_types_of(detections), backend=backend)
+        metrics, mask_metrics = scored["bbox"], scored.get("segm")
         default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
 
     console.print(f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, scored by {metrics.backend}")
     console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type}"))
     if metrics.per_class_ap:
         console.print(per_class_table(metrics.per_class_ap, metrics.per_class_ap50, title="per-class AP"))
+    report = metrics.to_dict()
+    if mask_metrics is not None:  # a mask model: the instance-mask numbers next to the box ones
+        console.print(metrics_table(mask_metrics.stats, title="COCO segm"))
+        console.print(per_class_table(mask_metrics.per_class_ap, mask_metrics.per_class_ap50, title="per-class mask AP"))
+        report["segm"] = mask_metrics.to_dict()
     target = out or default_out
-    atomic_write_json(target, metrics.to_dict(), indent=2)
+    atomic_write_json(target, report, indent=2)
     console.print(f"metrics written to {target}")
 
 

@@ -61,6 +61,8 @@ def _epoch_line(event: Any) -> str:
     line = f"epoch {event.epoch}/{event.epochs}  loss {event.train_losses.get('loss', float('nan')):.3f}  {event.seconds:.0f}s"
     if event.metrics:
         line += f"  val AP {event.metrics['AP']:.3f}  AP50 {event.metrics['AP50']:.3f}"
+        if "mask_AP" in event.metrics:
+            line += f"  mask AP {event.metrics['mask_AP']:.3f}  AP50 {event.metrics['mask_AP50']:.3f}"
         if event.is_best:
             line += "  [green]best[/]"
     return line

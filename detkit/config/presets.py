@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from detkit.config.schema import (
-    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RCNNConfig, RoIHeadsConfig, RPNConfig,
+    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, MaskHeadConfig, ModelConfig, RCNNConfig, RoIHeadsConfig, RPNConfig,
     SolverConfig, TransformConfig,
 )
 from detkit.errors import ConfigError
@@ -147,7 +147,27 @@ def rcnn_synthetic() -> ExperimentConfig:
     )
 
 
+def mask_rcnn() -> ExperimentConfig:
+    """Mask R-CNN R50-FPN (torchvision's recipe): RoIAlign 7x7 boxes, 14x14 -> 28x28 masks."""
+    base = faster_rcnn()
+    return replace(
+        base, name="mask_rcnn",
+        model=replace(base.model, pipeline="mask_rcnn", roi_heads=replace(base.model.roi_heads, aligned=True)),
+    )
+
+
+def mask_rcnn_synthetic() -> ExperimentConfig:
+    """The synthetic Faster R-CNN with a (narrower, 64-channel) mask branch: trains on the shapes' masks."""
+    base = faster_rcnn_synthetic()
+    return replace(
+        base, name="mask_rcnn_synthetic",
+        model=replace(base.model, pipeline="mask_rcnn", mask=MaskHeadConfig(conv_channels=64)),
+    )
+
+
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
+    "mask_rcnn": mask_rcnn,
+    "mask_rcnn_synthetic": mask_rcnn_synthetic,
     "rcnn": rcnn,
     "rcnn_synthetic": rcnn_synthetic,
     "fast_rcnn": fast_rcnn,

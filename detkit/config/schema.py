@@ -95,6 +95,16 @@ class RoIHeadsConfig:
 
 
 @dataclass(frozen=True)
+class MaskHeadConfig:
+    """Mask R-CNN's mask branch (He et al. 2017, figure 4): pooled at pooler_resolution, masks at twice that."""
+
+    pooler_resolution: int = 14  # RoIAlign (or RoIPool: model.roi_heads.pooler decides both) output for masks
+    conv_channels: int = 256
+    num_convs: int = 4
+    mask_thresh: float = 0.5  # pasted probabilities above this are the instance (results json, drawing)
+
+
+@dataclass(frozen=True)
 class RCNNConfig:
     """R-CNN (Girshick et al., CVPR 2014): warped regions -> CNN features -> per-class SVMs and ridge regressors."""
 
@@ -134,6 +144,7 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)  # selective search, for rcnn and fast_rcnn
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
+    mask: MaskHeadConfig = field(default_factory=MaskHeadConfig)  # mask_rcnn only
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
 
 

@@ -50,7 +50,17 @@ def score_detections(
 def evaluate_detector(
     model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4,
     on_event: EventCallback = ignore_events,
-) -> CocoMetrics:
-    """Box COCO metrics of ``model`` on ``dataset``."""
+) -> dict[str, float]:
+    """Validation numbers of ``model`` on ``dataset``: the 12 box stats (``AP``, ``AP50``...) and, for a
+    model that predicts masks, the 12 mask stats prefixed ``mask_`` (``mask_AP``...)."""
     detections = predict_dataset(model, dataset, device=device, batch_size=batch_size, on_event=on_event)
-    return score_detections(dataset, detections)["bbox"]
+    metrics = score_detections(dataset, detections, iou_types_of(detections))
+    stats = dict(metrics["bbox"].stats)
+    if "segm" in metrics:
+        stats.update({f"mask_{name}": value for name, value in metrics["segm"].stats.items()})
+    return stats
+
+
+def iou_types_of(detections: list[Detections]) -> tuple[str, ...]:
+    """("bbox", "segm") when the detections carry masks, else ("bbox",)."""
+    return ("bbox", "segm") if any(d.masks is not None for d in detections) else ("bbox",)

@@ -71,7 +71,7 @@ def train_rcnn(cfg: ExperimentConfig, *, resume_from: Path | None = None, on_eve
     _regressor_stage(cfg, model, regions, features_key, run_dir, log, on_event)
 
     stage_started = time.perf_counter()
-    metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size, on_event=on_event).stats
+    metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size, on_event=on_event)
     log.record("evaluate", "", time.perf_counter() - stage_started, {"AP": metrics["AP"], "AP50": metrics["AP50"]})
     checkpoint = Checkpoint(
         config=cfg, model_state=model.state_dict(), class_names=train_set.class_names,

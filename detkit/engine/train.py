@@ -35,7 +35,7 @@ from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import CheckpointError, ConfigError, TrainingError
 from detkit.io import atomic_write_text
-from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
+from detkit.pipelines import MASK_PIPELINES, PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 from detkit.proposals.cache import ProposalCache
 
 LOG_EVERY = 10  # iterations between metrics-log records
@@ -59,9 +59,11 @@ class _State:
     nonfinite_in_a_row: int = 0  # consecutive skipped steps, across epoch boundaries
 
 
-def load_datasets(cfg: ExperimentConfig, with_masks: bool = False) -> tuple[CocoDetection, CocoDetection]:
-    """Train and validation sets; a selective-search pipeline's training targets carry cached proposals."""
+def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
+    """Train and validation sets; a selective-search pipeline's training targets carry cached proposals,
+    a mask pipeline's carry instance masks."""
     data = cfg.data
+    with_masks = cfg.model.pipeline in MASK_PIPELINES
     if not data.train_annotations or not data.train_images:
         raise ConfigError("no training data: pass --data, or set data.train_annotations and data.train_images")
     proposals = None
@@ -73,7 +75,7 @@ def load_datasets(cfg: ExperimentConfig, with_masks: bool = False) -> tuple[Coco
     )
     val_set = CocoDetection(
         data.val_annotations or data.train_annotations, data.val_images or data.train_images,
-        with_masks=with_masks, category_ids=train_set.category_ids,
+        category_ids=train_set.category_ids,  # scored against the json's own polygons/RLE: no decoding needed
     )
     return train_set, val_set
 
@@ -127,7 +129,7 @@ def train(
         metrics: dict[str, float] = {}
         is_last = state.epoch == cfg.solver.epochs
         if is_last or state.epoch % max(cfg.eval.every_epochs, 1) == 0:
-            metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size * 2, on_event=on_event).stats
+            metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size * 2, on_event=on_event)
             _append_log(run_dir, {"epoch": state.epoch, "val": metrics})
         is_best = bool(metrics) and metrics["AP"] > state.best_ap
         if is_best:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ from torchvision.ops import batched_nms, box_iou
 
 from detkit.config import RoIHeadsConfig
 from detkit.modeling.box_head import BoxPredictor, MLPBoxHead
+from detkit.modeling.mask_head import MaskBranch
 from detkit.modeling.poolers import RoIPooler
 from detkit.modeling.rpn import BOX_LOSS_BETA
 from detkit.ops.box_coder import BoxCoder
@@ -35,21 +36,27 @@ MIN_DETECTION_SIZE = 1e-2
 @dataclass
 class SampledRoIs:
     """Training RoIs per image: boxes ``[S_i, 4]``, labels ``[S_i]`` in [0, K] (K = background),
-    regression targets ``[S_i, 4]`` (zeros for background)."""
+    regression targets ``[S_i, 4]`` (zeros for background), matched_gt ``[S_i]``: the index of each
+    foreground RoI's ground truth among the image's non-crowd instances (-1 for background)."""
 
     boxes: list[Tensor]
     labels: list[Tensor]
     regression_targets: list[Tensor]
+    matched_gt: list[Tensor]
 
 
 class RoIHeads(nn.Module):
-    def __init__(self, pooler: RoIPooler, box_head: MLPBoxHead, box_predictor: BoxPredictor, cfg: RoIHeadsConfig) -> None:
+    def __init__(
+        self, pooler: RoIPooler, box_head: MLPBoxHead, box_predictor: BoxPredictor, cfg: RoIHeadsConfig,
+        mask_branch: MaskBranch | None = None,
+    ) -> None:
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
         self.cfg = cfg
         self.box_coder = BoxCoder(cfg.box_coder_weights)
+        self.mask_branch = mask_branch  # Mask R-CNN: masks for positive RoIs in training, for detections after
 
     @property
     def num_classes(self) -> int:
@@ -69,15 +76,39 @@ class RoIHeads(nn.Module):
             sampled = self.sample(proposals, targets)
             class_logits, deltas = self(features, sampled.boxes)
             losses = self.losses(class_logits, deltas, sampled)
+            if self.mask_branch is not None:
+                losses["loss_mask"] = self._mask_loss(features, sampled, targets)
         detections = None
         if not self.training:
             class_logits, deltas = self(features, proposals)
             detections = self.inference(class_logits, deltas, proposals, image_sizes)
+            if self.mask_branch is not None:
+                detections = self._attach_masks(features, detections)
         return detections, losses
+
+    def _mask_loss(self, features: list[Tensor], sampled: SampledRoIs, targets: list[Target]) -> Tensor:
+        """Mask loss on the foreground RoIs of the box head's own sample (Mask R-CNN section 3.1)."""
+        boxes, labels, mask_targets = [], [], []
+        for image_boxes, image_labels, matched, target in zip(sampled.boxes, sampled.labels, sampled.matched_gt, targets):
+            foreground = torch.where(image_labels < self.num_classes)[0]
+            boxes.append(image_boxes[foreground])
+            labels.append(image_labels[foreground])
+            if target.masks is None:
+                raise ValueError("Mask R-CNN training needs instance masks: build the dataset with with_masks=True")
+            gt_masks = target.without_crowd().masks
+            mask_targets.append(self.mask_branch.targets(gt_masks, image_boxes[foreground], matched[foreground]))
+        logits = self.mask_branch(features, boxes)
+        return self.mask_branch.losses(logits, torch.cat(labels), torch.cat(mask_targets))
+
+    def _attach_masks(self, features: list[Tensor], detections: list[Detections]) -> list[Detections]:
+        """``[D, 28, 28]`` RoI-frame mask probabilities on each image's final detections only."""
+        logits = self.mask_branch(features, [d.boxes for d in detections])
+        probabilities = self.mask_branch.inference(logits, torch.cat([d.labels for d in detections]))
+        return [replace(d, masks=m) for d, m in zip(detections, probabilities.split([len(d) for d in detections]))]
 
     @torch.no_grad()
     def sample(self, proposals: list[Tensor], targets: list[Target]) -> SampledRoIs:
-        boxes, labels, regression_targets = [], [], []
+        boxes, labels, regression_targets, matched_gt = [], [], [], []
         for image_proposals, target in zip(proposals, targets):
             target = target.without_crowd()
             # Ground truths join the proposals so every object has at least one perfect RoI early on.
@@ -89,14 +120,17 @@ class RoIHeads(nn.Module):
             chosen = torch.cat([fg, bg])
             image_labels = torch.full((len(chosen),), self.num_classes, dtype=torch.int64, device=candidates.device)
             image_targets = torch.zeros((len(chosen), 4), dtype=candidates.dtype, device=candidates.device)
+            image_matched = torch.full((len(chosen),), -1, dtype=torch.int64, device=candidates.device)
             if len(fg):
                 matched = match.gt_index[fg]
                 image_labels[: len(fg)] = target.labels[matched]
                 image_targets[: len(fg)] = self.box_coder.encode(candidates[fg], target.boxes[matched])
+                image_matched[: len(fg)] = matched
             boxes.append(candidates[chosen])
             labels.append(image_labels)
             regression_targets.append(image_targets)
-        return SampledRoIs(boxes, labels, regression_targets)
+            matched_gt.append(image_matched)
+        return SampledRoIs(boxes, labels, regression_targets, matched_gt)
 
     def losses(self, class_logits: Tensor, deltas: Tensor, sampled: SampledRoIs) -> dict[str, Tensor]:
         labels = torch.cat(sampled.labels)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from detkit.config import TransformConfig
 from detkit.ops.boxes import scale_boxes
+from detkit.ops.masks import paste_masks
 from detkit.structures import Detections, ImageBatch, Target
 
 
@@ -52,11 +53,14 @@ class ImageTransform(nn.Module):
         return batch, (resized_targets if targets is not None else None)
 
     def postprocess(self, detections: list[Detections], batch: ImageBatch) -> list[Detections]:
-        """Map boxes from each resized image back to its original frame."""
-        return [
-            replace(dets, boxes=scale_boxes(dets.boxes, resized, original))
-            for dets, resized, original in zip(detections, batch.image_sizes, batch.original_sizes)
-        ]
+        """Map boxes from each resized image back to its original frame; RoI-frame masks ``[D, S, S]``
+        (Mask R-CNN) are pasted into the original image at their boxes, ``[D, H, W]``."""
+        mapped = []
+        for dets, resized, original in zip(detections, batch.image_sizes, batch.original_sizes):
+            boxes = scale_boxes(dets.boxes, resized, original)
+            masks = None if dets.masks is None else paste_masks(dets.masks, boxes, original)
+            mapped.append(replace(dets, boxes=boxes, masks=masks))
+        return mapped
 
     def _pick_min_size(self) -> int:
         if self.training and len(self.min_size) > 1:

@@ -15,6 +15,11 @@ from detkit.pipelines.box_heads import build_box_heads, check_num_classes
 def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     check_num_classes(cfg)
     backbone = build_backbone(cfg.backbone)
+    return TwoStageDetector(ImageTransform(cfg.transform), backbone, build_rpn(cfg, backbone), build_box_heads(cfg, backbone))
+
+
+def build_rpn(cfg: ModelConfig, backbone) -> RegionProposalNetwork:
+    """The RPN over every level the backbone returns, one tuple of anchor sizes per level."""
     anchor_generator = AnchorGenerator(cfg.anchors.sizes, cfg.anchors.aspect_ratios)
     if len(cfg.anchors.sizes) != len(backbone.feature_names):
         raise ConfigError(
@@ -24,5 +29,4 @@ def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     num_anchors = anchor_generator.num_anchors_per_location
     if len(set(num_anchors)) != 1:
         raise ConfigError(f"every level needs the same number of anchors per location, got {num_anchors}")
-    rpn = RegionProposalNetwork(anchor_generator, RPNHead(backbone.out_channels, num_anchors[0]), cfg.rpn)
-    return TwoStageDetector(ImageTransform(cfg.transform), backbone, rpn, build_box_heads(cfg, backbone))
+    return RegionProposalNetwork(anchor_generator, RPNHead(backbone.out_channels, num_anchors[0]), cfg.rpn)
