@@ -9,6 +9,7 @@ under the names of the detkit detector (whose attributes are ``backbone``, ...).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -82,7 +83,14 @@ _HEAD_RENAMES = (
     (re.compile(r"^rpn\.head\.conv\.(?:0\.)?(?:0\.)?(weight|bias)$"), r"proposal_generator.head.conv.0.\1"),
     (re.compile(r"^rpn\.head\.(cls_logits|bbox_pred)\."), r"proposal_generator.head.\1."),
     (re.compile(r"^roi_heads\.box_head\.(fc6|fc7)\."), r"roi_heads.box_head.\1."),
+    (re.compile(r"^roi_heads\.mask_predictor\.conv5_mask\."), r"roi_heads.mask_branch.head.deconv."),
 )
+
+# Mask head (Mask R-CNN): four convs, then torchvision's predictor = deconv + 1x1 logits.
+#   roi_heads.mask_head.<i>.0.<p> (or .mask_fcn<i+1>.<p>, old) -> roi_heads.mask_branch.head.convs.<2i>.<p>
+#   roi_heads.mask_predictor.conv5_mask.<p>                     -> roi_heads.mask_branch.head.deconv.<p>
+#   roi_heads.mask_predictor.mask_fcn_logits.<p>                -> roi_heads.mask_branch.predictor.<p>, background dropped
+_MASK_CONV = re.compile(r"^roi_heads\.mask_head\.(?:(\d+)\.0|mask_fcn(\d+))\.(weight|bias)$")
 
 
 def detect_torchvision_arch(state_dict: dict[str, Tensor]) -> str:
@@ -94,13 +102,18 @@ def detect_torchvision_arch(state_dict: dict[str, Tensor]) -> str:
     raise CheckpointError("unrecognised torchvision detector: detkit imports fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_fpn")
 
 
-def torchvision_model_config(arch: str, num_classes: int, low_resolution: bool = False) -> ModelConfig:
-    """The detkit config that computes what torchvision's ``fasterrcnn_<arch>`` computes.
+def torchvision_model_config(arch: str, num_classes: int, low_resolution: bool = False, masks: bool = False) -> ModelConfig:
+    """The detkit config that computes what torchvision's ``fasterrcnn_<arch>`` (``maskrcnn_<arch>`` with
+    ``masks``) computes.
 
     ``num_classes`` counts foreground classes (torchvision's ``num_classes`` minus its background).
     ``low_resolution`` is torchvision's ``*_320_fpn`` variant (320 px images, 150 proposals).
     """
     base = ModelConfig(pipeline="faster_rcnn", num_classes=num_classes, backbone=TORCHVISION_BACKBONES[arch])
+    if masks:
+        if arch != "resnet50_fpn":
+            raise ConfigError(f"torchvision has no Mask R-CNN with a {arch} backbone; detkit imports maskrcnn_resnet50_fpn")
+        return replace(base, pipeline="mask_rcnn")  # MultiScaleRoIAlign 14x14, sampling 2, unaligned: the defaults
     if arch == "resnet50_fpn":
         return base
     rpn = RPNConfig(score_thresh=0.05)
@@ -129,6 +142,26 @@ def convert_torchvision_detector(state_dict: dict[str, Tensor], arch: str) -> di
         cls_score = state_dict[f"roi_heads.box_predictor.cls_score.{suffix}"]
         converted[f"roi_heads.box_predictor.cls_score.{suffix}"] = torch.cat([cls_score[1:], cls_score[:1]])
         converted[f"roi_heads.box_predictor.bbox_pred.{suffix}"] = state_dict[f"roi_heads.box_predictor.bbox_pred.{suffix}"][4:]
+    if has_masks(state_dict):
+        converted.update(_convert_mask_head(state_dict))
+    return converted
+
+
+def has_masks(state_dict: dict[str, Tensor]) -> bool:
+    """Whether a torchvision detector's state dict is a Mask R-CNN's."""
+    return "roi_heads.mask_predictor.mask_fcn_logits.weight" in state_dict
+
+
+def _convert_mask_head(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    converted = {}
+    for key, value in state_dict.items():
+        match = _MASK_CONV.match(key)
+        if match:
+            index = int(match.group(1)) if match.group(1) is not None else int(match.group(2)) - 1
+            converted[f"roi_heads.mask_branch.head.convs.{2 * index}.{match.group(3)}"] = value
+    for suffix in ("weight", "bias"):
+        # torchvision predicts a mask for its background class too (channel 0); detkit has none.
+        converted[f"roi_heads.mask_branch.predictor.{suffix}"] = state_dict[f"roi_heads.mask_predictor.mask_fcn_logits.{suffix}"][1:]
     return converted
 
 
@@ -142,7 +175,7 @@ def checkpoint_from_torchvision(state_dict: dict[str, Tensor], path: Path):
 
     arch = detect_torchvision_arch(state_dict)
     num_classes = int(state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1
-    model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name)
+    model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name, masks=has_masks(state_dict))
     names = _coco_names() if num_classes == 90 else [f"class_{k + 1}" for k in range(num_classes)]
     return Checkpoint(
         config=ExperimentConfig(name=f"torchvision_{arch}", model=model),
