@@ -22,6 +22,7 @@ TORCHVISION_BUILDERS = {
     "resnet50_fpn": "fasterrcnn_resnet50_fpn",
     "mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
 }
+TORCHVISION_MASK_BUILDERS = {"resnet50_fpn": "maskrcnn_resnet50_fpn"}
 
 
 @dataclass
@@ -38,8 +39,8 @@ class ComparisonResult:
         return statistics.median(self.detkit_ms) / statistics.median(self.torchvision_ms)
 
 
-def paired_models(arch: str, image_size: tuple[int, int], seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(detkit, torchvision) Faster R-CNNs holding the same seeded random weights, in eval mode.
+def paired_models(arch: str, image_size: tuple[int, int], seed: int = 0, masks: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(detkit, torchvision) Faster R-CNNs (Mask R-CNNs with ``masks``) holding the same seeded random weights, in eval mode.
 
     Both resize so the image's shorter side stays ``min(image_size)`` pixels: no resampling cost
     differs between them and the measured work is the detector's.
@@ -48,12 +49,13 @@ def paired_models(arch: str, image_size: tuple[int, int], seed: int = 0) -> tupl
 
     short, long = min(image_size), max(image_size)
     torch.manual_seed(seed)
-    reference = getattr(torchvision.models.detection, TORCHVISION_BUILDERS[arch])(
+    builder = TORCHVISION_MASK_BUILDERS[arch] if masks else TORCHVISION_BUILDERS[arch]
+    reference = getattr(torchvision.models.detection, builder)(
         weights=None, weights_backbone=None, num_classes=91, min_size=short, max_size=long
     ).eval()
-    cfg = torchvision_model_config(arch, num_classes=90)
+    cfg = torchvision_model_config(arch, num_classes=90, masks=masks)
     cfg = replace(cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(short,), max_size=long))
-    model = PIPELINES["faster_rcnn"](cfg)
+    model = PIPELINES[cfg.pipeline](cfg)
     model.load_state_dict(convert_torchvision_detector(reference.state_dict(), arch), strict=True)
     return model.eval(), reference
 
@@ -61,10 +63,10 @@ def paired_models(arch: str, image_size: tuple[int, int], seed: int = 0) -> tupl
 @torch.inference_mode()
 def compare_with_torchvision(
     arch: str = "resnet50_fpn", image_size: tuple[int, int] = (480, 640), runs: int = 10, warmup: int = 2,
-    device: str = "cpu",
+    device: str = "cpu", masks: bool = False,
 ) -> ComparisonResult:
     torch_device = torch.device(device)
-    model, reference = (m.to(torch_device) for m in paired_models(arch, image_size))
+    model, reference = (m.to(torch_device) for m in paired_models(arch, image_size, masks=masks))
     image = torch.rand(3, *image_size, generator=torch.Generator().manual_seed(0)).to(torch_device)
     run_detkit = lambda: model([image])
     run_torchvision = lambda: reference([image])
