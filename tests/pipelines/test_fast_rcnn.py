@@ -8,6 +8,7 @@ from detkit.data.images import image_to_tensor
 from detkit.pipelines import PIPELINES
 from detkit.structures import Detections, Target
 from tests.proposals.images import object_boxes, rectangles_image
+from tests.pipelines.training import train_two_steps
 
 
 @pytest.fixture
@@ -47,16 +48,7 @@ def test_backbone_is_one_stride_16_map_pooled_by_roi_pool(fast_config):
 def test_train_two_steps_then_detect(fast_config, shapes_batch):
     images, targets = shapes_batch
     model = build(fast_config)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    for _ in range(2):
-        output = model(images, targets)
-        assert output.detections is None and set(output.losses) == {"loss_cls", "loss_box"}
-        loss = sum(output.losses.values())
-        assert torch.isfinite(loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_two_steps(model, images, targets, {"loss_cls", "loss_box"})
     model.eval()
     with torch.no_grad():
         output = model(images)  # no targets: selective search runs on the pixels

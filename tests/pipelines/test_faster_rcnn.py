@@ -2,6 +2,7 @@ import torch
 
 from detkit.pipelines import PIPELINES
 from detkit.structures import Detections, Target
+from tests.pipelines.training import train_two_steps
 
 
 def build(cfg):
@@ -12,17 +13,7 @@ def build(cfg):
 def test_train_two_steps_then_detect(tiny_model_config, tiny_batch):
     images, targets = tiny_batch
     model = build(tiny_model_config)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    for _ in range(2):
-        output = model(images, targets)
-        assert output.detections is None
-        assert set(output.losses) == {"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"}
-        loss = sum(output.losses.values())
-        assert torch.isfinite(loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_two_steps(model, images, targets, {"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"})
     model.eval()
     output = model(images)
     assert output.losses == {}

@@ -6,6 +6,7 @@ import torch
 from detkit.config import MaskHeadConfig
 from detkit.pipelines import PIPELINES
 from detkit.structures import Target
+from tests.pipelines.training import train_two_steps
 
 
 @pytest.fixture
@@ -33,16 +34,7 @@ def test_train_two_steps_then_detect_with_masks(mask_config, tiny_batch):
     images, targets = tiny_batch
     targets = with_masks(targets, images)
     model = build(mask_config)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    for _ in range(2):
-        output = model(images, targets)
-        assert set(output.losses) == {"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask"}
-        loss = sum(output.losses.values())
-        assert torch.isfinite(loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_two_steps(model, images, targets, {"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask"})
     model.eval()
     with torch.no_grad():
         detections = model(images).detections
