@@ -15,7 +15,7 @@ from torch import nn
 
 from detkit.config import ProposalConfig
 from detkit.data.coco import CocoDetection
-from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
+from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.evaluation.proposal_recall import ProposalRecall, RecallCounter
 from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.proposals.parallel import ImageProposals, propose_files
@@ -64,6 +64,20 @@ def propose_dataset(
 
     run = _run(paths, cfg, workers, on_event, score)
     run.recall = counter.result()
+    return run
+
+
+def propose_and_report(
+    dataset: CocoDetection, cfg: ProposalConfig, *, label: str, on_event: EventCallback = ignore_events
+) -> ProposalRun:
+    """``propose_dataset``, then one info notice of what it cost and what it recalls (training's first words)."""
+    run = propose_dataset(dataset, cfg, on_event=on_event)
+    recall = ", ".join(f"recall@{t} {r:.3f}" for t, r in run.recall.recall.items())
+    on_event(Notice(
+        f"{label} proposals: {run.num_images} images ({run.num_computed} computed in {run.wall_seconds:.0f} s), "
+        f"{run.proposals_per_image:.0f} per image, {recall}",
+        level="info",
+    ))
     return run
 
 

@@ -33,7 +33,7 @@ from detkit.data.loaders import build_loader
 from detkit.engine.device import resolve_device, seed_everything
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
-from detkit.engine.proposals import propose_dataset
+from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import ConfigError
@@ -103,12 +103,9 @@ def _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event) -> str:
     started = time.perf_counter()
     info: dict[str, Any] = {}
     for split, dataset in (("train", train_set), ("val", val_set)):
-        run = propose_dataset(dataset, cfg.model.proposals, on_event=on_event)
+        run = propose_and_report(dataset, cfg.model.proposals, label=split, on_event=on_event)
         info[split] = {"images": run.num_images, "computed": run.num_computed, "proposals_per_image": run.proposals_per_image,
-                       **{f"recall@{t}": r for t, r in (run.recall.recall.items() if run.recall else [])}}
-        on_event(Notice(f"{split} proposals: {run.num_images} images ({run.num_computed} computed), "
-                        f"{run.proposals_per_image:.0f} per image, "
-                        + ", ".join(f"recall@{t} {r:.3f}" for t, r in run.recall.recall.items()), level="info"))
+                       **{f"recall@{t}": r for t, r in run.recall.recall.items()}}
     key = _digest(_file_digest(train_set.annotation_file), _images_digest(train_set), params_digest(cfg.model.proposals))
     if not (log.is_current("proposals", key, run_dir) and not any(split["computed"] for split in info.values())):
         log.record("proposals", key, time.perf_counter() - started, info)  # a pure cache check keeps the first run's time

@@ -30,7 +30,7 @@ from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
 )
-from detkit.engine.proposals import propose_dataset
+from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import CheckpointError, ConfigError, TrainingError
@@ -234,17 +234,9 @@ def _precompute_proposals(cfg: ExperimentConfig, datasets: list[CocoDetection], 
     """Fill the proposal cache for every image (all cores) before the loaders read it one image at a time."""
     seen: set[Path] = set()
     for dataset in datasets:
-        if dataset.annotation_file in seen:
-            continue
-        seen.add(dataset.annotation_file)
-        run = propose_dataset(dataset, cfg.model.proposals, on_event=on_event)
-        recall = run.recall.recall if run.recall else {}
-        on_event(Notice(
-            f"{dataset.annotation_file}: {run.num_images} images, {run.num_computed} newly proposed in "
-            f"{run.wall_seconds:.0f} s, {run.proposals_per_image:.0f} proposals per image, "
-            + ", ".join(f"recall@{t} {r:.3f}" for t, r in recall.items()),
-            level="info",
-        ))
+        if dataset.annotation_file not in seen:
+            seen.add(dataset.annotation_file)
+            propose_and_report(dataset, cfg.model.proposals, label=str(dataset.annotation_file), on_event=on_event)
 
 
 def _report_dataset(dataset: CocoDetection, on_event) -> None:

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from detkit.cli.main import app
+from tests.cli.helpers import invoke, synthesize, train_on
 
 runner = CliRunner()
 
@@ -23,24 +24,14 @@ model:
 """
 
 
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Synth a tiny dataset, train one epoch on it; shared by the detect and eval tests."""
     root = tmp_path_factory.mktemp("cli")
-    data = root / "synthetic"
-    result = invoke("data", "synth", "--out", str(data), "--num-train", "6", "--num-val", "3", "--size", "64")
-    assert result.exit_code == 0, result.output
+    data = synthesize(root / "synthetic", num_train=6, num_val=3)
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG)
-    result = invoke(
-        "train", "--data", str(data / "annotations/instances_train.json"), "--images", str(data / "train"),
-        "--val-data", str(data / "annotations/instances_val.json"), "--val-images", str(data / "val"),
-        "--config", str(config), "--output", str(root / "runs"), "--name", "tiny", "--device", "cpu",
-    )
+    result = train_on(data, config, root / "runs", "tiny")
     assert result.exit_code == 0, result.output
     return root, data
 

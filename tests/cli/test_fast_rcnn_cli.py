@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from detkit.cli.main import app
+from tests.cli.helpers import invoke, synthesize, train_on
 
 runner = CliRunner()
 
@@ -19,15 +20,10 @@ model:
 """
 
 
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast_cli")
-    result = invoke("data", "synth", "--out", str(root / "synthetic"), "--num-train", "6", "--num-val", "3", "--size", "64")
-    assert result.exit_code == 0, result.output
+    synthesize(root / "synthetic", num_train=6, num_val=3)
     return root
 
 
@@ -56,12 +52,7 @@ def test_fast_rcnn_trains_detects_and_evaluates(data, tmp_path):
     synthetic = data / "synthetic"
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_FAST_RCNN)
-    result = invoke(
-        "train", "--pipeline", "fast_rcnn", "--data", str(synthetic / "annotations/instances_train.json"),
-        "--images", str(synthetic / "train"), "--val-data", str(synthetic / "annotations/instances_val.json"),
-        "--val-images", str(synthetic / "val"), "--config", str(config), "--output", str(tmp_path / "runs"),
-        "--name", "fast", "--device", "cpu",
-    )
+    result = train_on(synthetic, config, tmp_path / "runs", "fast", "--pipeline", "fast_rcnn")
     assert result.exit_code == 0, result.output
     assert "recall@0.5" in result.output  # the proposal pass reported what it covers
     weights = tmp_path / "runs/fast/best.pt"

@@ -2,29 +2,15 @@
 
 import json
 
-from typer.testing import CliRunner
-
-from detkit.cli.main import app
+from tests.cli.helpers import invoke, synthesize, train_on
 from tests.cli.test_cli import TINY_CONFIG
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def test_mask_rcnn_trains_detects_with_rle_and_scores_segm(tmp_path):
-    synthetic = tmp_path / "synthetic"
-    assert invoke("data", "synth", "--out", str(synthetic), "--num-train", "4", "--num-val", "2", "--size", "64").exit_code == 0
+    synthetic = synthesize(tmp_path / "synthetic", num_train=4, num_val=2)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG + "  mask: {conv_channels: 8, num_convs: 1}\n")
-    result = invoke(
-        "train", "--pipeline", "mask_rcnn", "--data", str(synthetic / "annotations/instances_train.json"),
-        "--images", str(synthetic / "train"), "--val-data", str(synthetic / "annotations/instances_val.json"),
-        "--val-images", str(synthetic / "val"), "--config", str(config), "--output", str(tmp_path / "runs"),
-        "--name", "mask", "--device", "cpu",
-    )
+    result = train_on(synthetic, config, tmp_path / "runs", "mask", "--pipeline", "mask_rcnn")
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (tmp_path / "runs/mask/metrics.jsonl").read_text().splitlines()]
     assert any("mask_AP" in record.get("val", {}) for record in log)

@@ -5,6 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from detkit.cli.main import app
+from tests.cli.helpers import invoke, synthesize, train_on
 
 runner = CliRunner()
 
@@ -17,21 +18,11 @@ model:
 """
 
 
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
 def test_rcnn_trains_by_stages_then_detects_and_evaluates(tmp_path):
-    synthetic = tmp_path / "synthetic"
-    assert invoke("data", "synth", "--out", str(synthetic), "--num-train", "4", "--num-val", "2", "--size", "64").exit_code == 0
+    synthetic = synthesize(tmp_path / "synthetic", num_train=4, num_val=2)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_RCNN)
-    result = invoke(
-        "train", "--pipeline", "rcnn", "--data", str(synthetic / "annotations/instances_train.json"),
-        "--images", str(synthetic / "train"), "--val-data", str(synthetic / "annotations/instances_val.json"),
-        "--val-images", str(synthetic / "val"), "--config", str(config), "--output", str(tmp_path / "runs"),
-        "--name", "rcnn", "--device", "cpu",
-    )
+    result = train_on(synthetic, config, tmp_path / "runs", "rcnn", "--pipeline", "rcnn")
     assert result.exit_code == 0, result.output
     assert "feature cache" in result.output and "MiB" in result.output
     weights = tmp_path / "runs/rcnn/best.pt"

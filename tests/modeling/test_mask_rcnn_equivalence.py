@@ -9,25 +9,12 @@ from detkit.checkpoint import load_checkpoint
 from detkit.config import TransformConfig
 from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
 from detkit.pipelines import PIPELINES
-from tests.modeling.test_torchvision_equivalence import MAX_SIZE, MIN_SIZE, _calibrate, _layer_inputs, images
+from tests.modeling.test_torchvision_equivalence import MAX_SIZE, MIN_SIZE, calibrated, images
 
 
 def torchvision_mask_rcnn():
     """Seeded random weights with heads calibrated to spread-out outputs (see the Faster R-CNN test)."""
-    torch.manual_seed(0)
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=91, min_size=MIN_SIZE, max_size=MAX_SIZE
-    ).eval()
-    head_spread = {
-        model.rpn.head.cls_logits: 2.0,
-        model.rpn.head.bbox_pred: 0.3,
-        model.roi_heads.box_predictor.cls_score: 3.0,
-        model.roi_heads.box_predictor.bbox_pred: 1.0,
-        model.roi_heads.mask_predictor.mask_fcn_logits: 3.0,
-    }
-    for layer, spread in head_spread.items():
-        _calibrate(layer, _layer_inputs(model, layer), spread)
-    return model
+    return calibrated(torchvision.models.detection.maskrcnn_resnet50_fpn, {"roi_heads.mask_predictor.mask_fcn_logits": 3.0})
 
 
 def binary_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

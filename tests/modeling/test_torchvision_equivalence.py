@@ -26,15 +26,25 @@ def torchvision_detector(arch: str) -> nn.Module:
     one class) or the heads are near-uniform (all scores tie): both would make the comparison
     vacuous. So each prediction layer is rescaled to the measured size of its input.
     """
+    return calibrated(BUILDERS[arch])
+
+
+def calibrated(builder, extra_spread: dict[str, float] | None = None) -> nn.Module:
+    """``builder``'s seeded random model, each prediction layer rescaled to a chosen output spread.
+
+    ``extra_spread`` names more layers (``"roi_heads.mask_predictor.mask_fcn_logits"``) and their spread.
+    """
     torch.manual_seed(0)
-    model = BUILDERS[arch](weights=None, weights_backbone=None, num_classes=91, min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
+    model = builder(weights=None, weights_backbone=None, num_classes=91, min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
     head_spread = {  # layer -> standard deviation of its outputs
-        model.rpn.head.cls_logits: 2.0,
-        model.rpn.head.bbox_pred: 0.3,
-        model.roi_heads.box_predictor.cls_score: 3.0,
-        model.roi_heads.box_predictor.bbox_pred: 1.0,
+        "rpn.head.cls_logits": 2.0,
+        "rpn.head.bbox_pred": 0.3,
+        "roi_heads.box_predictor.cls_score": 3.0,
+        "roi_heads.box_predictor.bbox_pred": 1.0,
+        **(extra_spread or {}),
     }
-    for layer, spread in head_spread.items():
+    for name, spread in head_spread.items():
+        layer = model.get_submodule(name)
         _calibrate(layer, _layer_inputs(model, layer), spread)
     return model
 
