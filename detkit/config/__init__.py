@@ -14,6 +14,7 @@ from detkit.config.schema import (
     RPNConfig,
     SolverConfig,
     TransformConfig,
+    YOLOConfig,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "RoIHeadsConfig",
     "SolverConfig",
     "TransformConfig",
+    "YOLOConfig",
 ]

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from detkit.config.schema import (
     AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, MaskHeadConfig, ModelConfig, RCNNConfig, RoIHeadsConfig, RPNConfig,
-    SolverConfig, TransformConfig,
+    SolverConfig, TransformConfig, YOLOConfig,
 )
 from detkit.errors import ConfigError
 
@@ -165,6 +165,41 @@ def mask_rcnn_synthetic() -> ExperimentConfig:
     )
 
 
+def yolo() -> ExperimentConfig:
+    """A YOLOX-s-sized single-shot detector (width 0.5, depth 0.33) on ImageNet MobileNetV2 at 640 px:
+    mosaic, flip and colour jitter, AdamW, EMA weights, mosaic off for the last 15% of epochs."""
+    return ExperimentConfig(
+        name="yolo",
+        model=ModelConfig(
+            pipeline="yolo",
+            backbone=BackboneConfig(name="mobilenet_v2", pretrained=True, fpn=False),
+            yolo=YOLOConfig(image_size=640, train_sizes=(512, 576, 640, 704)),
+        ),
+        data=DataConfig(batch_size=16, color_jitter=0.3, mosaic_prob=1.0, mosaic_off_epochs=15),
+        solver=SolverConfig(
+            optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=100, schedule="cosine", warmup_iters=500,
+            ema_decay=0.9998, ema_ramp_steps=2000,
+        ),
+    )
+
+
+def yolo_synthetic() -> ExperimentConfig:
+    """A narrow YOLO (width 0.25) on ResNet-18 from scratch at 160 px: the synthetic Faster R-CNN's trunk."""
+    base = faster_rcnn_synthetic()
+    return replace(
+        base,
+        name="yolo_synthetic",
+        model=ModelConfig(
+            pipeline="yolo",
+            backbone=BackboneConfig(name="resnet18", fpn=False, norm="bn"),
+            yolo=YOLOConfig(image_size=160, train_sizes=(128, 160, 192), width_multiple=0.25),
+        ),
+        data=replace(base.data, batch_size=16, color_jitter=0.3, mosaic_prob=0.5, mosaic_off_epochs=2),
+        # A run of ~1000 steps: the EMA must average over tens of steps, not YOLOX's thousands.
+        solver=replace(base.solver, epochs=16, ema_decay=0.999, ema_ramp_steps=200),
+    )
+
+
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "mask_rcnn": mask_rcnn,
     "mask_rcnn_synthetic": mask_rcnn_synthetic,
@@ -175,6 +210,8 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "faster_rcnn": faster_rcnn,
     "faster_rcnn_mobilenet": faster_rcnn_mobilenet,
     "faster_rcnn_synthetic": faster_rcnn_synthetic,
+    "yolo": yolo,
+    "yolo_synthetic": yolo_synthetic,
 }
 
 

@@ -135,6 +135,34 @@ class RCNNConfig:
 
 
 @dataclass(frozen=True)
+class YOLOConfig:
+    """The single-shot dense detector (YOLO family; YOLOX's decoupled anchor-free head and SimOTA,
+    Ge et al. 2021): trunk stages 3-5 -> PAN neck -> one head per stride 8/16/32."""
+
+    image_size: int = 640  # letterbox side: the longer image side at test time
+    train_sizes: tuple[int, ...] = ()  # multi-scale training: each batch picks one side; () = image_size
+    letterbox: bool = True  # keep the aspect ratio and pad; false stretches every image to a square
+    # Channels are these times width_multiple; CSP blocks hold round(3 * depth_multiple) bottlenecks.
+    # YOLOX-s is width 0.5 / depth 0.33, YOLOX-m 0.75 / 0.67, YOLOX-l 1.0 / 1.0.
+    width_multiple: float = 0.5
+    depth_multiple: float = 0.33
+    neck_channels: tuple[int, int, int] = (256, 512, 1024)  # PAN outputs at strides 8, 16, 32
+    head_channels: int = 256
+    head_convs: int = 2  # 3x3 convs in each of the classification and regression branches
+    # SimOTA (YOLOX section 2.3): candidates are points inside a box or within center_radius strides
+    # of its centre; each box takes its dynamic_k cheapest, dynamic_k = sum of its candidate_topk best IoUs.
+    center_radius: float = 2.5
+    candidate_topk: int = 10
+    iou_cost_weight: float = 3.0
+    box_loss: str = "giou"  # giou | ciou
+    box_loss_weight: float = 5.0
+    score_thresh: float = 0.001  # on sigmoid(objectness) * sigmoid(class)
+    nms_thresh: float = 0.65
+    pre_nms_topk: int = 1000  # (point, class) candidates per image before NMS
+    detections_per_image: int = 300
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     pipeline: str = "faster_rcnn"
     num_classes: int = 0  # K foreground classes; 0 takes it from the training data
@@ -146,6 +174,7 @@ class ModelConfig:
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
     mask: MaskHeadConfig = field(default_factory=MaskHeadConfig)  # mask_rcnn only
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+    yolo: YOLOConfig = field(default_factory=YOLOConfig)  # yolo only
 
 
 @dataclass(frozen=True)
@@ -157,6 +186,14 @@ class DataConfig:
     batch_size: int = 2
     num_workers: int = 0
     hflip_prob: float = 0.5
+    # Colour jitter: brightness, contrast and saturation factors drawn from [1 - a, 1 + a]; 0 disables.
+    color_jitter: float = 0.0
+    # Mosaic (YOLOv4 section 3.3): four training images tiled around a random centre, each rescaled
+    # by a factor in mosaic_scale; switched off for the last mosaic_off_epochs epochs so the model ends
+    # on images like the ones it will see (YOLOX section 2.3, "no aug" epochs).
+    mosaic_prob: float = 0.0
+    mosaic_scale: tuple[float, float] = (0.5, 1.5)
+    mosaic_off_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,6 +211,10 @@ class SolverConfig:
     clip_grad_norm: float = 10.0  # 0 disables clipping
     amp: bool = False  # mixed precision, on CUDA only
     max_nonfinite_steps: int = 5  # consecutive NaN/inf losses before training stops
+    # Exponential moving average of the weights, evaluated and saved instead of the raw weights;
+    # the decay ramps up as ema_decay * (1 - exp(-step / ema_ramp_steps)). 0 disables.
+    ema_decay: float = 0.0
+    ema_ramp_steps: int = 2000
 
 
 @dataclass(frozen=True)

@@ -67,16 +67,45 @@ def compare_with_torchvision(
 ) -> ComparisonResult:
     torch_device = torch.device(device)
     model, reference = (m.to(torch_device) for m in paired_models(arch, image_size, masks=masks))
-    image = torch.rand(3, *image_size, generator=torch.Generator().manual_seed(0)).to(torch_device)
-    run_detkit = lambda: model([image])
-    run_torchvision = lambda: reference([image])
+    images = random_images(image_size, 1, torch_device)
+    times = time_models({"detkit": model, "torchvision": reference}, images, runs, warmup, torch_device)
+    return ComparisonResult(arch, image_size, str(torch_device), times["detkit"], times["torchvision"])
+
+
+def preset_model(preset_name: str, num_classes: int = 80, overrides: list[str] | tuple[str, ...] = ()) -> nn.Module:
+    """The model of a preset (with ``key=value`` overrides) holding seeded random weights, in eval mode:
+    what timing needs, with no ImageNet file to load."""
+    from detkit.config.overrides import apply_overrides
+    from detkit.config.presets import preset
+
+    cfg = apply_overrides(preset(preset_name), ["model.backbone.pretrained=false", *overrides])
+    torch.manual_seed(0)
+    return PIPELINES[cfg.model.pipeline](replace(cfg.model, num_classes=num_classes)).eval()
+
+
+def random_images(image_size: tuple[int, int], count: int, device: torch.device, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` seeded uniform-noise ``[3, H, W]`` images in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, *image_size, generator=generator).to(device) for _ in range(count)]
+
+
+@torch.inference_mode()
+def time_models(
+    models: dict[str, nn.Module], images: list[torch.Tensor], runs: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Milliseconds of each model's forward pass over ``images`` (one batch), ``runs`` times each.
+
+    The models take turns (a, b, a, b, ...) so drift in machine load hits them equally.
+    """
+    calls = {name: (lambda model=model: model(images)) for name, model in models.items()}
     for _ in range(warmup):
-        run_detkit(), run_torchvision()
-    detkit_ms, torchvision_ms = [], []
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(runs):
-        detkit_ms.append(_time_ms(run_detkit, torch_device))
-        torchvision_ms.append(_time_ms(run_torchvision, torch_device))
-    return ComparisonResult(arch, image_size, str(torch_device), detkit_ms, torchvision_ms)
+        for name, call in calls.items():
+            times[name].append(_time_ms(call, device))
+    return times
 
 
 def _time_ms(call: Callable[[], object], device: torch.device) -> float:

@@ -83,7 +83,9 @@ def truncate_box_head(model: nn.Module, rank: int) -> None:
 def set_score_thresh(model: nn.Module, score_thresh: float) -> None:
     """Lower or raise the final score threshold of a loaded detector."""
     heads = getattr(model, "roi_heads", None)
-    if heads is not None:
+    if hasattr(model, "set_score_thresh"):
+        model.set_score_thresh(score_thresh)
+    elif heads is not None:
         heads.cfg = replace(heads.cfg, score_thresh=score_thresh)
     elif isinstance(getattr(model, "cfg", None), RCNNConfig):
         model.cfg = replace(model.cfg, score_thresh=score_thresh)

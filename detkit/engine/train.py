@@ -23,9 +23,11 @@ from detkit.config import ExperimentConfig
 from detkit.config.overrides import config_to_dict
 from detkit.data.coco import CocoDetection
 from detkit.data.loaders import build_loader
-from detkit.data.transforms import RandomHorizontalFlip
+from detkit.data.mosaic import MosaicDataset
+from detkit.data.transforms import Compose, RandomHorizontalFlip, RandomPhotometric
 from detkit.engine.curves import plot_training_curves
 from detkit.engine.device import resolve_device, seed_everything
+from detkit.engine.ema import ModelEMA
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
@@ -68,9 +70,14 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
         raise ConfigError("no training data: pass --data, or set data.train_annotations and data.train_images")
     proposals = None
     if cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
+        if data.mosaic_prob > 0:
+            raise ConfigError(
+                f"data.mosaic_prob={data.mosaic_prob}: {cfg.model.pipeline} trains on selective-search proposals of "
+                "whole images, which a mosaic does not have; set data.mosaic_prob=0"
+            )
         proposals = ProposalCache(cfg.model.proposals).proposals_for
     train_set = CocoDetection(
-        data.train_annotations, data.train_images, transforms=RandomHorizontalFlip(data.hflip_prob), with_masks=with_masks,
+        data.train_annotations, data.train_images, transforms=_train_transforms(cfg), with_masks=with_masks,
         proposals=proposals,
     )
     val_set = CocoDetection(
@@ -78,6 +85,17 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
         category_ids=train_set.category_ids,  # scored against the json's own polygons/RLE: no decoding needed
     )
     return train_set, val_set
+
+
+def _train_transforms(cfg: ExperimentConfig) -> Compose:
+    """Per-image augmentation: flip, then colour jitter when ``data.color_jitter`` > 0."""
+    transforms = [RandomHorizontalFlip(cfg.data.hflip_prob)]
+    if cfg.data.color_jitter > 0:
+        amount = cfg.data.color_jitter
+        if amount >= 1:
+            raise ConfigError(f"data.color_jitter={amount} must be in [0, 1): factors are drawn from [1 - a, 1 + a]")
+        transforms.append(RandomPhotometric(brightness=amount, contrast=amount, saturation=amount))
+    return Compose(transforms)
 
 
 def train(
@@ -103,33 +121,37 @@ def train(
     optimizer = build_optimizer(model, cfg.solver)
     scheduler = build_scheduler(optimizer, cfg.solver, len(loader))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.solver.amp and device.type == "cuda")
+    ema = ModelEMA(model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
+    evaluated = ema.module if ema is not None else model  # what validation scores and checkpoints hold
     state = _State()
     if resume_from is not None:
-        run_dir = _resume(resume_from, cfg, model, optimizer, scheduler, scaler, state)
+        run_dir = _resume(resume_from, cfg, model, ema, optimizer, scheduler, scaler, state)
     else:
         run_dir = new_run_dir(cfg.output_dir, cfg.name)
     atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(cfg), indent=2))
 
     def make_checkpoint(metrics: dict[str, float]) -> Checkpoint:
+        training_state = {
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": state.epoch, "step": state.step, "best_ap": state.best_ap,
+            "torch_rng": torch.get_rng_state(),
+        }
+        if ema is not None:  # the checkpoint's weights are the average; training resumes from the raw ones
+            training_state.update(model=model.state_dict(), ema_updates=ema.updates)
         return Checkpoint(
-            config=cfg, model_state=model.state_dict(), class_names=train_set.class_names,
-            category_ids=train_set.category_ids, metrics=metrics,
-            training_state={
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "epoch": state.epoch, "step": state.step, "best_ap": state.best_ap,
-                "torch_rng": torch.get_rng_state(),
-            },
+            config=cfg, model_state=evaluated.state_dict(), class_names=train_set.class_names,
+            category_ids=train_set.category_ids, metrics=metrics, training_state=training_state,
         )
 
     for epoch in range(state.epoch, cfg.solver.epochs):
         epoch_start = time.perf_counter()
         loader = _epoch_loader(train_set, cfg, epoch)
-        losses = _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event)
+        losses = _train_one_epoch(model, ema, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event)
         state.epoch = epoch + 1
         metrics: dict[str, float] = {}
         is_last = state.epoch == cfg.solver.epochs
         if is_last or state.epoch % max(cfg.eval.every_epochs, 1) == 0:
-            metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size * 2, on_event=on_event)
+            metrics = evaluate_detector(evaluated, val_set, device=device, batch_size=cfg.data.batch_size * 2, on_event=on_event)
             _append_log(run_dir, {"epoch": state.epoch, "val": metrics})
         is_best = bool(metrics) and metrics["AP"] > state.best_ap
         if is_best:
@@ -151,12 +173,15 @@ def train(
 def _epoch_loader(dataset: CocoDetection, cfg: ExperimentConfig, epoch: int):
     # The shuffle order depends on (seed, epoch) only, so a run resumed at an epoch boundary sees
     # exactly the batches an uninterrupted run would have seen.
+    data = cfg.data
+    if data.mosaic_prob > 0 and epoch < cfg.solver.epochs - data.mosaic_off_epochs:
+        dataset = MosaicDataset(dataset, prob=data.mosaic_prob, scale_range=data.mosaic_scale)
     return build_loader(
         dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers, seed=cfg.seed * 1000 + epoch
     )
 
 
-def _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event) -> dict[str, float]:
+def _train_one_epoch(model, ema, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event) -> dict[str, float]:
     model.train()
     running: dict[str, float] = {}
     on_event(StageStarted("train", total=len(loader), epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}"))
@@ -180,6 +205,8 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, e
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update(model)
         state.step += 1
         values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
         running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
@@ -202,7 +229,7 @@ def _handle_nonfinite(losses: dict[str, torch.Tensor], count: int, cfg: Experime
     on_event(Notice(f"step {state.step}: non-finite {bad}; step skipped ({count}/{cfg.solver.max_nonfinite_steps})"))
 
 
-def _resume(source: Path, cfg, model, optimizer, scheduler, scaler, state: _State) -> Path:
+def _resume(source: Path, cfg, model, ema: ModelEMA | None, optimizer, scheduler, scaler, state: _State) -> Path:
     source = Path(source)
     checkpoint_path = source / "last.pt" if source.is_dir() else source
     checkpoint = load_checkpoint(checkpoint_path)
@@ -213,14 +240,16 @@ def _resume(source: Path, cfg, model, optimizer, scheduler, scaler, state: _Stat
         )
     if not checkpoint.training_state:
         raise CheckpointError(f"{checkpoint_path}: holds weights only, no training state; pass the run's last.pt")
+    training = checkpoint.training_state
     try:
-        model.load_state_dict(checkpoint.model_state)
+        model.load_state_dict(training.get("model", checkpoint.model_state))
+        if ema is not None:
+            ema.load_state_dict({"module": checkpoint.model_state, "updates": training.get("ema_updates", state.step)})
     except RuntimeError:
         raise CheckpointError(
             f"{checkpoint_path}: its weights do not fit the model configured now; resume without changing "
             "model.* settings (the run's own config.json is used by default)"
         ) from None
-    training = checkpoint.training_state
     optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])
     scaler.load_state_dict(training["scaler"])

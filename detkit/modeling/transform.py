@@ -43,9 +43,9 @@ class ImageTransform(nn.Module):
             image = self._resize(image, self._pick_min_size())
             resized_images.append(image)
             if targets is not None:
-                resized_targets.append(_resize_target(targets[index], original_sizes[index], _size_of(image)))
+                resized_targets.append(resize_target(targets[index], original_sizes[index], _size_of(image)))
         batch = ImageBatch(
-            tensors=self._pad(resized_images),
+            tensors=pad_images(resized_images, self.size_divisible),
             image_sizes=[_size_of(img) for img in resized_images],
             original_sizes=original_sizes,
             images=list(images),
@@ -74,23 +74,26 @@ class ImageTransform(nn.Module):
             image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
         )[0]
 
-    def _pad(self, images: list[Tensor]) -> Tensor:
-        stride = self.size_divisible
-        max_h = max(int(img.shape[-2]) for img in images)
-        max_w = max(int(img.shape[-1]) for img in images)
-        padded_h = int(math.ceil(max_h / stride) * stride)
-        padded_w = int(math.ceil(max_w / stride) * stride)
-        batch = images[0].new_zeros((len(images), 3, padded_h, padded_w))
-        for slot, image in zip(batch, images):
-            slot[:, : image.shape[-2], : image.shape[-1]].copy_(image)
-        return batch
+
+def pad_images(images: list[Tensor], size_divisible: int, min_size: tuple[int, int] = (0, 0)) -> Tensor:
+    """``[3, H_i, W_i]`` images -> ``[N, 3, H_pad, W_pad]``, each at the top left, zeros elsewhere: the
+    largest height and width (at least ``min_size``) rounded up to a multiple of ``size_divisible``."""
+    max_h = max(min_size[0], *(int(img.shape[-2]) for img in images))
+    max_w = max(min_size[1], *(int(img.shape[-1]) for img in images))
+    padded_h = int(math.ceil(max_h / size_divisible) * size_divisible)
+    padded_w = int(math.ceil(max_w / size_divisible) * size_divisible)
+    batch = images[0].new_zeros((len(images), 3, padded_h, padded_w))
+    for slot, image in zip(batch, images):
+        slot[:, : image.shape[-2], : image.shape[-1]].copy_(image)
+    return batch
 
 
 def _size_of(image: Tensor) -> tuple[int, int]:
     return (int(image.shape[-2]), int(image.shape[-1]))
 
 
-def _resize_target(target: Target, from_size: tuple[int, int], to_size: tuple[int, int]) -> Target:
+def resize_target(target: Target, from_size: tuple[int, int], to_size: tuple[int, int]) -> Target:
+    """``target`` of an image of ``from_size (H, W)`` moved into the same image resized to ``to_size``."""
     masks = target.masks
     if masks is not None and masks.numel() > 0 and from_size != to_size:
         masks = F.interpolate(masks[:, None].float(), size=to_size, mode="nearest")[:, 0].to(target.masks.dtype)

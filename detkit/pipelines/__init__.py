@@ -11,12 +11,14 @@ from detkit.pipelines.fast_rcnn import build_fast_rcnn
 from detkit.pipelines.faster_rcnn import build_faster_rcnn
 from detkit.pipelines.mask_rcnn import build_mask_rcnn
 from detkit.pipelines.rcnn import build_rcnn
+from detkit.pipelines.yolo import build_yolo
 
 PIPELINES: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "fast_rcnn": build_fast_rcnn,
     "faster_rcnn": build_faster_rcnn,
     "mask_rcnn": build_mask_rcnn,
     "rcnn": build_rcnn,
+    "yolo": build_yolo,
 }
 
 # Pipelines whose proposals come from selective search: training precomputes them into the cache.

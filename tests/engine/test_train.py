@@ -10,7 +10,7 @@ from torch import nn
 from detkit.checkpoint import load_checkpoint
 from detkit.config import (
     AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RoIHeadsConfig, RPNConfig,
-    SolverConfig, TransformConfig,
+    SolverConfig, TransformConfig, YOLOConfig,
 )
 from detkit.data.synthetic import generate_synthetic_coco
 from detkit.engine import train as train_module
@@ -67,6 +67,37 @@ def test_resume_after_an_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path)
     assert actual.training_state["epoch"] == 2 and actual.training_state["step"] == expected.training_state["step"]
     for key, value in expected.model_state.items():
         torch.testing.assert_close(actual.model_state[key], value, rtol=0, atol=0, msg=key)
+
+
+def tiny_yolo_config(paths, output_dir, epochs: int) -> ExperimentConfig:
+    """The tiny run as a YOLO with every stateful extra on: EMA weights, mosaic, colour jitter."""
+    cfg = tiny_config(paths, output_dir, epochs)
+    return replace(
+        cfg,
+        model=ModelConfig(
+            pipeline="yolo", backbone=BackboneConfig(name="resnet18", fpn=False),
+            yolo=YOLOConfig(image_size=64, train_sizes=(64, 96), width_multiple=0.125),
+        ),
+        data=replace(cfg.data, mosaic_prob=0.5, mosaic_off_epochs=1, color_jitter=0.2),
+        solver=replace(cfg.solver, optimizer="adamw", lr=1e-3, ema_decay=0.99, ema_ramp_steps=2),
+    )
+
+
+def test_yolo_with_ema_and_mosaic_resumes_exactly(tiny_data, tmp_path):
+    straight = train(tiny_yolo_config(tiny_data, tmp_path / "a", epochs=2))
+    with pytest.raises(_Killed):
+        train(tiny_yolo_config(tiny_data, tmp_path / "b", epochs=2), on_event=_kill_after_first_epoch)
+    resumed = train(tiny_yolo_config(tiny_data, tmp_path / "b", epochs=2), resume_from=tmp_path / "b" / "tiny")
+    expected, actual = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert actual.training_state["ema_updates"] == expected.training_state["ema_updates"] == 4
+    for states in ("model_state", "training_state"):
+        reference = getattr(expected, states) if states == "model_state" else expected.training_state["model"]
+        resumed_state = getattr(actual, states) if states == "model_state" else actual.training_state["model"]
+        for key, value in reference.items():
+            torch.testing.assert_close(resumed_state[key], value, rtol=0, atol=0, msg=key)
+    # the checkpoint holds the average, not the raw weights
+    raw, averaged = expected.training_state["model"], expected.model_state
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw if raw[k].dtype.is_floating_point)
 
 
 class _NaNDetector(nn.Module):

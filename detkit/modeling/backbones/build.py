@@ -30,7 +30,7 @@ from detkit.config.schema import BackboneConfig
 from detkit.errors import ConfigError
 from detkit.modeling.backbones.fpn import FeaturePyramid
 from detkit.modeling.backbones.pretrained import load_imagenet_weights
-from detkit.modeling.backbones.trunks import TRUNKS, Trunk, TrunkSpec
+from detkit.modeling.backbones.trunks import TRUNKS, Tap, Trunk, TrunkSpec
 
 NORM_LAYERS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
 POOL_LEVEL = "pool"
@@ -61,10 +61,7 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     """The backbone ``cfg`` describes; ``ConfigError`` for names or values it cannot build."""
     spec = _trunk_spec(cfg)
     taps = _returned_taps(cfg, spec)
-    body = Trunk(spec.layers, {spec.taps[t].layer: t for t in taps})
-    if cfg.pretrained:
-        load_imagenet_weights(body, cfg, spec.imagenet_prefix)
-    freeze_stages(body, spec, cfg.trainable_stages)
+    body = _build_body(cfg, spec, taps)
     strides = [spec.taps[t].stride for t in taps]
     if not cfg.fpn:
         return Backbone(body, None, list(taps), strides, spec.taps[taps[0]].channels)
@@ -73,6 +70,26 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     if cfg.fpn_extra_pool:
         names, strides = names + [POOL_LEVEL], strides + [2 * strides[-1]]
     return Backbone(body, fpn, names, strides, cfg.fpn_channels)
+
+
+def build_trunk(cfg: BackboneConfig, stages: tuple[int, ...]) -> tuple[Trunk, list[Tap]]:
+    """The bare trunk returning stages ``stages`` (finest first, ``c<s>`` keys) with their taps, for
+    detectors that bring their own neck (YOLO's PAN); ``cfg.fpn`` and ``cfg.returned_stages`` are not read."""
+    spec = _trunk_spec(cfg)
+    if any(f"c{s}" not in spec.taps for s in stages):
+        valid = ", ".join(map(str, spec.stages))
+        raise ConfigError(f"{cfg.name} has trunk stages {valid}; a detector asked for {', '.join(map(str, stages))}")
+    taps = [f"c{s}" for s in sorted(stages)]
+    return _build_body(cfg, spec, taps), [spec.taps[t] for t in taps]
+
+
+def _build_body(cfg: BackboneConfig, spec: TrunkSpec, taps: list[str]) -> Trunk:
+    """The trunk cut after its last tap, with ImageNet weights when asked and early stages frozen."""
+    body = Trunk(spec.layers, {spec.taps[t].layer: t for t in taps})
+    if cfg.pretrained:
+        load_imagenet_weights(body, cfg, spec.imagenet_prefix)
+    freeze_stages(body, spec, cfg.trainable_stages)
+    return body
 
 
 def freeze_stages(body: Trunk, spec: TrunkSpec, trainable_stages: int) -> None:

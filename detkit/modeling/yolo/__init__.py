@@ -1,0 +1,8 @@
+"""The YOLO-family single-shot detector: PAN neck, decoupled head, SimOTA assignment, loss and decoding."""
+
+from detkit.modeling.yolo.detector import YOLODetector
+from detkit.modeling.yolo.head import DecoupledHead, DensePredictions
+from detkit.modeling.yolo.letterbox import LetterboxTransform
+from detkit.modeling.yolo.neck import PANNeck
+
+__all__ = ["DecoupledHead", "DensePredictions", "LetterboxTransform", "PANNeck", "YOLODetector"]
