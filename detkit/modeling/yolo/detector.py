@@ -6,12 +6,17 @@
 
 There are no proposals and no RoIs: every point of every level scores every class and predicts a
 box, and NMS removes the duplicates.
+
+The network runs in channels-last memory format (weights and activations NHWC): oneDNN's CPU
+convolutions, depthwise ones above all, and cuDNN's tensor-core kernels are fastest in it. Measured on
+a 2-core CPU: MobileNetV2 trunk at 640x480 112 -> 54 ms, a ResNet-18 YOLO training step 916 -> 694 ms.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
 from torch import Tensor, nn
 
 from detkit.config import YOLOConfig
@@ -35,10 +40,11 @@ class YOLODetector(nn.Module):
         self.strides = list(strides)
         self.loss = YOLOLoss(cfg)
         self.cfg = cfg
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> DetectorOutput:
         batch, targets = self.transform(images, targets)
-        features = list(self.trunk(batch.tensors).values())
+        features = list(self.trunk(batch.tensors.contiguous(memory_format=torch.channels_last)).values())
         predictions = self.head(self.neck(features))
         points, point_strides = grid_points(predictions.feature_sizes, self.strides, batch.tensors.device)
         boxes = decode_boxes(predictions.box_deltas, points, point_strides)

@@ -40,7 +40,7 @@ class YOLOLoss:
         self, predictions: DensePredictions, boxes: Tensor, points: Tensor, strides: Tensor, targets: list[Target]
     ) -> dict[str, Tensor]:
         cls_logits, obj_logits = predictions.cls_logits, predictions.obj_logits
-        scores = (cls_logits.detach().sigmoid() * obj_logits.detach().sigmoid()[..., None])
+        scores = cls_logits.detach().sigmoid() * obj_logits.detach().sigmoid()[..., None]  # what the assigner costs
         obj_target = torch.zeros_like(obj_logits)
         obj_weight = torch.ones_like(obj_logits)
         fg_cls_logits, fg_boxes, cls_targets, box_targets = [], [], [], []
