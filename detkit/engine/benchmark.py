@@ -1,4 +1,5 @@
-"""Timing detkit against torchvision with the same weights, input and device.
+"""Timing detectors: any set of models on the same input (``time_models``, ``preset_model``), and
+detkit against torchvision with the same weights, input and device (``compare_with_torchvision``).
 
 Runs alternate (detkit, torchvision, detkit, ...) so drift in machine load hits both equally;
 the median of each side is reported. CUDA timings synchronize around every measured call.

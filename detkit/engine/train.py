@@ -4,7 +4,10 @@ One epoch: forward with targets -> weighted sum of ``loss_*`` -> backward -> cli
 per-iteration warm-up + cosine/step schedule. After each validation epoch: COCO box AP on the val
 split, ``last.pt`` and (when AP improved) ``best.pt`` written atomically, a JSON-lines metrics log
 and a training-curve PNG in the run directory. A non-finite loss skips its step; several in a row
-stop the run with a message naming the likely causes.
+stop the run with a message naming the likely causes. With ``solver.ema_decay`` an exponential moving
+average of the weights is what validation scores and checkpoints hold (the raw weights ride along
+in the training state for ``--resume``); with ``data.mosaic_prob`` the epoch's loader tiles images
+into mosaics until the last ``data.mosaic_off_epochs`` epochs.
 """
 
 from __future__ import annotations
