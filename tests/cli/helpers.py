@@ -28,3 +28,12 @@ def train_on(synthetic: Path, config: Path, output: Path, name: str, *pipeline_a
         "--val-images", str(synthetic / "val"), "--config", str(config), "--output", str(output),
         "--name", name, "--device", "cpu",
     )
+
+
+def train_pipeline(tmp_path: Path, pipeline: str, config_text: str, name: str):
+    """``detkit train --pipeline`` with ``config_text`` on a fresh 4 + 2 image synthetic dataset under
+    ``tmp_path``; the run goes to ``tmp_path / "runs" / name``. Returns (CLI result, dataset folder)."""
+    synthetic = synthesize(tmp_path / "synthetic", num_train=4, num_val=2)
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(config_text)
+    return train_on(synthetic, config, tmp_path / "runs", name, "--pipeline", pipeline), synthetic

@@ -2,15 +2,12 @@
 
 import json
 
-from tests.cli.helpers import invoke, synthesize, train_on
+from tests.cli.helpers import invoke, train_pipeline
 from tests.cli.test_cli import TINY_CONFIG
 
 
 def test_mask_rcnn_trains_detects_with_rle_and_scores_segm(tmp_path):
-    synthetic = synthesize(tmp_path / "synthetic", num_train=4, num_val=2)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG + "  mask: {conv_channels: 8, num_convs: 1}\n")
-    result = train_on(synthetic, config, tmp_path / "runs", "mask", "--pipeline", "mask_rcnn")
+    result, synthetic = train_pipeline(tmp_path, "mask_rcnn", TINY_CONFIG + "  mask: {conv_channels: 8, num_convs: 1}\n", "mask")
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (tmp_path / "runs/mask/metrics.jsonl").read_text().splitlines()]
     assert any("mask_AP" in record.get("val", {}) for record in log)

@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from detkit.cli.main import app
-from tests.cli.helpers import invoke, synthesize, train_on
+from tests.cli.helpers import invoke, train_pipeline
 
 runner = CliRunner()
 
@@ -19,10 +19,7 @@ model:
 
 
 def test_rcnn_trains_by_stages_then_detects_and_evaluates(tmp_path):
-    synthetic = synthesize(tmp_path / "synthetic", num_train=4, num_val=2)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_RCNN)
-    result = train_on(synthetic, config, tmp_path / "runs", "rcnn", "--pipeline", "rcnn")
+    result, synthetic = train_pipeline(tmp_path, "rcnn", TINY_RCNN, "rcnn")
     assert result.exit_code == 0, result.output
     assert "feature cache" in result.output and "MiB" in result.output
     weights = tmp_path / "runs/rcnn/best.pt"

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.cli.helpers import invoke, synthesize, train_on
+from tests.cli.helpers import invoke, train_pipeline
 
 YOLO_CONFIG = """
 solver: {epochs: 2, optimizer: adamw, lr: 0.001, warmup_iters: 2, ema_decay: 0.99, ema_ramp_steps: 2}
@@ -14,10 +14,7 @@ model:
 
 
 def test_yolo_trains_detects_and_evaluates(tmp_path):
-    synthetic = synthesize(tmp_path / "synthetic", num_train=4, num_val=2)
-    config = tmp_path / "yolo.yaml"
-    config.write_text(YOLO_CONFIG)
-    result = train_on(synthetic, config, tmp_path / "runs", "yolo", "--pipeline", "yolo")
+    result, synthetic = train_pipeline(tmp_path, "yolo", YOLO_CONFIG, "yolo")
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs/yolo"
     saved = json.loads((run / "config.json").read_text())
@@ -37,8 +34,5 @@ def test_yolo_trains_detects_and_evaluates(tmp_path):
 
 
 def test_mosaic_with_selective_search_proposals_is_refused(tmp_path):
-    synthetic = synthesize(tmp_path / "synthetic", num_train=2, num_val=1)
-    config = tmp_path / "fast.yaml"
-    config.write_text("data: {mosaic_prob: 0.5}\n")
-    result = train_on(synthetic, config, tmp_path / "runs", "fast", "--pipeline", "fast_rcnn")
+    result, _ = train_pipeline(tmp_path, "fast_rcnn", "data: {mosaic_prob: 0.5}\n", "fast")
     assert result.exit_code != 0 and "data.mosaic_prob" in result.output
