@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from detkit.data.transforms import uniform
 from detkit.ops.boxes import clip_boxes, nonempty_boxes, scale_boxes
 from detkit.structures import Target
 
@@ -202,10 +203,6 @@ def mosaic(
     return canvas, _concatenate(placed, anchor_target.image_id, canvas_size, with_masks)
 
 
-def _uniform(low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand(()))
-
-
 class MosaicDataset(Dataset):
     """Wrap a dataset of ``(image, Target)`` so that item ``i`` is, with probability ``prob``, a mosaic.
 
@@ -250,10 +247,10 @@ class MosaicDataset(Dataset):
         tiles = [anchor, *(self.dataset[other] for other in others)]
         canvas_size = max(int(anchor[0].shape[-2]), int(anchor[0].shape[-1]))
         centre = (
-            round(_uniform(canvas_size / 4, 3 * canvas_size / 4)),
-            round(_uniform(canvas_size / 4, 3 * canvas_size / 4)),
+            round(uniform(canvas_size / 4, 3 * canvas_size / 4)),
+            round(uniform(canvas_size / 4, 3 * canvas_size / 4)),
         )
-        scales = [_uniform(*self.scale_range) for _ in range(_NUM_TILES)]
+        scales = [uniform(*self.scale_range) for _ in range(_NUM_TILES)]
         return mosaic(tiles, centre, scales, self.min_visible, self.min_box_size)
 
     def __repr__(self) -> str:

@@ -38,7 +38,8 @@ class Compose:
         return f"{type(self).__name__}([{inner}])"
 
 
-def _uniform(generator: torch.Generator | None, low: float, high: float) -> float:
+def uniform(low: float, high: float, generator: torch.Generator | None = None) -> float:
+    """A float drawn uniformly from ``[low, high)`` (the global torch RNG when ``generator`` is None)."""
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
@@ -103,7 +104,7 @@ class RandomPhotometric:
         for index in torch.randperm(len(adjust), generator=self.generator).tolist():
             function, amount = adjust[index]
             if amount > 0:
-                image = function(image, _uniform(self.generator, 1.0 - amount, 1.0 + amount))
+                image = function(image, uniform(1.0 - amount, 1.0 + amount, self.generator))
         return image, target
 
     def __repr__(self) -> str:

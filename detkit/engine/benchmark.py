@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from detkit.config import TransformConfig
+from detkit.config.overrides import apply_overrides
+from detkit.config.presets import preset
 from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
 from detkit.pipelines import PIPELINES
 
@@ -76,9 +78,6 @@ def compare_with_torchvision(
 def preset_model(preset_name: str, num_classes: int = 80, overrides: list[str] | tuple[str, ...] = ()) -> nn.Module:
     """The model of a preset (with ``key=value`` overrides) holding seeded random weights, in eval mode:
     what timing needs, with no ImageNet file to load."""
-    from detkit.config.overrides import apply_overrides
-    from detkit.config.presets import preset
-
     cfg = apply_overrides(preset(preset_name), ["model.backbone.pretrained=false", *overrides])
     torch.manual_seed(0)
     return PIPELINES[cfg.model.pipeline](replace(cfg.model, num_classes=num_classes)).eval()

@@ -73,11 +73,17 @@ def _centre_prior(points: Tensor, strides: Tensor, gt_boxes: Tensor, radius: flo
     """``[M, P]`` masks: point inside the box; point within ``radius * stride`` of the box centre (L-inf)."""
     x, y = points[None, :, 0], points[None, :, 1]
     x1, y1, x2, y2 = (gt_boxes[:, i, None] for i in range(4))
-    in_box = (x > x1) & (x < x2) & (y > y1) & (y < y2)
+    in_box = points_in_boxes(points, gt_boxes)
     reach = radius * strides[None]
     centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
     in_centre = ((x - centre_x).abs() < reach) & ((y - centre_y).abs() < reach)
     return in_box, in_centre
+
+
+def points_in_boxes(points: Tensor, boxes: Tensor) -> Tensor:
+    """``[M, P]`` bool: point ``p`` (``points [P, 2]`` x, y) lies strictly inside box ``m`` (``boxes [M, 4]`` xyxy)."""
+    x, y = points[None, :, 0], points[None, :, 1]
+    return (x > boxes[:, 0, None]) & (x < boxes[:, 2, None]) & (y > boxes[:, 1, None]) & (y < boxes[:, 3, None])
 
 
 def _classification_cost(scores: Tensor, gt_labels: Tensor) -> Tensor:

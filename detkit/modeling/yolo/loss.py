@@ -22,7 +22,7 @@ from torchvision.ops import complete_box_iou_loss, generalized_box_iou_loss
 
 from detkit.config import YOLOConfig
 from detkit.errors import ConfigError
-from detkit.modeling.yolo.assigner import simota_assign
+from detkit.modeling.yolo.assigner import points_in_boxes, simota_assign
 from detkit.modeling.yolo.head import DensePredictions
 from detkit.structures import Target
 
@@ -45,7 +45,7 @@ class YOLOLoss:
         obj_weight = torch.ones_like(obj_logits)
         fg_cls_logits, fg_boxes, cls_targets, box_targets = [], [], [], []
         for image, target in enumerate(targets):
-            obj_weight[image] = (~_inside_any(points, target.boxes[target.iscrowd])).float()
+            obj_weight[image] = (~points_in_boxes(points, target.boxes[target.iscrowd]).any(dim=0)).float()
             target = target.without_crowd()
             assignment = simota_assign(
                 boxes[image].detach(), scores[image], points, strides, target.boxes, target.labels,
@@ -72,10 +72,3 @@ class YOLOLoss:
             "loss_obj": loss_obj / num_foreground,
         }
 
-
-def _inside_any(points: Tensor, boxes: Tensor) -> Tensor:
-    """``[P]`` bool: the point lies inside at least one of ``boxes [B, 4]``."""
-    if len(boxes) == 0:
-        return torch.zeros(len(points), dtype=torch.bool, device=points.device)
-    x, y = points[None, :, 0], points[None, :, 1]
-    return ((x >= boxes[:, 0, None]) & (x <= boxes[:, 2, None]) & (y >= boxes[:, 1, None]) & (y <= boxes[:, 3, None])).any(0)
