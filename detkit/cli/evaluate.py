@@ -41,6 +41,7 @@ def eval_command(
         from detkit.engine.evaluate import iou_types_of, predict_dataset, score_detections
         from detkit.engine.predict import load_detector
         from detkit.engine.proposals import warm_proposal_cache
+        from detkit.modeling.stages import record_stages
 
         torch_device = resolve_device(device)
         model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
@@ -48,10 +49,11 @@ def eval_command(
         with RichProgress(console) as progress:
             warm = warm_proposal_cache(model, [dataset.image_path(i) for i in range(len(dataset))], on_event=progress)
             started = time.perf_counter()
-            detections = predict_dataset(model, dataset, device=torch_device, batch_size=batch_size, on_event=progress)
+            with record_stages(torch_device) as recorder:
+                detections = predict_dataset(model, dataset, device=torch_device, batch_size=batch_size, on_event=progress)
         if warm is not None:
             console.print(proposal_run_line(warm))
-        console.print(_timing_line(model, len(dataset), time.perf_counter() - started))
+        console.print(_timing_line(model, len(dataset), time.perf_counter() - started, recorder.seconds))
         scored = score_detections(dataset, detections, iou_types_of(detections), backend=backend)
         metrics, mask_metrics = scored["bbox"], scored.get("segm")
         default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
@@ -70,25 +72,24 @@ def eval_command(
     console.print(f"metrics written to {target}")
 
 
-def _timing_line(model, num_images: int, seconds: float) -> str:
-    """Per-image test time; for a selective-search model, split into proposal lookups and the rest."""
-    line = f"{num_images} images in {seconds:.1f} s: {1000 * seconds / max(num_images, 1):.1f} ms per image"
+def _timing_line(model, num_images: int, seconds: float, stage_seconds: dict[str, float]) -> str:
+    """Per-image test time, split into the model's stages (what is left is image reading and batching);
+    for a selective-search model, how many proposal sets came from the cache; for R-CNN, its cost formula."""
+    from detkit.modeling.stages import STAGE_ORDER
+
+    per_image = {name: 1000 * stage_seconds[name] / max(num_images, 1) for name in STAGE_ORDER if name in stage_seconds}
+    total_ms = 1000 * seconds / max(num_images, 1)
+    parts = [f"{name} {ms:.1f}" for name, ms in per_image.items()]
+    parts.append(f"image reading and the rest {total_ms - sum(per_image.values()):.1f}")
+    line = f"{num_images} images in {seconds:.1f} s: {total_ms:.1f} ms per image = " + " + ".join(parts) + " ms"
     tally = getattr(getattr(model, "proposal_generator", None), "tally", None)
     if tally is not None and tally.images:
-        proposal_ms = 1000 * tally.seconds / max(num_images, 1)
-        line += (
-            f" = proposals {proposal_ms:.1f} ms ({tally.computed} computed here, {tally.images - tally.computed} read from the cache)"
-            f" + network and image reading {1000 * seconds / max(num_images, 1) - proposal_ms:.1f} ms"
-        )
+        line += f"\n  proposals: {tally.computed} computed here, {tally.images - tally.computed} read from the cache"
     rcnn = getattr(model, "tally", None)
     if rcnn is not None and rcnn.images:
-        per_image = {phase: 1000 * value / rcnn.images for phase, value in rcnn.seconds.items()}
         regions = rcnn.regions / rcnn.images
-        line += (
-            f"\n  R-CNN per image: {regions:.0f} regions x {per_image['cnn'] / max(regions, 1):.2f} ms CNN per region"
-            f" = {per_image['cnn']:.1f} ms, SVM scoring {per_image['svm']:.2f} ms, regression {per_image['regression']:.2f} ms,"
-            f" NMS {per_image['nms']:.2f} ms"
-        )
+        cnn_ms = per_image.get("backbone", 0.0) + per_image.get("preprocess", 0.0)
+        line += f"\n  R-CNN per image: {regions:.0f} regions x {cnn_ms / max(regions, 1):.2f} ms (warp + CNN) per region = {cnn_ms:.1f} ms"
     return line
 
 

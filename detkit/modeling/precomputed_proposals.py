@@ -12,7 +12,6 @@ paper (section 4.1: ~2000 boxes per image in "fast" mode). This source plugs in 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -26,14 +25,15 @@ from detkit.structures import ImageBatch, Target
 
 @dataclass
 class ProposalTally:
-    """What the source spent on images it had to find proposals for itself (split of test time)."""
+    """How the source found proposals for images that came without them (its time is the "proposals" stage)."""
 
     images: int = 0
     computed: int = 0  # cache misses: selective search ran
-    seconds: float = 0.0  # cache reads and selective search, wall time
 
 
 class PrecomputedProposals(nn.Module):
+    stage_name = "proposals"
+
     def __init__(self, cfg: ProposalConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -57,10 +57,8 @@ class PrecomputedProposals(nn.Module):
         """Selective search (cached) on one ``[3, H, W]`` image in [0, 1] -> ``[P, 4]`` xyxy pixels of it."""
         # Back to the exact uint8 pixels the file decoded to, so the cache key matches the one
         # `detkit proposals` and the training data computed from the file.
-        started = time.perf_counter()
         pixels = image.detach().mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         boxes, cached = self.cache.get(pixels)
         self.tally.images += 1
         self.tally.computed += not cached
-        self.tally.seconds += time.perf_counter() - started
         return torch.from_numpy(boxes)

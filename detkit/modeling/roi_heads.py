@@ -23,6 +23,7 @@ from detkit.modeling.box_head import BoxPredictor, MLPBoxHead
 from detkit.modeling.mask_head import MaskBranch
 from detkit.modeling.poolers import RoIPooler
 from detkit.modeling.rpn import BOX_LOSS_BETA
+from detkit.modeling.stages import stage
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.boxes import clip_boxes, nonempty_boxes
 from detkit.ops.matcher import match_boxes
@@ -81,9 +82,11 @@ class RoIHeads(nn.Module):
         detections = None
         if not self.training:
             class_logits, deltas = self(features, proposals)
-            detections = self.inference(class_logits, deltas, proposals, image_sizes)
+            with stage("postprocess"):
+                detections = self.inference(class_logits, deltas, proposals, image_sizes)
             if self.mask_branch is not None:
-                detections = self._attach_masks(features, detections)
+                with stage("mask_head"):
+                    detections = self._attach_masks(features, detections)
         return detections, losses
 
     def _mask_loss(self, features: list[Tensor], sampled: SampledRoIs, targets: list[Target]) -> Tensor:

@@ -62,6 +62,8 @@ class RPNPredictions:
 
 
 class RegionProposalNetwork(nn.Module):
+    stage_name = "rpn"
+
     def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead, cfg: RPNConfig) -> None:
         super().__init__()
         self.anchor_generator = anchor_generator

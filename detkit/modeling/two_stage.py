@@ -15,11 +15,14 @@ from typing import Protocol
 from torch import Tensor, nn
 
 from detkit.modeling.roi_heads import RoIHeads
+from detkit.modeling.stages import stage
 from detkit.modeling.transform import ImageTransform
 from detkit.structures import DetectorOutput, ImageBatch, Target
 
 
 class ProposalSource(Protocol):
+    stage_name: str  # what its time is called in a stage breakdown (modeling/stages.py)
+
     def propose(
         self, batch: ImageBatch, features: list[Tensor], targets: list[Target] | None = None
     ) -> tuple[list[Tensor], dict[str, Tensor]]: ...
@@ -34,13 +37,18 @@ class TwoStageDetector(nn.Module):
         self.roi_heads = roi_heads
 
     def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> DetectorOutput:
-        batch, targets = self.transform(images, targets)
-        feature_maps = self.backbone(batch.tensors)
+        with stage("preprocess"):
+            batch, targets = self.transform(images, targets)
+        with stage("backbone"):
+            feature_maps = self.backbone(batch.tensors)
         all_levels = list(feature_maps.values())
         pooled_levels = [feature_maps[name] for name in self.backbone.pooled_feature_names]
-        proposals, losses = self.proposal_generator.propose(batch, all_levels, targets)
-        detections, head_losses = self.roi_heads.detect(pooled_levels, proposals, batch.image_sizes, targets)
+        with stage(self.proposal_generator.stage_name):
+            proposals, losses = self.proposal_generator.propose(batch, all_levels, targets)
+        with stage("roi_heads"):
+            detections, head_losses = self.roi_heads.detect(pooled_levels, proposals, batch.image_sizes, targets)
         losses.update(head_losses)
         if detections is not None:
-            detections = self.transform.postprocess(detections, batch)
+            with stage("postprocess"):
+                detections = self.transform.postprocess(detections, batch)
         return DetectorOutput(losses=losses, detections=detections)

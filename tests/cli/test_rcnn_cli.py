@@ -34,7 +34,7 @@ def test_rcnn_trains_by_stages_then_detects_and_evaluates(tmp_path):
         "--weights", str(weights), "--out", str(metrics), "--set", "model.rcnn.box_regression=false",
     )
     assert result.exit_code == 0, result.output
-    assert "regions x" in result.output and "CNN per region" in result.output  # the test-time breakdown
+    assert "regions x" in result.output and "per region" in result.output and "backbone" in result.output  # the test-time breakdown
     assert {"AP", "AP50"} <= set(json.loads(metrics.read_text())["stats"])
 
     result = runner.invoke(app, ["eval", "--coco", str(synthetic / "annotations/instances_val.json"), "--images",

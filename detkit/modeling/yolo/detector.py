@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.config import YOLOConfig
+from detkit.modeling.stages import stage
 from detkit.modeling.yolo.decode import decode_boxes, grid_points, select_detections
 from detkit.modeling.yolo.head import DecoupledHead
 from detkit.modeling.yolo.letterbox import LetterboxTransform
@@ -43,20 +44,25 @@ class YOLODetector(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> DetectorOutput:
-        batch, targets = self.transform(images, targets)
-        features = list(self.trunk(batch.tensors.contiguous(memory_format=torch.channels_last)).values())
-        predictions = self.head(self.neck(features))
-        points, point_strides = grid_points(predictions.feature_sizes, self.strides, batch.tensors.device)
-        boxes = decode_boxes(predictions.box_deltas, points, point_strides)
+        with stage("preprocess"):
+            batch, targets = self.transform(images, targets)
+        with stage("backbone"):
+            features = self.neck(list(self.trunk(batch.tensors.contiguous(memory_format=torch.channels_last)).values()))
+        with stage("dense_head"):
+            predictions = self.head(features)
+            points, point_strides = grid_points(predictions.feature_sizes, self.strides, batch.tensors.device)
+            boxes = decode_boxes(predictions.box_deltas, points, point_strides)
         losses = {} if targets is None else self.loss(predictions, boxes, points, point_strides, targets)
         if self.training:
             return DetectorOutput(losses=losses)
-        detections = select_detections(
-            boxes.float(), predictions.cls_logits.float(), predictions.obj_logits.float(), batch.image_sizes,
-            score_thresh=self.cfg.score_thresh, nms_thresh=self.cfg.nms_thresh, pre_nms_topk=self.cfg.pre_nms_topk,
-            detections_per_image=self.cfg.detections_per_image,
-        )
-        return DetectorOutput(losses=losses, detections=self.transform.postprocess(detections, batch))
+        with stage("postprocess"):
+            detections = select_detections(
+                boxes.float(), predictions.cls_logits.float(), predictions.obj_logits.float(), batch.image_sizes,
+                score_thresh=self.cfg.score_thresh, nms_thresh=self.cfg.nms_thresh, pre_nms_topk=self.cfg.pre_nms_topk,
+                detections_per_image=self.cfg.detections_per_image,
+            )
+            detections = self.transform.postprocess(detections, batch)
+        return DetectorOutput(losses=losses, detections=detections)
 
     def set_score_thresh(self, score_thresh: float) -> None:
         self.cfg = replace(self.cfg, score_thresh=score_thresh)

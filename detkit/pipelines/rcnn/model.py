@@ -11,10 +11,7 @@ backpropagation; only the CNN is, during the optional fine-tuning, through ``for
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +21,7 @@ from torchvision.ops import batched_nms, box_iou
 from detkit.config import ModelConfig
 from detkit.modeling.backbones import build_backbone
 from detkit.modeling.precomputed_proposals import PrecomputedProposals
+from detkit.modeling.stages import stage
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.boxes import clip_boxes, nonempty_boxes
 from detkit.ops.regions import warp_regions
@@ -34,20 +32,12 @@ MIN_DETECTION_SIZE = 1e-2
 
 @dataclass
 class RCNNTally:
-    """Where test time goes, summed over the images ``detect`` has seen (the paper's cost formula:
-    proposals + regions x CNN time per region + SVM scoring + regression + NMS)."""
+    """How many images ``detect`` has seen and how many regions they gave: with the stage times
+    (``modeling/stages.py``) this is the paper's cost formula, proposals + regions x CNN time per
+    region + SVM scoring and regression + NMS."""
 
     images: int = 0
     regions: int = 0
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("cnn", "svm", "regression", "nms"), 0.0))
-
-    @contextmanager
-    def timing(self, phase: str, device: torch.device) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # kernels are asynchronous: wait, or the time lands in the next phase
-        self.seconds[phase] += time.perf_counter() - started
 
 
 class RegionCNN(nn.Module):
@@ -91,10 +81,12 @@ class RCNNDetector(nn.Module):
     def region_features(self, image: Tensor, boxes: Tensor) -> Tensor:
         """``[R, D]`` CNN features of ``boxes`` (xyxy pixels of ``image`` ``[3, H, W]`` in [0, 1]), batched."""
         normalized = self.normalize(image)
-        chunks = [
-            self.cnn.features(warp_regions(normalized, part, self.cfg.crop_size, self.cfg.context_padding))
-            for part in boxes.split(self.cfg.feature_batch_size)
-        ]
+        chunks = []
+        for part in boxes.split(self.cfg.feature_batch_size):
+            with stage("preprocess"):
+                crops = warp_regions(normalized, part, self.cfg.crop_size, self.cfg.context_padding)
+            with stage("backbone"):
+                chunks.append(self.cnn.features(crops))
         return torch.cat(chunks) if chunks else image.new_zeros((0, self.cnn.feature_dim))
 
     def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> DetectorOutput:
@@ -146,19 +138,18 @@ class RCNNDetector(nn.Module):
     @torch.no_grad()
     def detect(self, image: Tensor) -> Detections:
         image_size = (int(image.shape[-2]), int(image.shape[-1]))
-        proposals = clip_boxes(self.proposal_generator.compute(image).to(image.device), image_size)
+        with stage("proposals"):
+            proposals = clip_boxes(self.proposal_generator.compute(image).to(image.device), image_size)
         self.tally.images += 1
         self.tally.regions += len(proposals)
-        with self.tally.timing("cnn", image.device):
-            features = self.region_features(image, proposals)
-        with self.tally.timing("svm", image.device):
+        features = self.region_features(image, proposals)
+        with stage("svms"):
             scores = torch.sigmoid(self.svm_margins(features))
             roi_index, labels = torch.where(scores > self.cfg.score_thresh)
-        boxes = proposals[roi_index]
-        with self.tally.timing("regression", image.device):
+            boxes = proposals[roi_index]
             if self.cfg.box_regression and len(boxes):
                 boxes = clip_boxes(self.regress(features[roi_index], boxes, labels), image_size)
-        with self.tally.timing("nms", image.device):
+        with stage("postprocess"):
             candidate_scores = scores[roi_index, labels]
             keep = nonempty_boxes(boxes, MIN_DETECTION_SIZE)
             boxes, candidate_scores, labels = boxes[keep], candidate_scores[keep], labels[keep]

@@ -5,6 +5,7 @@ import torch
 
 from detkit.config import BackboneConfig, ModelConfig, ProposalConfig, RCNNConfig
 from detkit.data.images import image_to_tensor
+from detkit.modeling.stages import record_stages
 from detkit.pipelines import PIPELINES
 from detkit.structures import Detections, Target
 from tests.proposals.images import object_boxes, rectangles_image
@@ -46,13 +47,16 @@ def test_detect_follows_the_contract_with_svms_and_regressors_set(rcnn_config):
     model.svm_weight.normal_()
     model.regressor_weight.normal_(std=1e-3)
     image = image_to_tensor(rectangles_image(96, 128))
-    output = model([image])
+    with record_stages() as recorder:
+        output = model([image])
     assert output.losses == {}
     detections = output.detections[0]
     assert isinstance(detections, Detections) and len(detections) > 0
     assert detections.boxes[:, 2].max() <= 128 and detections.boxes[:, 3].max() <= 96
     assert torch.all(detections.scores[:-1] >= detections.scores[1:]) and detections.scores.max() <= 1
-    assert model.tally.images == 1 and model.tally.regions > 0 and model.tally.seconds["cnn"] > 0
+    assert model.tally.images == 1 and model.tally.regions > 0
+    assert set(recorder.seconds) == {"proposals", "preprocess", "backbone", "svms", "postprocess"}
+    assert all(seconds > 0 for seconds in recorder.seconds.values())
 
 
 def test_without_regression_boxes_are_the_proposals(rcnn_config):
