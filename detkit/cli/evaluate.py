@@ -38,14 +38,14 @@ def eval_command(
         default_out = results.with_name(results.stem + "_metrics.json")
     else:
         from detkit.engine.device import resolve_device
-        from detkit.engine.evaluate import iou_types_of, predict_dataset, score_detections
+        from detkit.engine.evaluate import dataset_for_checkpoint, iou_types_of, predict_dataset, score_detections
         from detkit.engine.predict import load_detector
         from detkit.engine.proposals import warm_proposal_cache
         from detkit.modeling.stages import record_stages
 
         torch_device = resolve_device(device)
         model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
-        dataset = _dataset_for(checkpoint, coco, images)
+        dataset = dataset_for_checkpoint(checkpoint, coco, images)
         with RichProgress(console) as progress:
             warm = warm_proposal_cache(model, [dataset.image_path(i) for i in range(len(dataset))], on_event=progress)
             started = time.perf_counter()
@@ -91,18 +91,3 @@ def _timing_line(model, num_images: int, seconds: float, stage_seconds: dict[str
         cnn_ms = per_image.get("backbone", 0.0) + per_image.get("preprocess", 0.0)
         line += f"\n  R-CNN per image: {regions:.0f} regions x {cnn_ms / max(regions, 1):.2f} ms (warp + CNN) per region = {cnn_ms:.1f} ms"
     return line
-
-
-def _dataset_for(checkpoint, coco: Path, images: Optional[Path]):
-    """The evaluation dataset with the checkpoint's class mapping (parsed once); the classes must agree."""
-    from detkit.data.coco import CocoDetection
-    from detkit.errors import DataError
-
-    dataset = CocoDetection(coco, images or coco.parent, category_ids=checkpoint.category_ids)
-    missing = sorted(set(dataset.coco.getCatIds()) - set(checkpoint.category_ids))
-    if missing:
-        raise DataError(
-            f"{coco}: category ids {missing[:5]} are not among the {len(checkpoint.category_ids)} classes of "
-            f"{checkpoint.source}; evaluate with a model trained on these categories"
-        )
-    return dataset

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from detkit import __version__
-from detkit.cli import data, detect, evaluate, proposals, train
+from detkit.cli import benchmark, data, detect, evaluate, proposals, train
 from detkit.cli.common import state
 
 app = typer.Typer(
@@ -37,4 +37,5 @@ app.command("train")(train.train_command)
 app.command("detect")(detect.detect_command)
 app.command("eval")(evaluate.eval_command)
 app.command("proposals")(proposals.proposals_command)
+app.command("benchmark")(benchmark.benchmark_command)
 app.add_typer(data.app, name="data")

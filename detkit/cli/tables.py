@@ -49,3 +49,53 @@ def proposal_run_line(run) -> str:
             f"({1000 * run.seconds_per_computed_image:.0f} ms per image on one core)"
         )
     return line + f"; {run.proposals_per_image:.0f} proposals per image"
+
+
+def benchmark_tables(report) -> list[Table]:
+    """A benchmark (``engine.benchmark.report.BenchmarkReport``) as rich tables, each narrow enough for
+    a terminal: speed, cost and accuracy, the per-stage split, and the torchvision ratios when measured."""
+    from detkit.engine.benchmark.report import stage_columns
+
+    env = report.environment
+    results = report.results
+    show_weights = any(r.weights != "random" for r in results)
+    speed = _right_aligned_table(
+        f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads, torch {env['torch']}; {env['input']}",
+        ["pipeline", *(["weights"] if show_weights else []), "ms/img", "call p50", "call p90", "img/s", "x Faster", "train img/s"],
+    )
+    cost = _right_aligned_table("size, arithmetic, memory and accuracy", ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"])
+    for r in results:
+        speed.add_row(
+            r.name, *([r.weights] if show_weights else []), f"{r.ms_per_image:.1f}", f"{r.latency.p50:.1f}", f"{r.latency.p90:.1f}",
+            f"{r.latency.images_per_second:.2f}", _or_dash(r.relative_to_reference, ".2f"), _or_dash(r.train_images_per_second, ".2f"),
+        )
+        cost.add_row(
+            r.name, f"{r.params / 1e6:.1f}", f"{r.gflops:.1f}", f"{r.peak_rss_mib:.0f}", _or_dash(r.cuda_peak_mib, ".0f"),
+            _or_dash(r.ap, ".3f"), _or_dash(r.ap50, ".3f"),
+        )
+    stages = stage_columns(results)
+    split = _right_aligned_table("ms per image by stage", ["pipeline", *stages, "regions/img"])
+    for r in results:
+        split.add_row(r.name, *(_or_dash(r.stages_ms.get(name), ".1f") for name in stages), _or_dash(r.regions_per_image, ".0f"))
+    tables = [speed, cost, split]
+    if report.comparisons:
+        versus = _right_aligned_table(
+            "detkit / torchvision: same architecture, weights, input, device, precision; alternating runs",
+            ["pipeline", "architecture", "detkit ms", "torchvision ms", "ratio"], text_columns=2,
+        )
+        for c in report.comparisons:
+            versus.add_row(c.pipeline, c.arch, f"{c.detkit_median_ms:.1f}", f"{c.torchvision_median_ms:.1f}", f"{c.ratio:.3f}")
+        tables.append(versus)
+    return tables
+
+
+def _right_aligned_table(title: str, columns: list[str], text_columns: int = 1) -> Table:
+    """Numbers right-aligned; the first ``text_columns`` (names) left-aligned."""
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index < text_columns or column == "weights" else "right")
+    return table
+
+
+def _or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

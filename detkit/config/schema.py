@@ -68,6 +68,7 @@ class ProposalConfig:
     min_box_size: float = 4.0  # proposals narrower or shorter than this (original-image pixels) are dropped
     topk: int = 2000  # proposals kept per image, in selective search's own rank order
     cache_dir: str = ""  # "" = $DETKIT_CACHE_DIR, else $XDG_CACHE_HOME/detkit/proposals, else ~/.cache/detkit/proposals
+    cache: bool = True  # false: run selective search on every call, read and write nothing (what benchmarks time)
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detkit.io import atomic_write_bytes
+from detkit.engine.plotting import FONT, GRID, PALETTE, TEXT, format_tick, nice_ticks, put_centered, put_vertical, write_png
 
 PANEL_SIZE = (480, 640)  # (H, W) of each of the two panels
 TITLE_HEIGHT = 44
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 72, 20, 34, 52
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_TEXT = (40, 40, 40)
-_GRID = (225, 225, 225)
-# matplotlib's tab10 palette, BGR: distinct for the handful of loss terms a detector logs.
-_PALETTE = [
-    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
-    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
-]  # fmt: skip
 VAL_KEYS = ("AP", "AP50")
 
 
@@ -58,11 +50,7 @@ def plot_training_curves(
     records: Sequence[dict], path: str | os.PathLike[str], *, title: str = "detkit training"
 ) -> None:
     """Draw loss and validation-AP curves from metrics-log records into a PNG at ``path`` (atomic)."""
-    image = render_training_curves(records, title=title)
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR canvas does not fail
-        raise RuntimeError("OpenCV could not encode the curves as PNG")
-    atomic_write_bytes(path, encoded.tobytes())
+    write_png(path, render_training_curves(records, title=title))
 
 
 def render_training_curves(records: Sequence[dict], *, title: str = "detkit training") -> np.ndarray:
@@ -71,7 +59,7 @@ def render_training_curves(records: Sequence[dict], *, title: str = "detkit trai
     panels = [_loss_panel(records), _val_panel(records)]
     height, width = PANEL_SIZE
     canvas = np.full((TITLE_HEIGHT + height, 2 * width, 3), 255, dtype=np.uint8)
-    _put_centered(canvas, title, (width, TITLE_HEIGHT // 2 + 8), 0.8, 2)
+    put_centered(canvas, title, (width, TITLE_HEIGHT // 2 + 8), 0.8, 2)
     for i, panel in enumerate(panels):
         view = canvas[TITLE_HEIGHT:, i * width : (i + 1) * width]
         _draw_panel(view, panel)
@@ -147,10 +135,10 @@ def _draw_panel(view: np.ndarray, panel: _Panel) -> None:
     height, width = view.shape[:2]
     left, top = _MARGIN_LEFT, _MARGIN_TOP
     right, bottom = width - _MARGIN_RIGHT, height - _MARGIN_BOTTOM
-    _put_centered(view, panel.title, ((left + right) // 2, top - 12), 0.6, 1)
-    cv2.rectangle(view, (left, top), (right, bottom), _TEXT, 1)
+    put_centered(view, panel.title, ((left + right) // 2, top - 12), 0.6, 1)
+    cv2.rectangle(view, (left, top), (right, bottom), TEXT, 1)
     if not panel.series:
-        _put_centered(view, panel.empty_text, ((left + right) // 2, (top + bottom) // 2), 0.55, 1)
+        put_centered(view, panel.empty_text, ((left + right) // 2, (top + bottom) // 2), 0.55, 1)
         return
     # Marked points (validations) get a margin so the first and last markers are not cut in half.
     x_range = _padded_range([x for s in panel.series for x in s.xs], pad_fraction=0.0 if panel.smooth else 0.03)
@@ -159,7 +147,7 @@ def _draw_panel(view: np.ndarray, panel: _Panel) -> None:
     _draw_axes(view, box, x_range, y_range, panel)
     drawn = []
     for index, series in enumerate(panel.series):
-        color = _PALETTE[index % len(_PALETTE)]
+        color = PALETTE[index % len(PALETTE)]
         if panel.smooth and len(series.ys) > 10:
             faint = tuple(int(255 - 0.35 * (255 - c)) for c in color)
             drawn.append(_draw_line(view, box, x_range, y_range, series.xs, series.ys, faint, 1))
@@ -179,31 +167,6 @@ def _padded_range(values: list[float], pad_fraction: float) -> tuple[float, floa
     return lo - pad, hi + pad
 
 
-def _nice_ticks(lo: float, hi: float, target: int = 6, integer: bool = False) -> tuple[np.ndarray, float]:
-    """Round tick positions (1, 2, 2.5 or 5 times a power of ten) covering ``[lo, hi]``.
-
-    ``integer`` keeps the step whole, for axes such as epochs where "1.5" means nothing.
-    """
-    raw = (hi - lo) / target
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
-    if integer:
-        step = max(1.0, float(round(step))) if step >= 1 else 1.0
-    start = math.ceil(lo / step - 1e-9) * step
-    ticks = np.arange(start, hi + step * 1e-9, step)
-    return ticks, step
-
-
-def _format_tick(value: float, step: float) -> str:
-    if abs(value) >= 10000 and step >= 1000:
-        return f"{value / 1000:g}k"
-    exponent = math.floor(math.log10(step) + 1e-9)
-    # A step of 2.5 x 10^k needs one digit more than its power of ten.
-    extra = 0 if math.isclose(step / 10.0**exponent, round(step / 10.0**exponent)) else 1
-    text = f"{value:.{max(0, extra - exponent)}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
-
-
 def _to_pixel(box: tuple[int, int, int, int], x_range, y_range, x: float, y: float) -> tuple[int, int]:
     left, top, right, bottom = box
     px = left + (x - x_range[0]) / (x_range[1] - x_range[0]) * (right - left)
@@ -214,23 +177,23 @@ def _to_pixel(box: tuple[int, int, int, int], x_range, y_range, x: float, y: flo
 def _draw_axes(view: np.ndarray, box, x_range, y_range, panel: _Panel) -> None:
     left, top, right, bottom = box
     integer_x = all(float(x).is_integer() for s in panel.series for x in s.xs)
-    x_ticks, x_step = _nice_ticks(*x_range, integer=integer_x)
-    y_ticks, y_step = _nice_ticks(*y_range)
+    x_ticks, x_step = nice_ticks(*x_range, integer=integer_x)
+    y_ticks, y_step = nice_ticks(*y_range)
     for x in x_ticks:
         px, _ = _to_pixel(box, x_range, y_range, x, y_range[0])
-        cv2.line(view, (px, top + 1), (px, bottom - 1), _GRID, 1)
-        cv2.line(view, (px, bottom), (px, bottom + 5), _TEXT, 1)
-        _put_centered(view, _format_tick(x, x_step), (px, bottom + 20), 0.42, 1)
+        cv2.line(view, (px, top + 1), (px, bottom - 1), GRID, 1)
+        cv2.line(view, (px, bottom), (px, bottom + 5), TEXT, 1)
+        put_centered(view, format_tick(x, x_step), (px, bottom + 20), 0.42, 1)
     for y in y_ticks:
         _, py = _to_pixel(box, x_range, y_range, x_range[0], y)
-        cv2.line(view, (left + 1, py), (right - 1, py), _GRID, 1)
-        cv2.line(view, (left - 5, py), (left, py), _TEXT, 1)
-        label = _format_tick(y, y_step)
-        (text_w, text_h), _ = cv2.getTextSize(label, _FONT, 0.42, 1)
-        cv2.putText(view, label, (left - 8 - text_w, py + text_h // 2), _FONT, 0.42, _TEXT, 1, cv2.LINE_AA)
-    cv2.rectangle(view, (left, top), (right, bottom), _TEXT, 1)
-    _put_centered(view, panel.x_label, ((left + right) // 2, bottom + 42), 0.5, 1)
-    _put_vertical(view, panel.y_label, (14, (top + bottom) // 2))
+        cv2.line(view, (left + 1, py), (right - 1, py), GRID, 1)
+        cv2.line(view, (left - 5, py), (left, py), TEXT, 1)
+        label = format_tick(y, y_step)
+        (text_w, text_h), _ = cv2.getTextSize(label, FONT, 0.42, 1)
+        cv2.putText(view, label, (left - 8 - text_w, py + text_h // 2), FONT, 0.42, TEXT, 1, cv2.LINE_AA)
+    cv2.rectangle(view, (left, top), (right, bottom), TEXT, 1)
+    put_centered(view, panel.x_label, ((left + right) // 2, bottom + 42), 0.5, 1)
+    put_vertical(view, panel.y_label, (14, (top + bottom) // 2))
 
 
 def _draw_line(view, box, x_range, y_range, xs, ys, color, thickness: int, markers: bool = False) -> np.ndarray:
@@ -247,16 +210,16 @@ def _draw_line(view, box, x_range, y_range, xs, ys, color, thickness: int, marke
 def _draw_legend(view: np.ndarray, box, names: list[str], points: np.ndarray) -> None:
     """Legend in the plot corner that hides the fewest data points (``points``: ``[P, 2]`` pixels)."""
     scale, row = 0.45, 20
-    text_w = max(cv2.getTextSize(name, _FONT, scale, 1)[0][0] for name in names)
+    text_w = max(cv2.getTextSize(name, FONT, scale, 1)[0][0] for name in names)
     legend_w, legend_h = text_w + 40, row * len(names) + 6
     x0, y0 = _legend_corner(box, legend_w, legend_h, points)
     cv2.rectangle(view, (x0, y0), (x0 + legend_w, y0 + legend_h), (255, 255, 255), cv2.FILLED)
     cv2.rectangle(view, (x0, y0), (x0 + legend_w, y0 + legend_h), (160, 160, 160), 1)
     for i, name in enumerate(names):
         y = y0 + row * i + row // 2 + 4
-        color = _PALETTE[i % len(_PALETTE)]
+        color = PALETTE[i % len(PALETTE)]
         cv2.line(view, (x0 + 6, y), (x0 + 30, y), color, 2, cv2.LINE_AA)
-        cv2.putText(view, name, (x0 + 36, y + 5), _FONT, scale, _TEXT, 1, cv2.LINE_AA)
+        cv2.putText(view, name, (x0 + 36, y + 5), FONT, scale, TEXT, 1, cv2.LINE_AA)
 
 
 def _legend_corner(box, legend_w: int, legend_h: int, points: np.ndarray) -> tuple[int, int]:
@@ -275,22 +238,3 @@ def _legend_corner(box, legend_w: int, legend_h: int, points: np.ndarray) -> tup
         return int(inside.sum())
 
     return min(corners, key=hidden)
-
-
-def _put_centered(view: np.ndarray, text: str, center: tuple[int, int], scale: float, thickness: int) -> None:
-    (text_w, text_h), _ = cv2.getTextSize(text, _FONT, scale, thickness)
-    origin = (center[0] - text_w // 2, center[1] + text_h // 2)
-    cv2.putText(view, text, origin, _FONT, scale, _TEXT, thickness, cv2.LINE_AA)
-
-
-def _put_vertical(view: np.ndarray, text: str, center: tuple[int, int]) -> None:
-    """Axis label rotated 90 degrees: OpenCV only draws horizontal text, so draw then rotate."""
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, 0.5, 1)
-    patch = np.full((text_h + baseline + 4, text_w + 4, 3), 255, dtype=np.uint8)
-    cv2.putText(patch, text, (2, text_h + 2), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
-    patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    h, w = patch.shape[:2]
-    y0 = max(0, center[1] - h // 2)
-    x0 = max(0, center[0] - w // 2)
-    h, w = min(h, view.shape[0] - y0), min(w, view.shape[1] - x0)
-    view[y0 : y0 + h, x0 : x0 + w] = np.minimum(view[y0 : y0 + h, x0 : x0 + w], patch[:h, :w])

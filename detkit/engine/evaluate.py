@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from detkit.checkpoint import Checkpoint
 from detkit.data.coco import CocoDetection
 from detkit.data.loaders import build_loader
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
+from detkit.errors import DataError
 from detkit.evaluation.coco_eval import CocoMetrics, evaluate_coco
 from detkit.evaluation.results import detections_to_coco_results
 from detkit.structures import Detections
@@ -64,3 +68,16 @@ def evaluate_detector(
 def iou_types_of(detections: list[Detections]) -> tuple[str, ...]:
     """("bbox", "segm") when the detections carry masks, else ("bbox",)."""
     return ("bbox", "segm") if any(d.masks is not None for d in detections) else ("bbox",)
+
+
+def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Path | None, with_masks: bool = False) -> CocoDetection:
+    """``annotations`` (images beside it by default) with the checkpoint's class mapping; every
+    category the ground truth uses must be one the model was trained on."""
+    dataset = CocoDetection(annotations, images or annotations.parent, category_ids=checkpoint.category_ids, with_masks=with_masks)
+    missing = sorted(set(dataset.coco.getCatIds()) - set(checkpoint.category_ids))
+    if missing:
+        raise DataError(
+            f"{annotations}: category ids {missing[:5]} are not among the {len(checkpoint.category_ids)} classes of "
+            f"{checkpoint.source}; evaluate with a model trained on these categories"
+        )
+    return dataset

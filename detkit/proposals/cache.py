@@ -24,7 +24,7 @@ from detkit.io import atomic_write, atomic_write_text
 from detkit.proposals.selective_search import selective_search
 
 # Fields that do not change the boxes are left out of the key.
-_NOT_KEYED = ("cache_dir",)
+_NOT_KEYED = ("cache_dir", "cache")
 # Bump when the selective search wrapper changes what it returns for the same parameters.
 _FORMAT_VERSION = 2  # 2: rank order seeded (see selective_search)
 
@@ -49,7 +49,8 @@ def params_digest(cfg: ProposalConfig) -> str:
 
 
 class ProposalCache:
-    """Selective search with memoisation on disk; ``get`` computes and stores on a miss."""
+    """Selective search with memoisation on disk; ``get`` computes and stores on a miss
+    (or computes every time, touching no file, when ``cfg.cache`` is false)."""
 
     def __init__(self, cfg: ProposalConfig) -> None:
         self.cfg = cfg
@@ -76,6 +77,8 @@ class ProposalCache:
 
     def get(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
         """``(proposals, was_cached)`` for one RGB image."""
+        if not self.cfg.cache:
+            return selective_search(image, self.cfg), False
         boxes = self.load(image)
         if boxes is not None:
             return boxes, True

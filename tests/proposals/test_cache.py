@@ -45,6 +45,18 @@ def test_changed_parameter_or_pixels_recompute(tmp_path, monkeypatch):
     assert not cached and len(calls) == 3
 
 
+def test_with_the_cache_off_every_lookup_computes_and_nothing_is_written(tmp_path, monkeypatch):
+    calls = counting_selective_search(monkeypatch)
+    cache = ProposalCache(ProposalConfig(cache_dir=str(tmp_path), cache=False))
+    image = rectangles_image()
+    first, first_cached = cache.get(image)
+    second, second_cached = cache.get(image)
+    assert (first_cached, second_cached) == (False, False) and len(calls) == 2
+    np.testing.assert_array_equal(first, second)
+    assert not list(tmp_path.iterdir())
+    assert cache.folder.name == ProposalCache(ProposalConfig(cache_dir=str(tmp_path))).folder.name
+
+
 def test_the_cache_location_does_not_change_the_key(tmp_path):
     assert ProposalCache(ProposalConfig(cache_dir=str(tmp_path / "a"))).folder.name == ProposalCache(ProposalConfig(cache_dir=str(tmp_path / "b"))).folder.name
 

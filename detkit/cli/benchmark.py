@@ -1,0 +1,88 @@
+"""``detkit benchmark``: speed, memory, FLOPs and accuracy of every pipeline, side by side, on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from detkit.cli.common import console, reports_errors
+
+ALL = "all"
+
+
+@reports_errors
+def benchmark_command(
+    pipelines: Annotated[Optional[str], typer.Option(help="Comma-separated pipelines to time with random weights, or 'all' (the default without --weights).")] = None,
+    weights: Annotated[Optional[list[Path]], typer.Option(help="A trained checkpoint to time (repeatable); with --data its AP is measured too.")] = None,
+    backbone: Annotated[str, typer.Option(help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16), or 'preset' for each preset's own.")] = "mobilenet_v2",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    image_size: Annotated[Optional[int], typer.Option(help="Longer side of the 4:3 input in pixels; the models run at it without resampling (default 640; checkpoints: their own size).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
+    images: Annotated[Optional[int], typer.Option(help="How many images are timed: synthetic scenes, or the first N of --data (default 4).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="COCO instances json whose images are timed (and, with --weights, scored for AP).")] = None,
+    data_images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: beside the json).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed passes over the images (fewer when --max-seconds runs out).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed passes over the images first (the first one counts FLOPs).")] = 1,
+    max_seconds: Annotated[float, typer.Option(help="Time budget per model and phase: no timed pass starts after it (at least one always runs).")] = 30.0,
+    amp: Annotated[bool, typer.Option(help="Run under autocast (mixed precision).")] = False,
+    amp_dtype: Annotated[str, typer.Option(help="Autocast dtype with --amp: bf16 or fp16.")] = "bf16",
+    channels_last: Annotated[bool, typer.Option(help="NHWC memory format for the networks.")] = True,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile each model's trunk (slow to start; worth it on GPUs).")] = False,
+    train: Annotated[bool, typer.Option("--train", help="Also time training steps (images per second).")] = False,
+    compare: Annotated[Optional[str], typer.Option(help="'torchvision': time torchvision's Faster/Mask R-CNN against detkit's, same weights, alternating.")] = None,
+    compare_arch: Annotated[str, typer.Option(help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn (Faster R-CNN only).")] = "resnet50_fpn",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value of the random-weight pipelines: KEY=VALUE (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for benchmark.json, benchmark.md and the two charts (default: runs/benchmark, -2, ...).")] = None,
+) -> None:
+    """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training speed, AP."""
+    import torch
+
+    from detkit.cli.progress import RichProgress
+    from detkit.cli.tables import benchmark_tables
+    from detkit.config.presets import PIPELINE_NAMES
+    from detkit.engine.benchmark.outputs import save_report
+    from detkit.engine.benchmark.precision import Precision
+    from detkit.engine.benchmark.runner import BenchmarkRequest, BenchmarkSettings, run_benchmark
+    from detkit.engine.device import resolve_device
+    from detkit.engine.runs import new_run_dir
+    from detkit.errors import ConfigError
+
+    for name, value in (("--batch-size", batch_size), ("--runs", runs), ("--warmup", warmup), ("--images", images or 1), ("--threads", threads or 1)):
+        if value < 1:
+            raise ConfigError(f"{name} {value}: must be at least 1")
+    if compare not in (None, "torchvision"):
+        raise ConfigError(f"--compare {compare!r}: the only comparison is 'torchvision'")
+    chosen = _pipelines(pipelines, has_weights=bool(weights), known=PIPELINE_NAMES)
+    if threads:
+        torch.set_num_threads(threads)
+    settings = BenchmarkSettings(
+        device=resolve_device(device), precision=Precision(amp_dtype if amp else None, channels_last, compile),
+        batch_size=batch_size, runs=runs, warmup=warmup, max_seconds=max_seconds, train=train,
+    )
+    request = BenchmarkRequest(
+        settings=settings, pipelines=chosen, weights=tuple(weights or ()), backbone=None if backbone == "preset" else backbone,
+        long_side=image_size, images=images, data=data, data_images=data_images, compare_torchvision=compare is not None,
+        compare_arch=compare_arch, overrides=tuple(set_ or ()),
+    )
+    with RichProgress(console) as progress:
+        report = run_benchmark(request, on_event=progress)
+    for table in benchmark_tables(report):
+        console.print(table)
+    paths = save_report(report, out or new_run_dir("runs", "benchmark"))
+    console.print(f"written: {', '.join(str(path) for path in paths.values())}")
+
+
+def _pipelines(option: str | None, has_weights: bool, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The random-weight rows: all pipelines unless --weights was given; --pipelines names them."""
+    from detkit.errors import ConfigError
+
+    if option is None:
+        return () if has_weights else known
+    names = known if option.strip() == ALL else tuple(name.strip() for name in option.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ConfigError(f"--pipelines {option!r}: choose from {ALL}, {', '.join(known)} (comma-separated)")
+    return names

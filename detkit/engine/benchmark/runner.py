@@ -1,0 +1,225 @@
+"""``detkit benchmark``: every model through the same measurements, on the same inputs, in one process.
+
+Per model, in this order, over the same calls of ``batch_size`` images:
+
+1. warm-up passes, the first one counting FLOPs (eager: the counter cannot see into compiled graphs;
+   with ``compile`` the trunk is compiled after it and warmed up again);
+2. timed passes (end-to-end latency, nothing synchronizes inside a call);
+3. one stage-recorded pass (per-stage times: it syncs at stage boundaries, so it is kept apart from 2);
+4. peak memory over 1-3; AP and AP50 on ``eval_dataset`` for a trained model;
+5. with ``train``: training steps on a copy of the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor
+
+from detkit import __version__
+from detkit.data.coco import CocoDetection
+from detkit.engine.benchmark.cost import counted_flops, parameter_count
+from detkit.engine.benchmark.memory import PeakMemory
+from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
+from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, random_model
+from detkit.engine.benchmark.precision import Precision
+from detkit.engine.benchmark.report import BenchmarkReport, PipelineResult
+from detkit.engine.benchmark.timing import Latency, stage_breakdown, time_repeatedly, warm_up
+from detkit.engine.benchmark.torchvision_compare import COMPARABLE_PIPELINES, TORCHVISION_BUILDERS, ComparisonResult, compare_with_torchvision
+from detkit.engine.benchmark.training import training_images_per_second
+from detkit.engine.evaluate import dataset_for_checkpoint, predict_dataset, score_detections
+from detkit.engine.events import EventCallback, Notice, ignore_events
+from detkit.modeling.stages import STAGE_ORDER
+from detkit.pipelines import MASK_PIPELINES
+from detkit.structures import Target
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    device: torch.device
+    precision: Precision = Precision()
+    batch_size: int = 1
+    runs: int = 10
+    warmup: int = 1  # passes over the inputs; at least 1 (it counts the FLOPs)
+    max_seconds: float = 30.0  # per model and phase: once spent, no further timed pass starts
+    train: bool = False
+
+
+def benchmark_model(
+    entry: BenchmarkModel, images: list[Tensor], targets: list[Target], settings: BenchmarkSettings,
+    eval_dataset: CocoDetection | None = None, on_event: EventCallback = ignore_events,
+) -> PipelineResult:
+    """Measure one model on ``images`` (CPU tensors; moved to the device here)."""
+    device, precision = settings.device, settings.precision
+    model = entry.model.to(device).eval()
+    trainee = copy.deepcopy(model) if settings.train else None
+    model = precision.prepare(model)
+    batches = _batches([image.to(device) for image in images], settings.batch_size)
+    calls = [lambda batch=batch: model(batch) for batch in batches]
+
+    memory = PeakMemory(device)
+    memory.start()
+    on_event(Notice(f"{entry.name}: warming up ({len(images)} images, FLOPs counted)", level="info"))
+    with torch.inference_mode(), precision.autocast(device):
+        gflops = counted_flops(calls) / 1e9 / len(images)
+        precision.compile_dense(model)
+        warm_up(calls, settings.warmup - 1 + precision.compile)
+        on_event(Notice(f"{entry.name}: timing", level="info"))
+        times = time_repeatedly(calls, device, settings.runs, settings.max_seconds)
+        tally = _reset_region_tally(model)
+        stages = stage_breakdown(calls, device, num_images=len(images))
+    result = PipelineResult(
+        name=entry.name, pipeline=entry.pipeline, weights=entry.weights, backbone=entry.config.model.backbone.name,
+        latency=Latency(times, settings.batch_size), stages_ms={s: stages[s] for s in STAGE_ORDER if s in stages},
+        params=parameter_count(model), gflops=gflops, peak_rss_mib=memory.rss_mib(), cuda_peak_mib=memory.cuda_mib(),
+        regions_per_image=tally.regions / tally.images if tally is not None and tally.images else None,
+    )
+    if eval_dataset is not None and entry.checkpoint is not None:
+        on_event(Notice(f"{entry.name}: AP on {len(eval_dataset)} images of {eval_dataset.annotation_file}", level="info"))
+        result.ap, result.ap50 = _average_precision(model, eval_dataset, settings, on_event)
+    if trainee is not None:
+        on_event(Notice(f"{entry.name}: training steps", level="info"))
+        result.train_images_per_second = training_images_per_second(
+            precision.prepare(trainee), entry.config, images, targets, batch_size=settings.batch_size, device=device,
+            precision=precision, runs=settings.runs, warmup=settings.warmup, max_seconds=settings.max_seconds,
+        )
+    return result
+
+
+def environment(settings: BenchmarkSettings, input_description: str) -> dict[str, object]:
+    """What every result is conditional on: hardware, software, precision, threads and input."""
+    device = settings.device
+    cuda = device.type == "cuda"
+    return {
+        "detkit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "cuda": torch.version.cuda if cuda else None, "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "threads": torch.get_num_threads(), "precision": settings.precision.name,
+        "channels_last": settings.precision.channels_last, "compile": settings.precision.compile,
+        "batch_size": settings.batch_size, "runs": settings.runs, "warmup": settings.warmup,
+        "max_seconds": settings.max_seconds, "input": input_description,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def _batches(images: list[Tensor], batch_size: int) -> list[list[Tensor]]:
+    return [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+
+
+def _reset_region_tally(model: torch.nn.Module):
+    """R-CNN's count of images and regions, zeroed so it covers the recorded pass only (None for others)."""
+    tally = getattr(model, "tally", None)
+    if tally is not None:
+        tally.images = tally.regions = 0
+    return tally
+
+
+def _average_precision(model, dataset: CocoDetection, settings: BenchmarkSettings, on_event) -> tuple[float, float]:
+    with settings.precision.autocast(settings.device):
+        detections = predict_dataset(model, dataset, device=settings.device, batch_size=settings.batch_size, on_event=on_event)
+    stats = score_detections(dataset, detections)["bbox"].stats
+    return stats["AP"], stats["AP50"]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """Everything ``detkit benchmark`` was asked for (see the command's help for each field)."""
+
+    settings: BenchmarkSettings
+    pipelines: tuple[str, ...] = ()  # random-weight rows, one per pipeline
+    weights: tuple[Path, ...] = ()  # checkpoint rows
+    backbone: str | None = "mobilenet_v2"  # for the random-weight rows; None: each preset's own
+    long_side: int | None = None  # None: 640 for random weights, each checkpoint's own size
+    images: int | None = None  # None: 4 synthetic scenes, or the first 4 images of --data
+    data: Path | None = None
+    data_images: Path | None = None
+    compare_torchvision: bool = False
+    compare_arch: str = "resnet50_fpn"
+    overrides: tuple[str, ...] = ()  # key=value for the random-weight rows
+
+
+DEFAULT_LONG_SIDE = 640
+DEFAULT_IMAGES = 4
+
+
+def run_benchmark(request: BenchmarkRequest, on_event: EventCallback = ignore_events) -> BenchmarkReport:
+    """Build every requested model, measure each in turn on the same inputs, and compare with torchvision."""
+    settings = request.settings
+    count = request.images or DEFAULT_IMAGES
+    long_side = request.long_side or DEFAULT_LONG_SIDE
+    report = BenchmarkReport(environment(settings, _input_description(request, count, long_side)))
+    for entry in _entries(request, long_side):
+        dataset = _dataset_for(entry, request)
+        if dataset is None:
+            images, targets = scene_inputs(four_by_three(long_side), count, entry.config.model.num_classes)
+        else:
+            images, targets = dataset_inputs(dataset, count)
+        eval_dataset = dataset if entry.checkpoint is not None else None
+        report.results.append(benchmark_model(entry, images, targets, settings, eval_dataset, on_event))
+        del entry  # free the model before the next one is built: peak memory stays per model
+    report.relate_to_reference()
+    if request.compare_torchvision:
+        report.comparisons = _torchvision_comparisons(request, report, long_side, count, on_event)
+    return report
+
+
+def _entries(request: BenchmarkRequest, long_side: int) -> Iterator[BenchmarkModel]:
+    """The models in table order, built one at a time (a generator: only one is alive at once)."""
+    num_classes = COCO_CLASSES if request.data is None else CocoDetection(request.data, request.data_images or request.data.parent).num_classes
+    for pipeline in request.pipelines:
+        yield random_model(pipeline, request.backbone, long_side, num_classes, request.overrides)
+    for path in request.weights:
+        yield checkpoint_model(path, request.long_side)
+
+
+def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetection | None:
+    if request.data is None:
+        return None
+    with_masks = entry.pipeline in MASK_PIPELINES
+    if entry.checkpoint is not None:
+        return dataset_for_checkpoint(entry.checkpoint, request.data, request.data_images, with_masks=with_masks)
+    return CocoDetection(request.data, request.data_images or request.data.parent, with_masks=with_masks)
+
+
+def _torchvision_comparisons(
+    request: BenchmarkRequest, report: BenchmarkReport, long_side: int, count: int, on_event: EventCallback,
+) -> list[ComparisonResult]:
+    """detkit vs torchvision for each comparable pipeline in the table (both when none is)."""
+    settings = request.settings
+    benchmarked = [p for p in COMPARABLE_PIPELINES if any(r.pipeline == p for r in report.results)] or list(COMPARABLE_PIPELINES)
+    pipelines = [p for p in benchmarked if (p, request.compare_arch) in TORCHVISION_BUILDERS]
+    image_size = four_by_three(long_side)
+    images, _ = scene_inputs(image_size, min(count, settings.batch_size), COCO_CLASSES)
+    comparisons = []
+    for pipeline in pipelines:
+        on_event(Notice(f"{pipeline}: detkit against torchvision {request.compare_arch}", level="info"))
+        comparisons.append(compare_with_torchvision(
+            pipeline, request.compare_arch, image_size, images=[image.to(settings.device) for image in images],
+            runs=settings.runs, warmup=settings.warmup, device=settings.device, precision=settings.precision,
+        ))
+    return comparisons
+
+
+def _input_description(request: BenchmarkRequest, count: int, long_side: int) -> str:
+    if request.data is not None:
+        return f"the first {count} images of {request.data}"
+    height, width = four_by_three(long_side)
+    return f"{count} synthetic scenes of {height}x{width}"

@@ -1,0 +1,90 @@
+"""detkit against torchvision: the same architecture with the same weights, input, device and precision.
+
+Both models hold the same seeded random weights (torchvision's state dict converted into detkit's,
+loaded strictly), so they compute the same boxes and every difference in time is the
+implementation's. Both get the full-load thresholds (RPN NMS off, score threshold 0: 1000 RoIs and
+100 detections per image), the load of a trained model on a busy image. Runs alternate (detkit,
+torchvision, detkit, ...) so drift in machine load hits both equally; medians are compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from detkit.config import TransformConfig
+from detkit.engine.benchmark.precision import Precision
+from detkit.engine.benchmark.timing import time_models
+from detkit.errors import ConfigError
+from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
+from detkit.pipelines import PIPELINES
+
+TORCHVISION_BUILDERS = {
+    ("faster_rcnn", "resnet50_fpn"): "fasterrcnn_resnet50_fpn",
+    ("faster_rcnn", "mobilenet_v3_large_fpn"): "fasterrcnn_mobilenet_v3_large_fpn",
+    ("mask_rcnn", "resnet50_fpn"): "maskrcnn_resnet50_fpn",
+}
+COMPARABLE_PIPELINES = ("faster_rcnn", "mask_rcnn")
+
+
+@dataclass
+class ComparisonResult:
+    pipeline: str
+    arch: str
+    image_size: tuple[int, int]
+    device: str
+    precision: str
+    detkit_ms: list[float]
+    torchvision_ms: list[float]
+
+    @property
+    def detkit_median_ms(self) -> float:
+        return statistics.median(self.detkit_ms)
+
+    @property
+    def torchvision_median_ms(self) -> float:
+        return statistics.median(self.torchvision_ms)
+
+    @property
+    def ratio(self) -> float:
+        """Median detkit time over median torchvision time (below 1.0: detkit is faster)."""
+        return self.detkit_median_ms / self.torchvision_median_ms
+
+
+def paired_models(pipeline: str, arch: str, image_size: tuple[int, int], seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(detkit, torchvision) models of ``pipeline`` with architecture ``arch`` holding the same seeded
+    random weights, in eval mode, both resizing nothing: the image's shorter side stays ``min(image_size)``."""
+    import torchvision
+
+    if (pipeline, arch) not in TORCHVISION_BUILDERS:
+        known = ", ".join(f"{p} {a}" for p, a in TORCHVISION_BUILDERS)
+        raise ConfigError(f"--compare torchvision: no torchvision model for {pipeline} {arch}; available: {known}")
+    short, long = min(image_size), max(image_size)
+    torch.manual_seed(seed)
+    reference = getattr(torchvision.models.detection, TORCHVISION_BUILDERS[pipeline, arch])(
+        weights=None, weights_backbone=None, num_classes=91, min_size=short, max_size=long,
+        rpn_nms_thresh=1.0, box_score_thresh=0.0,
+    ).eval()
+    cfg = torchvision_model_config(arch, num_classes=90, masks=pipeline == "mask_rcnn")
+    cfg = replace(
+        cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(short,), max_size=long),
+        rpn=replace(cfg.rpn, nms_thresh=1.0), roi_heads=replace(cfg.roi_heads, score_thresh=0.0),
+    )
+    model = PIPELINES[cfg.pipeline](cfg)
+    model.load_state_dict(convert_torchvision_detector(reference.state_dict(), arch), strict=True)
+    return model.eval(), reference
+
+
+def compare_with_torchvision(
+    pipeline: str = "faster_rcnn", arch: str = "resnet50_fpn", image_size: tuple[int, int] = (480, 640), *,
+    images: list[torch.Tensor], runs: int = 10, warmup: int = 2, device: torch.device = torch.device("cpu"),
+    precision: Precision = Precision(),
+) -> ComparisonResult:
+    """Time ``pipeline`` in detkit and in torchvision on ``images`` (one batch), alternating."""
+    model, reference = (precision.prepare(m.to(device)) for m in paired_models(pipeline, arch, image_size))
+    with precision.autocast(device):
+        times = time_models({"detkit": model, "torchvision": reference}, images, runs, warmup, device)
+    return ComparisonResult(pipeline, arch, image_size, str(device), precision.name, times["detkit"], times["torchvision"])
