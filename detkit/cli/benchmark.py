@@ -33,6 +33,7 @@ def benchmark_command(
     train: Annotated[bool, typer.Option("--train", help="Also time training steps (images per second).")] = False,
     compare: Annotated[Optional[str], typer.Option(help="'torchvision': time torchvision's Faster/Mask R-CNN against detkit's, same weights, alternating.")] = None,
     compare_arch: Annotated[str, typer.Option(help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn (Faster R-CNN only).")] = "resnet50_fpn",
+    isolate: Annotated[bool, typer.Option(help="Measure each model in a fresh process, so its peak memory is its own.")] = True,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value of the random-weight pipelines: KEY=VALUE (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for benchmark.json, benchmark.md and the two charts (default: runs/benchmark, -2, ...).")] = None,
@@ -50,8 +51,8 @@ def benchmark_command(
     from detkit.engine.runs import new_run_dir
     from detkit.errors import ConfigError
 
-    for name, value in (("--batch-size", batch_size), ("--runs", runs), ("--warmup", warmup), ("--images", images or 1), ("--threads", threads or 1)):
-        if value < 1:
+    for name, value in (("--batch-size", batch_size), ("--runs", runs), ("--warmup", warmup), ("--images", images), ("--threads", threads)):
+        if value is not None and value < 1:
             raise ConfigError(f"{name} {value}: must be at least 1")
     if compare not in (None, "torchvision"):
         raise ConfigError(f"--compare {compare!r}: the only comparison is 'torchvision'")
@@ -60,7 +61,7 @@ def benchmark_command(
         torch.set_num_threads(threads)
     settings = BenchmarkSettings(
         device=resolve_device(device), precision=Precision(amp_dtype if amp else None, channels_last, compile),
-        batch_size=batch_size, runs=runs, warmup=warmup, max_seconds=max_seconds, train=train,
+        batch_size=batch_size, runs=runs, warmup=warmup, max_seconds=max_seconds, train=train, isolate=isolate,
     )
     request = BenchmarkRequest(
         settings=settings, pipelines=chosen, weights=tuple(weights or ()), backbone=None if backbone == "preset" else backbone,

@@ -26,7 +26,8 @@ class PipelineResult:
     stages_ms: dict[str, float]  # per image, in STAGE_ORDER
     params: int
     gflops: float  # per image; convolutions and matrix products
-    peak_rss_mib: float
+    peak_rss_mib: float  # while inferring: the interpreter, torch, the model and inputs included
+    rss_at_start_mib: float | None = None  # the same, before the first inference: the peak's baseline
     cuda_peak_mib: float | None = None
     regions_per_image: float | None = None  # R-CNN: warped regions the CNN ran on
     train_images_per_second: float | None = None

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import copy
 import datetime
+import multiprocessing
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +26,10 @@ import torchvision
 from torch import Tensor
 
 from detkit import __version__
+from detkit.checkpoint import load_checkpoint
 from detkit.data.coco import CocoDetection
 from detkit.engine.benchmark.cost import counted_flops, parameter_count
-from detkit.engine.benchmark.memory import PeakMemory
+from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
 from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, random_model
 from detkit.engine.benchmark.precision import Precision
@@ -40,6 +43,9 @@ from detkit.modeling.stages import STAGE_ORDER
 from detkit.pipelines import MASK_PIPELINES
 from detkit.structures import Target
 
+DEFAULT_LONG_SIDE = 640
+DEFAULT_IMAGES = 4
+
 
 @dataclass(frozen=True)
 class BenchmarkSettings:
@@ -50,6 +56,9 @@ class BenchmarkSettings:
     warmup: int = 1  # passes over the inputs; at least 1 (it counts the FLOPs)
     max_seconds: float = 30.0  # per model and phase: once spent, no further timed pass starts
     train: bool = False
+    # Measure each model in a fresh process: the allocator keeps what earlier models freed, so in
+    # one process every row after the first would report (and inherit) their memory.
+    isolate: bool = True
 
 
 def benchmark_model(
@@ -65,6 +74,7 @@ def benchmark_model(
     calls = [lambda batch=batch: model(batch) for batch in batches]
 
     memory = PeakMemory(device)
+    rss_at_start = current_rss_mib()
     memory.start()
     on_event(Notice(f"{entry.name}: warming up ({len(images)} images, FLOPs counted)", level="info"))
     with torch.inference_mode(), precision.autocast(device):
@@ -78,7 +88,8 @@ def benchmark_model(
     result = PipelineResult(
         name=entry.name, pipeline=entry.pipeline, weights=entry.weights, backbone=entry.config.model.backbone.name,
         latency=Latency(times, settings.batch_size), stages_ms={s: stages[s] for s in STAGE_ORDER if s in stages},
-        params=parameter_count(model), gflops=gflops, peak_rss_mib=memory.rss_mib(), cuda_peak_mib=memory.cuda_mib(),
+        params=parameter_count(model), gflops=gflops, peak_rss_mib=memory.rss_mib(), rss_at_start_mib=rss_at_start,
+        cuda_peak_mib=memory.cuda_mib(),
         regions_per_image=tally.regions / tally.images if tally is not None and tally.images else None,
     )
     if eval_dataset is not None and entry.checkpoint is not None:
@@ -156,38 +167,68 @@ class BenchmarkRequest:
     overrides: tuple[str, ...] = ()  # key=value for the random-weight rows
 
 
-DEFAULT_LONG_SIDE = 640
-DEFAULT_IMAGES = 4
-
-
 def run_benchmark(request: BenchmarkRequest, on_event: EventCallback = ignore_events) -> BenchmarkReport:
-    """Build every requested model, measure each in turn on the same inputs, and compare with torchvision."""
+    """Measure every requested model in turn on the same inputs, then compare with torchvision."""
     settings = request.settings
-    count = request.images or DEFAULT_IMAGES
-    long_side = request.long_side or DEFAULT_LONG_SIDE
-    report = BenchmarkReport(environment(settings, _input_description(request, count, long_side)))
-    for entry in _entries(request, long_side):
-        dataset = _dataset_for(entry, request)
-        if dataset is None:
-            images, targets = scene_inputs(four_by_three(long_side), count, entry.config.model.num_classes)
+    _check_inputs(request)
+    report = BenchmarkReport(environment(settings, _input_description(request)))
+    rows = [("random", pipeline) for pipeline in request.pipelines] + [("checkpoint", str(path)) for path in request.weights]
+    for row in rows:
+        if settings.isolate:
+            on_event(Notice(f"{row[1]}: measuring in a fresh process", level="info"))
+            result = _in_fresh_process(measure_row, request, row, torch.get_num_threads())
         else:
-            images, targets = dataset_inputs(dataset, count)
-        eval_dataset = dataset if entry.checkpoint is not None else None
-        report.results.append(benchmark_model(entry, images, targets, settings, eval_dataset, on_event))
-        del entry  # free the model before the next one is built: peak memory stays per model
+            result = measure_row(request, row, on_event=on_event)
+        report.results.append(result)
     report.relate_to_reference()
     if request.compare_torchvision:
-        report.comparisons = _torchvision_comparisons(request, report, long_side, count, on_event)
+        report.comparisons = _torchvision_comparisons(request, report, on_event)
     return report
 
 
-def _entries(request: BenchmarkRequest, long_side: int) -> Iterator[BenchmarkModel]:
-    """The models in table order, built one at a time (a generator: only one is alive at once)."""
-    num_classes = COCO_CLASSES if request.data is None else CocoDetection(request.data, request.data_images or request.data.parent).num_classes
-    for pipeline in request.pipelines:
-        yield random_model(pipeline, request.backbone, long_side, num_classes, request.overrides)
+def measure_row(
+    request: BenchmarkRequest, row: tuple[str, str], threads: int | None = None, on_event: EventCallback = ignore_events,
+) -> PipelineResult:
+    """Build one row's model (``("random", pipeline)`` or ``("checkpoint", path)``) and its inputs, and
+    measure it. A top-level function of picklable arguments: it is what a fresh process runs."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    kind, name = row
+    long_side = request.long_side or DEFAULT_LONG_SIDE
+    if kind == "random":
+        entry = random_model(name, request.backbone, long_side, _num_classes(request), request.overrides)
+    else:
+        entry = checkpoint_model(name, request.long_side)
+    dataset = _dataset_for(entry, request)
+    count = request.images or DEFAULT_IMAGES
+    if dataset is None:
+        images, targets = scene_inputs(four_by_three(long_side), count, entry.config.model.num_classes)
+    else:
+        images, targets = dataset_inputs(dataset, count)
+    eval_dataset = dataset if entry.checkpoint is not None else None
+    return benchmark_model(entry, images, targets, request.settings, eval_dataset, on_event)
+
+
+def _in_fresh_process(function: Callable[..., PipelineResult], *args: object) -> PipelineResult:
+    """``function(*args)`` in a new interpreter (spawned: no forked torch threads or CUDA context)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _check_inputs(request: BenchmarkRequest) -> None:
+    """Read every checkpoint and the dataset once before anything is timed: a bad file fails in
+    seconds, not after the pipelines before it have run for minutes."""
     for path in request.weights:
-        yield checkpoint_model(path, request.long_side)
+        load_checkpoint(path)
+    if request.data is not None:
+        CocoDetection(request.data, request.data_images or request.data.parent)
+
+
+def _num_classes(request: BenchmarkRequest) -> int:
+    """Classes of the random-weight models: the dataset's, else COCO's 80."""
+    if request.data is None:
+        return COCO_CLASSES
+    return CocoDetection(request.data, request.data_images or request.data.parent).num_classes
 
 
 def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetection | None:
@@ -199,11 +240,11 @@ def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetect
     return CocoDetection(request.data, request.data_images or request.data.parent, with_masks=with_masks)
 
 
-def _torchvision_comparisons(
-    request: BenchmarkRequest, report: BenchmarkReport, long_side: int, count: int, on_event: EventCallback,
-) -> list[ComparisonResult]:
-    """detkit vs torchvision for each comparable pipeline in the table (both when none is)."""
+def _torchvision_comparisons(request: BenchmarkRequest, report: BenchmarkReport, on_event: EventCallback) -> list[ComparisonResult]:
+    """detkit vs torchvision for each comparable pipeline in the table (both when none is), on the
+    first batch of synthetic scenes."""
     settings = request.settings
+    long_side, count = request.long_side or DEFAULT_LONG_SIDE, request.images or DEFAULT_IMAGES
     benchmarked = [p for p in COMPARABLE_PIPELINES if any(r.pipeline == p for r in report.results)] or list(COMPARABLE_PIPELINES)
     pipelines = [p for p in benchmarked if (p, request.compare_arch) in TORCHVISION_BUILDERS]
     image_size = four_by_three(long_side)
@@ -218,7 +259,8 @@ def _torchvision_comparisons(
     return comparisons
 
 
-def _input_description(request: BenchmarkRequest, count: int, long_side: int) -> str:
+def _input_description(request: BenchmarkRequest) -> str:
+    count, long_side = request.images or DEFAULT_IMAGES, request.long_side or DEFAULT_LONG_SIDE
     if request.data is not None:
         return f"the first {count} images of {request.data}"
     height, width = four_by_three(long_side)

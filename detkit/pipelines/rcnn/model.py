@@ -28,6 +28,8 @@ from detkit.ops.regions import warp_regions
 from detkit.structures import Detections, DetectorOutput, Target
 
 MIN_DETECTION_SIZE = 1e-2
+# Regions per CNN pass when the config leaves it to the device (RCNNConfig.feature_batch_size = 0).
+CPU_FEATURE_BATCH, GPU_FEATURE_BATCH = 8, 128
 
 
 @dataclass
@@ -78,11 +80,16 @@ class RCNNDetector(nn.Module):
     def normalize(self, image: Tensor) -> Tensor:
         return (image - self.mean) / self.std
 
+    def feature_batch_size(self, device: torch.device) -> int:
+        if self.cfg.feature_batch_size > 0:
+            return self.cfg.feature_batch_size
+        return CPU_FEATURE_BATCH if device.type == "cpu" else GPU_FEATURE_BATCH
+
     def region_features(self, image: Tensor, boxes: Tensor) -> Tensor:
         """``[R, D]`` CNN features of ``boxes`` (xyxy pixels of ``image`` ``[3, H, W]`` in [0, 1]), batched."""
         normalized = self.normalize(image)
         chunks = []
-        for part in boxes.split(self.cfg.feature_batch_size):
+        for part in boxes.split(self.feature_batch_size(image.device)):
             with stage("preprocess"):
                 crops = warp_regions(normalized, part, self.cfg.crop_size, self.cfg.context_padding)
             with stage("backbone"):
