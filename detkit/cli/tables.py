@@ -54,7 +54,7 @@ def proposal_run_line(run) -> str:
 def benchmark_tables(report) -> list[Table]:
     """A benchmark (``engine.benchmark.report.BenchmarkReport``) as rich tables, each narrow enough for
     a terminal: speed, cost and accuracy, the per-stage split, and the torchvision ratios when measured."""
-    from detkit.engine.benchmark.report import stage_columns
+    from detkit.engine.benchmark.report import format_optional, stage_columns
 
     env = report.environment
     results = report.results
@@ -67,16 +67,16 @@ def benchmark_tables(report) -> list[Table]:
     for r in results:
         speed.add_row(
             r.name, *([r.weights] if show_weights else []), f"{r.ms_per_image:.1f}", f"{r.latency.p50:.1f}", f"{r.latency.p90:.1f}",
-            f"{r.latency.images_per_second:.2f}", _or_dash(r.relative_to_reference, ".2f"), _or_dash(r.train_images_per_second, ".2f"),
+            f"{r.latency.images_per_second:.2f}", format_optional(r.relative_to_reference, ".2f"), format_optional(r.train_images_per_second, ".2f"),
         )
         cost.add_row(
-            r.name, f"{r.params / 1e6:.1f}", f"{r.gflops:.1f}", f"{r.peak_rss_mib:.0f}", _or_dash(r.cuda_peak_mib, ".0f"),
-            _or_dash(r.ap, ".3f"), _or_dash(r.ap50, ".3f"),
+            r.name, f"{r.params / 1e6:.1f}", f"{r.gflops:.1f}", f"{r.peak_rss_mib:.0f}", format_optional(r.cuda_peak_mib, ".0f"),
+            format_optional(r.ap, ".3f"), format_optional(r.ap50, ".3f"),
         )
     stages = stage_columns(results)
     split = _right_aligned_table("ms per image by stage", ["pipeline", *stages, "regions/img"])
     for r in results:
-        split.add_row(r.name, *(_or_dash(r.stages_ms.get(name), ".1f") for name in stages), _or_dash(r.regions_per_image, ".0f"))
+        split.add_row(r.name, *(format_optional(r.stages_ms.get(name), ".1f") for name in stages), format_optional(r.regions_per_image, ".0f"))
     tables = [speed, cost, split]
     if report.comparisons:
         versus = _right_aligned_table(
@@ -95,7 +95,3 @@ def _right_aligned_table(title: str, columns: list[str], text_columns: int = 1) 
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index < text_columns or column == "weights" else "right")
     return table
-
-
-def _or_dash(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)

@@ -95,11 +95,17 @@ def test_same_detections_as_torchvision(arch):
         expected = reference_model(inputs)
         actual = model(inputs).detections
     for want, got in zip(expected, actual):
-        assert len(want["boxes"]) > 10 and len(want["labels"].unique()) > 5, "the test needs varied detections"
-        assert len(got) == len(want["boxes"])
-        torch.testing.assert_close(got.boxes, want["boxes"], atol=1e-3, rtol=0)
-        assert torch.equal(got.labels + 1, want["labels"])  # detkit label k is torchvision's k + 1
-        torch.testing.assert_close(got.scores, want["scores"], atol=1e-4, rtol=0)
+        assert len(want["labels"].unique()) > 5, "the test needs varied classes"
+        assert_same_detections(got, want)
+
+
+def assert_same_detections(got, want: dict[str, torch.Tensor]) -> None:
+    """detkit ``Detections`` equal to one image's torchvision output (boxes, labels, scores)."""
+    assert len(want["boxes"]) > 10, "the test needs varied detections"
+    assert len(got) == len(want["boxes"])
+    torch.testing.assert_close(got.boxes, want["boxes"], atol=1e-3, rtol=0)
+    assert torch.equal(got.labels + 1, want["labels"])  # detkit label k is torchvision's k + 1
+    torch.testing.assert_close(got.scores, want["scores"], atol=1e-4, rtol=0)
 
 
 def test_torchvision_state_dict_file_loads_with_coco_names(tmp_path):

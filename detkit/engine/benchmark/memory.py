@@ -2,7 +2,7 @@
 
 Linux lets a process reset its RSS high-water mark (``/proc/self/clear_refs``, value 5), so each
 pipeline's peak is its own even in one process. Elsewhere (macOS) only the lifetime peak exists
-(``getrusage``); the report then says so. The RSS peak includes what the process held before
+(``getrusage``); the report's environment says which (``rss_peak``). The RSS peak includes what the process held before
 (Python, torch, the other models still alive): it is what the machine had to provide.
 """
 
@@ -23,14 +23,9 @@ class PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.rss_is_windowed = False  # True when the RSS peak covers only the time since start()
 
     def start(self) -> None:
-        try:
-            _CLEAR_REFS.write_text("5")
-            self.rss_is_windowed = True
-        except OSError:
-            self.rss_is_windowed = False
+        reset_rss_peak()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -45,6 +40,16 @@ class PeakMemory:
         if self.device.type != "cuda":
             return None
         return torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+def reset_rss_peak() -> bool:
+    """Reset the process's RSS high-water mark; False where the system cannot (the peak is then the
+    process's lifetime peak: ``environment()`` records which)."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def current_rss_mib() -> float | None:

@@ -13,14 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides
 from detkit.config.presets import PIPELINE_NAMES, preset
 from detkit.errors import ConfigError
-from detkit.pipelines import PIPELINES
+from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 
 COCO_CLASSES = 80
 FULL_LOAD: dict[str, tuple[str, ...]] = {
@@ -31,7 +29,7 @@ FULL_LOAD: dict[str, tuple[str, ...]] = {
     "yolo": ("model.yolo.score_thresh=0",),
 }
 # Selective search must run in every timed call: a proposal read from the disk cache costs nothing.
-UNCACHED_PROPOSALS = {"rcnn": ("model.proposals.cache=false",), "fast_rcnn": ("model.proposals.cache=false",)}
+UNCACHED_PROPOSALS = "model.proposals.cache=false"
 
 
 @dataclass
@@ -65,7 +63,7 @@ def preset_config(pipeline: str, backbone: str | None, long_side: int, overrides
         raise ConfigError(f"unknown pipeline {pipeline!r}; choose from all, {', '.join(PIPELINE_NAMES)}")
     assignments = [
         "model.backbone.pretrained=false", *input_size_overrides(pipeline, long_side), *FULL_LOAD[pipeline],
-        *UNCACHED_PROPOSALS.get(pipeline, ()),
+        *_uncached(pipeline),
     ]
     if backbone is not None:
         assignments.append(f"model.backbone.name={backbone}")
@@ -87,7 +85,7 @@ def checkpoint_model(path: str | Path, long_side: int | None, overrides: list[st
     """A trained model as its checkpoint configured it; ``long_side`` (when given) resizes its input."""
     checkpoint = load_checkpoint(path)
     pipeline = checkpoint.pipeline
-    assignments = [*(input_size_overrides(pipeline, long_side) if long_side else []), *UNCACHED_PROPOSALS.get(pipeline, ()), *overrides]
+    assignments = [*(input_size_overrides(pipeline, long_side) if long_side else []), *_uncached(pipeline), *overrides]
     checkpoint = replace(checkpoint, config=apply_overrides(checkpoint.config, assignments))
     model = model_from_checkpoint(checkpoint).eval()
     return BenchmarkModel(
@@ -96,8 +94,10 @@ def checkpoint_model(path: str | Path, long_side: int | None, overrides: list[st
     )
 
 
-def preset_model(preset_name: str, num_classes: int = COCO_CLASSES, overrides: list[str] | tuple[str, ...] = ()) -> nn.Module:
-    """The model of any preset (with ``key=value`` overrides) holding seeded random weights, in eval mode."""
-    cfg = apply_overrides(preset(preset_name), ["model.backbone.pretrained=false", *overrides])
-    torch.manual_seed(0)
-    return PIPELINES[cfg.model.pipeline](replace(cfg.model, num_classes=num_classes)).eval()
+def uses_selective_search(pipeline: str) -> bool:
+    """Fast R-CNN and R-CNN take their regions from selective search (the rest propose their own)."""
+    return pipeline in SELECTIVE_SEARCH_PIPELINES | STAGED_PIPELINES
+
+
+def _uncached(pipeline: str) -> list[str]:
+    return [UNCACHED_PROPOSALS] if uses_selective_search(pipeline) else []

@@ -87,14 +87,14 @@ class BenchmarkReport:
         for r in self.results:
             lines.append(
                 f"| {r.name} | {r.weights} | {r.ms_per_image:.1f} | {r.latency.p50:.1f} | {r.latency.p90:.1f} | {r.latency.images_per_second:.2f} "
-                f"| {_number(r.relative_to_reference, '.2f')} | {r.params / 1e6:.1f} | {r.gflops:.1f} | {r.peak_rss_mib:.0f} "
-                f"| {_number(r.cuda_peak_mib, '.0f')} | {_number(r.train_images_per_second, '.2f')} | {_number(r.ap, '.3f')} "
-                f"| {_number(r.ap50, '.3f')} |"
+                f"| {format_optional(r.relative_to_reference, '.2f')} | {r.params / 1e6:.1f} | {r.gflops:.1f} | {r.peak_rss_mib:.0f} "
+                f"| {format_optional(r.cuda_peak_mib, '.0f')} | {format_optional(r.train_images_per_second, '.2f')} | {format_optional(r.ap, '.3f')} "
+                f"| {format_optional(r.ap50, '.3f')} |"
             )
         stages = stage_columns(self.results)
         lines += ["", "Per-stage time (ms per image):", "", "| pipeline | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
         for r in self.results:
-            lines.append(f"| {r.name} | " + " | ".join(_number(r.stages_ms.get(s), ".1f") for s in stages) + " |")
+            lines.append(f"| {r.name} | " + " | ".join(format_optional(r.stages_ms.get(s), ".1f") for s in stages) + " |")
         if self.comparisons:
             lines += [
                 "", "Against torchvision (same architecture, weights, input, device and precision; alternating runs):", "",
@@ -113,5 +113,6 @@ def stage_columns(results: list[PipelineResult]) -> list[str]:
     return [name for name in STAGE_ORDER if name in used]
 
 
-def _number(value: float | None, spec: str) -> str:
+def format_optional(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "-" when it was not measured."""
     return "-" if value is None else format(value, spec)

@@ -7,12 +7,12 @@ Per model, in this order, over the same calls of ``batch_size`` images:
 2. timed passes (end-to-end latency, nothing synchronizes inside a call);
 3. one stage-recorded pass (per-stage times: it syncs at stage boundaries, so it is kept apart from 2);
 4. peak memory over 1-3; AP and AP50 on ``eval_dataset`` for a trained model;
-5. with ``train``: training steps on a copy of the model.
+5. with ``train``: training steps on the same model, last (no copy holds a second set of weights
+   while memory is measured).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import multiprocessing
 import platform
@@ -29,7 +29,7 @@ from detkit import __version__
 from detkit.checkpoint import load_checkpoint
 from detkit.data.coco import CocoDetection
 from detkit.engine.benchmark.cost import counted_flops, parameter_count
-from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib
+from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
 from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, random_model
 from detkit.engine.benchmark.precision import Precision
@@ -67,9 +67,7 @@ def benchmark_model(
 ) -> PipelineResult:
     """Measure one model on ``images`` (CPU tensors; moved to the device here)."""
     device, precision = settings.device, settings.precision
-    model = entry.model.to(device).eval()
-    trainee = copy.deepcopy(model) if settings.train else None
-    model = precision.prepare(model)
+    model = precision.prepare(entry.model.to(device).eval())
     batches = _batches([image.to(device) for image in images], settings.batch_size)
     calls = [lambda batch=batch: model(batch) for batch in batches]
 
@@ -95,10 +93,10 @@ def benchmark_model(
     if eval_dataset is not None and entry.checkpoint is not None:
         on_event(Notice(f"{entry.name}: AP on {len(eval_dataset)} images of {eval_dataset.annotation_file}", level="info"))
         result.ap, result.ap50 = _average_precision(model, eval_dataset, settings, on_event)
-    if trainee is not None:
+    if settings.train:
         on_event(Notice(f"{entry.name}: training steps", level="info"))
         result.train_images_per_second = training_images_per_second(
-            precision.prepare(trainee), entry.config, images, targets, batch_size=settings.batch_size, device=device,
+            model, entry.config, images, targets, batch_size=settings.batch_size, device=device,
             precision=precision, runs=settings.runs, warmup=settings.warmup, max_seconds=settings.max_seconds,
         )
     return result
@@ -117,6 +115,7 @@ def environment(settings: BenchmarkSettings, input_description: str) -> dict[str
         "channels_last": settings.precision.channels_last, "compile": settings.precision.compile,
         "batch_size": settings.batch_size, "runs": settings.runs, "warmup": settings.warmup,
         "max_seconds": settings.max_seconds, "input": input_description,
+        "rss_peak": "since each model's first inference" if reset_rss_peak() else "process lifetime",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
 

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from detkit.config import ExperimentConfig
+from detkit.engine.benchmark.models import uses_selective_search
 from detkit.engine.benchmark.precision import Precision
 from detkit.engine.benchmark.timing import time_repeatedly, warm_up
 from detkit.engine.solver import build_optimizer
-from detkit.pipelines import SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 from detkit.structures import Target
 
 TIMING_LR = 1e-6
@@ -28,9 +28,10 @@ def training_images_per_second(
     model: nn.Module, cfg: ExperimentConfig, images: list[Tensor], targets: list[Target], *, batch_size: int,
     device: torch.device, precision: Precision, runs: int, warmup: int, max_seconds: float,
 ) -> float:
-    """Images per second over timed training steps of ``batch_size`` images; ``model`` trains (pass a copy)."""
+    """Images per second over timed training steps of ``batch_size`` images; ``model`` is trained (its
+    weights change: measure it last)."""
     trainee = model.train()
-    if cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES | STAGED_PIPELINES:
+    if uses_selective_search(cfg.model.pipeline):
         targets = _with_proposals(trainee, images, targets)
     targets = [target.to(device) for target in targets]
     optimizer = build_optimizer(trainee, replace(cfg.solver, lr=TIMING_LR))
