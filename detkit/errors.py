@@ -39,3 +39,9 @@ class TrainingError(DetkitError):
     """Training cannot go on (for example, repeated non-finite losses)."""
 
     exit_code = 5
+
+
+class TrainingInterrupted(DetkitError):
+    """Training was stopped on request (Ctrl-C) after saving a checkpoint it can resume from."""
+
+    exit_code = 130

@@ -31,10 +31,13 @@ def reports_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from detkit.errors import DetkitError
+        from detkit.errors import DetkitError, TrainingInterrupted
 
         try:
             return command(*args, **kwargs)
+        except TrainingInterrupted as stopped:  # asked for, and resumable: not an error
+            error_console.print(f"[yellow]interrupted:[/] {_one_line(str(stopped))}")
+            raise typer.Exit(stopped.exit_code) from None
         except DetkitError as error:
             if state.verbose:
                 error_console.print(traceback.format_exc(), markup=False)

@@ -59,6 +59,8 @@ def _format_info(info: dict[str, float]) -> str:
 
 def _epoch_line(event: Any) -> str:
     line = f"epoch {event.epoch}/{event.epochs}  loss {event.train_losses.get('loss', float('nan')):.3f}  {event.seconds:.0f}s"
+    if event.images_per_second:
+        line += f"  {event.images_per_second:.1f} img/s"
     if event.metrics:
         line += f"  val AP {event.metrics['AP']:.3f}  AP50 {event.metrics['AP50']:.3f}"
         if "mask_AP" in event.metrics:

@@ -26,6 +26,16 @@ def train_command(
     output: Annotated[Optional[Path], typer.Option(help="Folder for run directories (default: runs).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (a suffix is added when taken).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Resume a run directory (or its last.pt) with the run's own config; other options given are applied on top.")] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Data-parallel processes on this machine: one per GPU, or CPU processes sharing the cores. Across machines, use torchrun (see README).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every random draw (weights, data order, augmentation, sampling).")] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels: a killed and resumed run ends with an uninterrupted run's weights.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision (autocast to --amp-dtype).")] = None,
+    amp_dtype: Annotated[Optional[str], typer.Option(help="bf16 or fp16 (fp16 adds a gradient scaler).")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC memory format for the convolutions.")] = None,
+    accumulate: Annotated[Optional[int], typer.Option(help="Batches whose gradients are summed per optimizer step.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Data-loader processes per training process.")] = None,
+    sync_bn: Annotated[Optional[bool], typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over all processes (CUDA).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Also write last.pt every N optimizer steps (0: at epoch ends).")] = None,
 ) -> None:
     """Train a detector and write checkpoints, a metrics log and training curves to runs/NAME."""
     from dataclasses import replace
@@ -50,13 +60,27 @@ def train_command(
     if config is not None:
         cfg = load_config_file(cfg, config)
     cfg = apply_overrides(cfg, list(set_ or []))
-    cfg = _apply_shortcuts(cfg, epochs=epochs, batch_size=batch_size, device=device, output=output, name=name)
+    cfg = _apply_options(
+        cfg, epochs=epochs, batch_size=batch_size, device=device, output=str(output) if output else None, name=name,
+        seed=seed, amp=amp, amp_dtype=amp_dtype, channels_last=channels_last, accumulate=accumulate, workers=workers,
+        devices=devices, deterministic=deterministic, sync_bn=sync_bn, checkpoint_every=checkpoint_every,
+    )
+    from detkit.engine.precision import check_runtime
+
+    check_runtime(cfg)  # before anything slow: a bad option fails at once
     if data is None and resume is None:
         _ensure_synthetic_data(cfg)
 
+    from detkit.engine.distributed import rank_from_environment
     from detkit.engine.train import train
 
-    console.print(f"training [bold]{cfg.model.pipeline}[/] ({cfg.name}) on {cfg.data.train_annotations}")
+    launched = rank_from_environment()
+    if launched is not None and not launched.is_main:  # a torchrun worker: rank 0 does the talking
+        train(cfg, resume_from=resume)
+        return
+    processes = launched.world_size if launched is not None else cfg.runtime.devices
+    across = f" x {processes} processes" if processes > 1 else ""
+    console.print(f"training [bold]{cfg.model.pipeline}[/] ({cfg.name}) on {cfg.data.train_annotations}{across}")
     with RichProgress(console) as progress:
         result = train(cfg, resume_from=resume, on_event=progress)
     console.print(f"done in {result.seconds / 60:.1f} min; best checkpoint: {result.best_checkpoint}")
@@ -64,25 +88,40 @@ def train_command(
         console.print(metrics_table(result.metrics, title="best validation (COCO bbox)"))
 
 
-def _apply_shortcuts(cfg, *, epochs, batch_size, device, output, name):
-    from dataclasses import replace
+# Command-line options that are shortcuts for config keys: option name -> dotted key.
+OPTION_KEYS = {
+    "epochs": "solver.epochs", "batch_size": "data.batch_size", "device": "device", "output": "output_dir", "name": "name",
+    "seed": "seed", "amp": "solver.amp", "amp_dtype": "solver.amp_dtype", "channels_last": "solver.channels_last",
+    "accumulate": "solver.accumulate_steps", "workers": "data.num_workers", "devices": "runtime.devices",
+    "deterministic": "runtime.deterministic", "sync_bn": "runtime.sync_bn", "checkpoint_every": "runtime.checkpoint_every_steps",
+}
 
-    if epochs is not None:
-        cfg = replace(cfg, solver=replace(cfg.solver, epochs=epochs))
-    if batch_size is not None:
-        cfg = replace(cfg, data=replace(cfg.data, batch_size=batch_size))
-    if device is not None:
-        cfg = replace(cfg, device=device)
-    if output is not None:
-        cfg = replace(cfg, output_dir=str(output))
-    if name is not None:
-        cfg = replace(cfg, name=name)
-    return cfg
+
+def _apply_options(cfg, **options):
+    """``cfg`` with the options that were given (None = not given: the config decides), type-checked like --set."""
+    from detkit.config.overrides import update_config
+
+    nested: dict = {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        *parents, leaf = OPTION_KEYS[option].split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return update_config(cfg, nested)
 
 
 def _ensure_synthetic_data(cfg) -> None:
-    """Generate the default synthetic dataset where the config expects it, unless it is already there."""
+    """Generate the default synthetic dataset when the config trains on it and it is not there yet.
+
+    Only at the synthetic presets' own location: data a --config or --set points elsewhere is the
+    user's, never written to (it once was regenerated over, when its parameters differed).
+    """
     from detkit.cli.data import generate_with_progress
+    from detkit.config.presets import SYNTHETIC_ROOT
 
     root = Path(cfg.data.train_annotations).parent.parent
-    generate_with_progress(root)
+    if root.resolve() == Path(SYNTHETIC_ROOT).resolve():
+        generate_with_progress(root)

@@ -186,8 +186,12 @@ class DataConfig:
     train_images: str = ""
     val_annotations: str = ""
     val_images: str = ""
-    batch_size: int = 2
-    num_workers: int = 0
+    batch_size: int = 2  # images per step per process: the global batch is batch_size x processes
+    num_workers: int = 0  # loader processes per training process; 0 reads images in the training process
+    pin_memory: bool = True  # page-locked batches for faster host-to-GPU copies (CUDA only)
+    # Batches hold images of one orientation (landscape or portrait), so padding them to a common
+    # size wastes little (torchvision's detection references do the same).
+    group_by_aspect: bool = True
     hflip_prob: float = 0.5
     # Colour jitter: brightness, contrast and saturation factors drawn from [1 - a, 1 + a]; 0 disables.
     color_jitter: float = 0.0
@@ -212,7 +216,10 @@ class SolverConfig:
     warmup_iters: int = 200
     warmup_factor: float = 0.001
     clip_grad_norm: float = 10.0  # 0 disables clipping
-    amp: bool = False  # mixed precision, on CUDA only
+    amp: bool = False  # mixed precision: autocast to amp_dtype
+    amp_dtype: str = "bf16"  # bf16 | fp16; fp16 adds a gradient scaler (its range underflows), bf16 needs none
+    channels_last: bool = False  # NHWC weights and activations: cuDNN's tensor-core and oneDNN's fastest convolutions
+    accumulate_steps: int = 1  # batches whose gradients are summed before one optimizer step
     max_nonfinite_steps: int = 5  # consecutive NaN/inf losses before training stops
     # Exponential moving average of the weights, evaluated and saved instead of the raw weights;
     # the decay ramps up as ema_decay * (1 - exp(-step / ema_ramp_steps)). 0 disables.
@@ -227,12 +234,25 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """How a run executes: processes, determinism, checkpoint and log cadence; none of it changes the model."""
+
+    devices: int = 1  # data-parallel processes on this machine (GPUs, or CPU processes sharing the cores)
+    backend: str = "auto"  # torch.distributed backend: auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (CUDA only: torch has no CPU kernel)
+    deterministic: bool = False  # deterministic kernels: a resumed run ends with the weights of an uninterrupted one
+    checkpoint_every_steps: int = 0  # also write last.pt every this many optimizer steps; 0 = at epoch ends only
+    log_every_steps: int = 10  # optimizer steps between metrics-log records (the first step is always logged)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "faster_rcnn"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

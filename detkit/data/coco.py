@@ -134,6 +134,16 @@ class CocoDetection(Dataset):
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.coco.imgs[self.image_ids[index]]["file_name"]
 
+    def orientations(self) -> list[int]:
+        """Per image, 1 when the json says it is taller than wide, else 0 (no pixels read): the groups
+        that aspect-ratio batching keeps apart. An image without a usable size counts as landscape."""
+        groups = []
+        for image_id in self.image_ids:
+            record = self.coco.imgs[image_id]
+            width, height = record.get("width"), record.get("height")
+            groups.append(int(_is_number(width) and _is_number(height) and height > width))
+        return groups
+
     def target_for(self, index: int, image_size: tuple[int, int]) -> Target:
         """The ground truth of image ``index`` without reading its pixels; ``image_size`` (H, W) is the stored image's."""
         return self._target(self.image_ids[index], *image_size)

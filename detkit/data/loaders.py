@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from detkit.structures import Target
 
@@ -53,4 +53,17 @@ def build_loader(
         worker_init_fn=_seed_worker if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
         drop_last=drop_last,
+    )
+
+
+def build_batch_loader(dataset: Dataset, batch_sampler: Sampler[list[int]], *, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over the index batches of ``batch_sampler`` (e.g. ``DetectionBatchSampler``), yielding
+    ``(list[Tensor[3, H, W]], list[Target])``; ``pin_memory`` page-locks the images for fast GPU copies."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_detection,
+        pin_memory=pin_memory,
+        worker_init_fn=_seed_worker if num_workers > 0 else None,
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset, Subset
 
 from detkit.checkpoint import Checkpoint
 from detkit.data.coco import CocoDetection
 from detkit.data.loaders import build_loader
+from detkit.engine.distributed import broadcast_from_main, gather_to_all, is_distributed, shard_indices
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.errors import DataError
 from detkit.evaluation.coco_eval import CocoMetrics, evaluate_coco
@@ -19,7 +22,7 @@ from detkit.structures import Detections
 
 @torch.inference_mode()
 def predict_dataset(
-    model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4,
+    model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 4,
     on_event: EventCallback = ignore_events, stage: str = "eval",
 ) -> list[Detections]:
     """Detections for every image of ``dataset`` in order, on the CPU, in each image's original frame."""
@@ -56,13 +59,35 @@ def evaluate_detector(
     on_event: EventCallback = ignore_events,
 ) -> dict[str, float]:
     """Validation numbers of ``model`` on ``dataset``: the 12 box stats (``AP``, ``AP50``...) and, for a
-    model that predicts masks, the 12 mask stats prefixed ``mask_`` (``mask_AP``...)."""
-    detections = predict_dataset(model, dataset, device=device, batch_size=batch_size, on_event=on_event)
-    metrics = score_detections(dataset, detections, iou_types_of(detections))
-    stats = dict(metrics["bbox"].stats)
-    if "segm" in metrics:
-        stats.update({f"mask_{name}": value for name, value in metrics["segm"].stats.items()})
-    return stats
+    model that predicts masks, the 12 mask stats prefixed ``mask_`` (``mask_AP``...).
+
+    Data-parallel, every process must call this: each predicts its share of the images, rank 0 scores
+    the gathered detections and every process returns rank 0's numbers.
+    """
+    detections = predict_across_processes(model, dataset, device=device, batch_size=batch_size, on_event=on_event)
+    stats = None
+    if detections is not None:
+        metrics = score_detections(dataset, detections, iou_types_of(detections))
+        stats = dict(metrics["bbox"].stats)
+        if "segm" in metrics:
+            stats.update({f"mask_{name}": value for name, value in metrics["segm"].stats.items()})
+    return broadcast_from_main(stats)
+
+
+def predict_across_processes(
+    model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4, on_event: EventCallback = ignore_events,
+) -> list[Detections] | None:
+    """Every image's detections, in dataset order, on rank 0 (None on the other ranks); each process
+    predicts every ``world_size``-th image. One process: ``predict_dataset``."""
+    if not is_distributed():
+        return predict_dataset(model, dataset, device=device, batch_size=batch_size, on_event=on_event)
+    indices = list(shard_indices(len(dataset), dist.get_rank(), dist.get_world_size()))
+    mine = predict_dataset(model, Subset(dataset, indices), device=device, batch_size=batch_size, on_event=on_event)
+    gathered = gather_to_all(list(zip(indices, mine)))
+    if dist.get_rank() != 0:
+        return None
+    by_index = dict(pair for part in gathered for pair in part)
+    return [by_index[index] for index in range(len(dataset))]
 
 
 def iou_types_of(detections: list[Detections]) -> tuple[str, ...]:

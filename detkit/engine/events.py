@@ -35,6 +35,7 @@ class EpochFinished:
     metrics: dict[str, float]
     is_best: bool
     seconds: float
+    images_per_second: float = 0.0  # training images (all processes) per second of the epoch's training loop
 
 
 @dataclass

@@ -19,18 +19,22 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from detkit.checkpoint import Checkpoint, save_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import config_to_dict
 from detkit.data.coco import CocoDetection
-from detkit.data.loaders import build_loader
+from detkit.data.seeded import hash_ints
 from detkit.engine.device import resolve_device, seed_everything
+from detkit.engine.distributed import SINGLE_PROCESS, Rank, barrier, broadcast_buffers_from_main, broadcast_from_main
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.proposals import propose_and_report
@@ -38,7 +42,7 @@ from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import ConfigError
 from detkit.io import atomic_write, atomic_write_text
-from detkit.pipelines.rcnn.features import RegionSet, extract_features, shard_bytes
+from detkit.pipelines.rcnn.features import SHARD_IMAGES, RegionSet, read_feature_shards, shard_bytes, write_feature_shards
 from detkit.pipelines.rcnn.model import RCNNDetector
 from detkit.pipelines.rcnn.regression import fit_box_regressors
 from detkit.pipelines.rcnn.svm import SVMRound, train_svms
@@ -47,40 +51,72 @@ from detkit.proposals.cache import ProposalCache, params_digest
 STAGES_FILE = "stages.json"
 
 
-def train_rcnn(cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: EventCallback = ignore_events):
-    """Run (or resume) every stage; returns the engine's ``TrainResult``."""
+def train_rcnn(
+    cfg: ExperimentConfig, *, rank: Rank = SINGLE_PROCESS, device: torch.device | None = None,
+    resume_from: Path | None = None, on_event: EventCallback = ignore_events,
+):
+    """Run (or resume) every stage; returns the engine's ``TrainResult``.
+
+    Data-parallel: one process per machine fills the proposal cache, fine-tuning is DDP, every
+    process extracts the features of its own shards, rank 0 fits the SVMs and regressors (the
+    others read them from the run directory) and evaluation is shared.
+    """
     from detkit.engine.train import TrainResult
 
     started = time.perf_counter()
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = device or resolve_device(cfg.device)
     train_set, val_set = _datasets(cfg)
     cfg = replace(cfg, model=replace(cfg.model, num_classes=train_set.num_classes))
+    run_dir = broadcast_from_main(_run_dir(cfg, resume_from) if rank.is_main else None)
+    log = _StageLog(run_dir / STAGES_FILE, writable=rank.is_main)
+    model = RCNNDetector(cfg.model).to(device)
+
+    with _local_main_first(rank):
+        data_key = _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event)
+    _finetune_stage(cfg, model, train_set, data_key, run_dir, log, device, rank, on_event)
+    features_key = _digest(data_key, _state_digest(model.cnn), cfg.model.rcnn.crop_size, cfg.model.rcnn.context_padding, SHARD_IMAGES)
+    regions = _features_stage(model, train_set, features_key, run_dir, log, rank, on_event)
+    if rank.is_main:
+        _svm_stage(cfg, model, regions, features_key, run_dir, log, on_event)
+        _regressor_stage(cfg, model, regions, features_key, run_dir, log, on_event)
+    barrier()
+    if not rank.is_main:
+        _apply_svms(model, torch.load(run_dir / "svms.pt", weights_only=True))
+        model.regressor_weight.copy_(torch.load(run_dir / "regressors.pt", weights_only=True))
+
+    stage_started = time.perf_counter()
+    metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size, on_event=on_event)
+    if rank.is_main:
+        log.record("evaluate", "", time.perf_counter() - stage_started, {"AP": metrics["AP"], "AP50": metrics["AP50"]})
+        checkpoint = Checkpoint(
+            config=cfg, model_state=model.state_dict(), class_names=train_set.class_names,
+            category_ids=train_set.category_ids, metrics=metrics, training_state={},
+        )
+        for name in ("last.pt", "best.pt"):
+            save_checkpoint(run_dir / name, checkpoint)
+        record_latest(cfg.output_dir, run_dir / "best.pt")
+    barrier()
+    return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", metrics, time.perf_counter() - started)
+
+
+def _run_dir(cfg: ExperimentConfig, resume_from: Path | None) -> Path:
+    """A new run directory, or the one being resumed; either way with the resolved config in it."""
     run_dir = Path(resume_from) if resume_from is not None else new_run_dir(cfg.output_dir, cfg.name)
     if resume_from is not None and not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: no {CONFIG} here; pass the run directory of an rcnn training run")
     atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(cfg), indent=2))
-    log = _StageLog(run_dir / STAGES_FILE)
-    model = RCNNDetector(cfg.model).to(device)
+    return run_dir
 
-    data_key = _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event)
-    _finetune_stage(cfg, model, train_set, data_key, run_dir, log, device, on_event)
-    features_key = _digest(data_key, _state_digest(model.cnn), cfg.model.rcnn.crop_size, cfg.model.rcnn.context_padding)
-    regions = _features_stage(model, train_set, features_key, run_dir, log, on_event)
-    _svm_stage(cfg, model, regions, features_key, run_dir, log, on_event)
-    _regressor_stage(cfg, model, regions, features_key, run_dir, log, on_event)
 
-    stage_started = time.perf_counter()
-    metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size, on_event=on_event)
-    log.record("evaluate", "", time.perf_counter() - stage_started, {"AP": metrics["AP"], "AP50": metrics["AP50"]})
-    checkpoint = Checkpoint(
-        config=cfg, model_state=model.state_dict(), class_names=train_set.class_names,
-        category_ids=train_set.category_ids, metrics=metrics, training_state={},
-    )
-    for name in ("last.pt", "best.pt"):
-        save_checkpoint(run_dir / name, checkpoint)
-    record_latest(cfg.output_dir, run_dir / "best.pt")
-    return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", metrics, time.perf_counter() - started)
+@contextmanager
+def _local_main_first(rank: Rank) -> Iterator[None]:
+    """The first process of each machine runs the block, then the others (which then find its outputs)."""
+    if rank.local_rank != 0:
+        barrier()
+    yield
+    if rank.local_rank == 0:
+        barrier()
 
 
 def _datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
@@ -112,7 +148,7 @@ def _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event) -> str:
     return key
 
 
-def _finetune_stage(cfg, model: RCNNDetector, train_set, data_key, run_dir, log, device, on_event) -> None:
+def _finetune_stage(cfg, model: RCNNDetector, train_set, data_key, run_dir, log, device, rank: Rank, on_event) -> None:
     rcnn = cfg.model.rcnn
     if rcnn.finetune_iters <= 0:
         return
@@ -123,24 +159,30 @@ def _finetune_stage(cfg, model: RCNNDetector, train_set, data_key, run_dir, log,
         on_event(Notice(f"finetune: current, loaded {path}", level="info"))
         return
     started = time.perf_counter()
-    losses = _finetune(cfg, model, train_set, device, on_event)
-    state = model.cnn.state_dict()
-    atomic_write(path, lambda handle: torch.save(state, handle))
+    losses = _finetune(cfg, model, train_set, device, rank, on_event)
+    broadcast_buffers_from_main(model)  # every process extracts features with rank 0's CNN
+    if rank.is_main:
+        state = model.cnn.state_dict()
+        atomic_write(path, lambda handle: torch.save(state, handle))
     log.record("finetune", key, time.perf_counter() - started, {"iters": rcnn.finetune_iters, "final_loss": losses[-1] if losses else None})
 
 
-def _finetune(cfg, model: RCNNDetector, train_set, device, on_event) -> list[float]:
-    """SGD/AdamW (the solver config) on the K+1-way window classification loss, ``finetune_iters`` steps."""
+def _finetune(cfg, model: RCNNDetector, train_set, device, rank: Rank, on_event) -> list[float]:
+    """SGD/AdamW (the solver config) on the K+1-way window classification loss, ``finetune_iters`` steps
+    (data-parallel across the processes, each on its slice of every global batch)."""
+    from detkit.engine.train import epoch_loader
+
     iters = cfg.model.rcnn.finetune_iters
     optimizer = build_optimizer(model.cnn, cfg.solver)
     scheduler = build_scheduler(optimizer, replace(cfg.solver, epochs=1), iters)
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if rank.joined else model
     model.train()
     losses, running, step, epoch = [], None, 0, 0
     on_event(StageStarted("finetune", total=iters, description="fine-tuning the CNN on warped regions"))
     while step < iters:
-        loader = build_loader(train_set, batch_size=cfg.data.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)
-        for images, targets in loader:
-            loss = model([i.to(device) for i in images], [t.to(device) for t in targets]).losses["loss_cls"]
+        for images, targets in epoch_loader(train_set, cfg, epoch, rank=rank):
+            torch.manual_seed(hash_ints(cfg.seed, rank.rank, step))  # window sampling: the same after a re-run
+            loss = trained([i.to(device) for i in images], [t.to(device) for t in targets]).losses["loss_cls"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -157,15 +199,24 @@ def _finetune(cfg, model: RCNNDetector, train_set, device, on_event) -> list[flo
     return losses
 
 
-def _features_stage(model, train_set, key, run_dir, log, on_event) -> RegionSet:
+def _features_stage(model, train_set, key, run_dir, log, rank: Rank, on_event) -> RegionSet | None:
+    """Every process writes its own missing shards; rank 0 then reads them all (the others get None)."""
     root = run_dir / "features"
     folder = root / key[:16]
-    for stale in (p for p in root.glob("*") if p.is_dir() and p != folder):
-        shutil.rmtree(stale)  # features of another CNN or data: never to be read again
+    if rank.is_main:
+        for stale in (p for p in root.glob("*") if p.is_dir() and p != folder):
+            shutil.rmtree(stale)  # features of another CNN or data: never to be read again
+    barrier()
     started = time.perf_counter()
     on_event(StageStarted("features", total=len(train_set), description="extracting region features"))
-    regions = extract_features(model, train_set, folder, on_progress=lambda done: on_event(StageAdvanced("features", done)))
+    write_feature_shards(
+        model, train_set, folder, on_progress=lambda done: on_event(StageAdvanced("features", done)), rank=rank.rank, world_size=rank.world_size,
+    )
     on_event(StageFinished("features"))
+    barrier()
+    if not rank.is_main:
+        return None
+    regions = read_feature_shards(folder, len(train_set))
     size = shard_bytes(folder)
     if not log.is_current("features", key, folder):
         log.record("features", key, time.perf_counter() - started, {"regions": len(regions), "cache_bytes": size})
@@ -200,6 +251,10 @@ def _svm_stage(cfg, model: RCNNDetector, regions: RegionSet, features_key, run_d
         saved = {"weight": weight.cpu(), "bias": bias.cpu(), "feature_scale": scale.cpu()}
         atomic_write(path, lambda handle: torch.save(saved, handle))
         log.record("svms", key, time.perf_counter() - started, {"rounds": [asdict(r) for r in rounds]})
+    _apply_svms(model, saved)
+
+
+def _apply_svms(model: RCNNDetector, saved: dict[str, torch.Tensor]) -> None:
     model.svm_weight.copy_(saved["weight"])
     model.svm_bias.copy_(saved["bias"])
     model.feature_scale.copy_(saved["feature_scale"])
@@ -229,8 +284,8 @@ def _regressor_stage(cfg, model: RCNNDetector, regions: RegionSet, features_key,
 class _StageLog:
     """``stages.json``: per stage its key, wall seconds and numbers; what decides whether a stage is current."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, writable: bool = True) -> None:
+        self.path, self.writable = path, writable  # data-parallel, only rank 0 writes it
         self.entries: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
 
     def is_current(self, stage: str, key: str, output: Path) -> bool:
@@ -238,7 +293,8 @@ class _StageLog:
 
     def record(self, stage: str, key: str, seconds: float, info: dict[str, Any]) -> None:
         self.entries[stage] = {"key": key, "seconds": round(seconds, 3), **info}
-        atomic_write_text(self.path, json.dumps(self.entries, indent=2))
+        if self.writable:
+            atomic_write_text(self.path, json.dumps(self.entries, indent=2))
 
 
 def _settings(rcnn, *prefixes: str) -> dict[str, Any]:

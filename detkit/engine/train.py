@@ -1,49 +1,74 @@
-"""The training loop of every gradient-trained pipeline.
+"""The training loop of every gradient-trained pipeline, in one process or data-parallel in many.
 
-One epoch: forward with targets -> weighted sum of ``loss_*`` -> backward -> clip -> step, with a
-per-iteration warm-up + cosine/step schedule. After each validation epoch: COCO box AP on the val
-split, ``last.pt`` and (when AP improved) ``best.pt`` written atomically, a JSON-lines metrics log
-and a training-curve PNG in the run directory. A non-finite loss skips its step; several in a row
-stop the run with a message naming the likely causes. With ``solver.ema_decay`` an exponential moving
-average of the weights is what validation scores and checkpoints hold (the raw weights ride along
-in the training state for ``--resume``); with ``data.mosaic_prob`` the epoch's loader tiles images
-into mosaics until the last ``data.mosaic_off_epochs`` epochs.
+One optimizer step: ``solver.accumulate_steps`` batches, each a forward with targets -> weighted sum of
+``loss_*`` -> backward (under autocast with ``solver.amp``; fp16 through a gradient scaler), then
+clip -> step -> per-iteration warm-up + cosine/step schedule -> EMA update. After each validation
+epoch: COCO box AP on the val split (each process predicts its share of the images, rank 0 scores
+them all), ``last.pt`` and (when AP improved) ``best.pt`` written atomically by rank 0, a JSON-lines
+metrics log and a training-curve PNG in the run directory.
+
+What makes a run survive faults:
+- Randomness is a function of what is computed, not of history: augmentation of item ``i`` in
+  epoch ``e`` is seeded by ``(seed, e, i)`` (``data/seeded.py``), the model's own draws (RoI sampling,
+  multi-scale sizes) by ``(seed, rank, step, micro-batch)``. A run resumed from any step therefore
+  continues exactly as the uninterrupted run, with no random-generator state to restore.
+- ``last.pt`` also holds the optimizer, scheduler, scaler, EMA, epoch, step and the batches already
+  trained on in the current epoch; it is written at epoch ends, every
+  ``runtime.checkpoint_every_steps`` steps, and when Ctrl-C/SIGTERM stops the run at a step boundary.
+- A non-finite loss (on any process) skips its step on every process; several in a row stop the run
+  with a message naming the likely causes.
+
+With ``solver.ema_decay`` the exponential moving average is what validation scores and checkpoints
+hold (the raw weights ride along for ``--resume``); with ``data.mosaic_prob`` the epoch's loader tiles
+images into mosaics until the last ``data.mosaic_off_epochs`` epochs.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from detkit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from detkit.checkpoint import Checkpoint, save_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import config_to_dict
 from detkit.data.coco import CocoDetection
-from detkit.data.loaders import build_loader
+from detkit.data.loaders import build_batch_loader
 from detkit.data.mosaic import MosaicDataset
+from detkit.data.sampler import DetectionBatchSampler
+from detkit.data.seeded import SeededItems, hash_ints
 from detkit.data.transforms import Compose, RandomHorizontalFlip, RandomPhotometric
 from detkit.engine.curves import plot_training_curves
-from detkit.engine.device import resolve_device, seed_everything
+from detkit.engine.device import deterministic_algorithms, seed_everything
+from detkit.engine.distributed import (
+    SINGLE_PROCESS, Rank, backend_for, barrier, broadcast_buffers_from_main, broadcast_from_main, cpu_threads_per_process, process_group,
+    rank_from_environment, sum_over_processes, training_device,
+)
 from detkit.engine.ema import ModelEMA
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
 )
+from detkit.engine.interrupt import StopRequest
+from detkit.engine.launch import launch
+from detkit.engine.precision import TrainingPrecision, check_runtime
 from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
-from detkit.errors import CheckpointError, ConfigError, TrainingError
+from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint, truncate_log
+from detkit.errors import ConfigError, TrainingError, TrainingInterrupted
 from detkit.io import atomic_write_text
 from detkit.pipelines import MASK_PIPELINES, PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 from detkit.proposals.cache import ProposalCache
 
-LOG_EVERY = 10  # iterations between metrics-log records
+METRICS_LOG = "metrics.jsonl"
 
 
 @dataclass
@@ -55,13 +80,36 @@ class TrainResult:
     seconds: float
 
 
-@dataclass
-class _State:
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps taken
-    best_ap: float = -1.0
-    best_metrics: dict[str, float] | None = None
-    nonfinite_in_a_row: int = 0  # consecutive skipped steps, across epoch boundaries
+def train(cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: EventCallback = ignore_events) -> TrainResult:
+    """Train ``cfg`` here, in ``cfg.runtime.devices`` processes (this one is rank 0), or as one rank of a
+    ``torchrun`` job; returns rank 0's result."""
+    check_runtime(cfg)
+    launched = rank_from_environment()
+    if launched is not None:
+        if cfg.runtime.devices > 1:
+            raise ConfigError("--devices starts processes on one machine; under torchrun set --nproc-per-node instead")
+        return train_rank(launched, "env://", cfg, resume_from, on_event=on_event if launched.is_main else ignore_events)
+    if cfg.runtime.devices > 1:
+        return launch(train_rank, cfg.runtime.devices, (cfg, resume_from), {"on_event": on_event})
+    return train_rank(SINGLE_PROCESS, "", cfg, resume_from, on_event=on_event)
+
+
+def train_rank(
+    rank: Rank, init_method: str, cfg: ExperimentConfig, resume_from: Path | None, on_event: EventCallback = ignore_events,
+) -> TrainResult:
+    """One training process: join the group, then train (the staged R-CNN or the gradient loop)."""
+    device = training_device(cfg.device, rank)
+    with (
+        process_group(rank, device, backend_for(cfg.runtime.backend, device), init_method),
+        cpu_threads_per_process(rank, device),
+        deterministic_algorithms(cfg.runtime.deterministic),
+        StopRequest() as stop,
+    ):
+        if cfg.model.pipeline in STAGED_PIPELINES:
+            from detkit.engine.rcnn import train_rcnn  # imported here: it builds on this module's TrainResult
+
+            return train_rcnn(cfg, rank=rank, device=device, resume_from=resume_from, on_event=on_event)
+        return _Trainer(cfg, rank, device, stop, on_event).run(resume_from)
 
 
 def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
@@ -90,6 +138,22 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
     return train_set, val_set
 
 
+def epoch_loader(
+    dataset: CocoDetection, cfg: ExperimentConfig, epoch: int, *, rank: Rank = SINGLE_PROCESS, start: int = 0, pin_memory: bool = False,
+):
+    """This process's loader for ``epoch``, skipping the first ``start`` global batches (a resumed run)."""
+    data = cfg.data
+    groups = dataset.orientations() if data.group_by_aspect else None
+    items: Any = dataset
+    if data.mosaic_prob > 0 and epoch < cfg.solver.epochs - data.mosaic_off_epochs:
+        items, groups = MosaicDataset(dataset, prob=data.mosaic_prob, scale_range=data.mosaic_scale), None  # mosaics are square
+    sampler = DetectionBatchSampler(
+        len(dataset), batch_size=data.batch_size, seed=cfg.seed, epoch=epoch, groups=groups,
+        rank=rank.rank, world_size=rank.world_size, start=start,
+    )
+    return build_batch_loader(SeededItems(items, seed=cfg.seed, epoch=epoch), sampler, num_workers=data.num_workers, pin_memory=pin_memory)
+
+
 def _train_transforms(cfg: ExperimentConfig) -> Compose:
     """Per-image augmentation: flip, then colour jitter when ``data.color_jitter`` > 0."""
     transforms = [RandomHorizontalFlip(cfg.data.hflip_prob)]
@@ -101,174 +165,231 @@ def _train_transforms(cfg: ExperimentConfig) -> Compose:
     return Compose(transforms)
 
 
-def train(
-    cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: EventCallback = ignore_events,
-) -> TrainResult:
-    if cfg.model.pipeline in STAGED_PIPELINES:
-        from detkit.engine.rcnn import train_rcnn  # imported here: it builds on this module's TrainResult
+class _Trainer:
+    """The state of one process's run: model (and its DDP wrapper), optimizer, schedule, run directory."""
 
-        return train_rcnn(cfg, resume_from=resume_from, on_event=on_event)
-    started = time.perf_counter()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    train_set, val_set = load_datasets(cfg)
-    _report_dataset(train_set, on_event)
-    if cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
-        _precompute_proposals(cfg, [train_set, val_set], on_event)
-    cfg = replace(cfg, model=replace(cfg.model, num_classes=len(train_set.category_ids)))
-    if cfg.model.pipeline not in PIPELINES:
-        raise ConfigError(f"unknown pipeline {cfg.model.pipeline!r}; choose one of {', '.join(PIPELINES)}")
+    def __init__(self, cfg: ExperimentConfig, rank: Rank, device: torch.device, stop: StopRequest, on_event: EventCallback) -> None:
+        self.cfg, self.rank, self.device, self.stop, self.on_event = cfg, rank, device, stop, on_event
+        self.precision = TrainingPrecision.from_config(cfg.solver, device)
+        self.state = TrainingState()
+        self.stop_agreed = False  # some process was asked to stop (all learn it from the same collective)
 
-    model = PIPELINES[cfg.model.pipeline](cfg.model).to(device)
-    loader = _epoch_loader(train_set, cfg, epoch=0)
-    optimizer = build_optimizer(model, cfg.solver)
-    scheduler = build_scheduler(optimizer, cfg.solver, len(loader))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.solver.amp and device.type == "cuda")
-    ema = ModelEMA(model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
-    evaluated = ema.module if ema is not None else model  # what validation scores and checkpoints hold
-    state = _State()
-    if resume_from is not None:
-        run_dir = _resume(resume_from, cfg, model, ema, optimizer, scheduler, scaler, state)
-    else:
-        run_dir = new_run_dir(cfg.output_dir, cfg.name)
-    atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(cfg), indent=2))
+    # --- set-up ---------------------------------------------------------------------------------
 
-    def make_checkpoint(metrics: dict[str, float]) -> Checkpoint:
-        training_state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": state.epoch, "step": state.step, "best_ap": state.best_ap,
-            "torch_rng": torch.get_rng_state(),
-        }
-        if ema is not None:  # the checkpoint's weights are the average; training resumes from the raw ones
-            training_state.update(model=model.state_dict(), ema_updates=ema.updates)
-        return Checkpoint(
-            config=cfg, model_state=evaluated.state_dict(), class_names=train_set.class_names,
-            category_ids=train_set.category_ids, metrics=metrics, training_state=training_state,
-        )
+    def run(self, resume_from: Path | None) -> TrainResult:
+        started = time.perf_counter()
+        resumed = read_resume_checkpoint(resume_from) if resume_from is not None else None  # a bad file fails before any work
+        seed_everything(self.cfg.seed)  # the same initial weights on every process
+        self.train_set, self.val_set = load_datasets(self.cfg)
+        if self.rank.is_main:
+            _report_dataset(self.train_set, self.on_event)
+        if self.cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
+            self._precompute_proposals()
+        self.cfg = replace(self.cfg, model=replace(self.cfg.model, num_classes=len(self.train_set.category_ids)))
+        if self.cfg.model.pipeline not in PIPELINES:
+            raise ConfigError(f"unknown pipeline {self.cfg.model.pipeline!r}; choose one of {', '.join(PIPELINES)}")
+        self._build_model()
+        self.run_dir = self._run_dir(resumed)
+        for epoch in range(self.state.epoch, self.cfg.solver.epochs):
+            self._epoch(epoch)
+        best = self.run_dir / "best.pt"
+        if self.rank.is_main:
+            if not best.exists():  # no validation ran (every_epochs larger than the run): the last weights are the best we have
+                save_checkpoint(best, self._checkpoint({}))
+            record_latest(self.cfg.output_dir, best)
+        barrier()
+        return TrainResult(self.run_dir, best, self.run_dir / "last.pt", self.state.best_metrics or {}, time.perf_counter() - started)
 
-    for epoch in range(state.epoch, cfg.solver.epochs):
+    def _build_model(self) -> None:
+        cfg, device = self.cfg, self.device
+        model = PIPELINES[cfg.model.pipeline](cfg.model)
+        if cfg.runtime.sync_bn and self.rank.joined:  # CUDA only: check_runtime refused it on CPU
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = self.precision.prepare(model.to(device))
+        self.ema = ModelEMA(self.model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
+        self.evaluated = self.ema.module if self.ema is not None else self.model  # what validation scores and checkpoints hold
+        self.ddp: nn.Module = self.model
+        if self.rank.joined:
+            self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        steps_per_epoch = -(-len(epoch_loader(self.train_set, cfg, 0, rank=self.rank)) // cfg.solver.accumulate_steps)
+        self.optimizer = build_optimizer(self.model, cfg.solver)
+        self.scheduler = build_scheduler(self.optimizer, cfg.solver, steps_per_epoch)
+        self.scaler = self.precision.grad_scaler()
+
+    def _run_dir(self, resumed: Checkpoint | None) -> Path:
+        if resumed is not None:
+            run_dir = resume_into(resumed, self.cfg, self._parts(), self.state, self.rank, self.on_event)
+        else:
+            run_dir = broadcast_from_main(new_run_dir(self.cfg.output_dir, self.cfg.name) if self.rank.is_main else None)
+        if self.rank.is_main:
+            atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(self.cfg), indent=2))
+            truncate_log(run_dir / METRICS_LOG, self.state)  # records past the checkpoint would be repeated
+        return run_dir
+
+    def _parts(self) -> dict[str, Any]:
+        return {"model": self.model, "ema": self.ema, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+
+    def _precompute_proposals(self) -> None:
+        """Fill the proposal cache (all cores, one process per machine) before the loaders read it image by image."""
+        if self.rank.local_rank == 0:
+            seen: set[Path] = set()
+            for dataset in (self.train_set, self.val_set):
+                if dataset.annotation_file not in seen:
+                    seen.add(dataset.annotation_file)
+                    propose_and_report(dataset, self.cfg.model.proposals, label=str(dataset.annotation_file), on_event=self.on_event)
+        barrier()
+
+    # --- epochs and steps -----------------------------------------------------------------------
+
+    def _epoch(self, epoch: int) -> None:
+        cfg, state = self.cfg, self.state
         epoch_start = time.perf_counter()
-        loader = _epoch_loader(train_set, cfg, epoch)
-        losses = _train_one_epoch(model, ema, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event)
-        state.epoch = epoch + 1
+        losses, num_images = self._train_epoch(epoch)
+        images_per_second = num_images / max(time.perf_counter() - epoch_start, 1e-9)
+        state.epoch, state.batches_done = epoch + 1, 0
+        broadcast_buffers_from_main(self.model)
+        if self.ema is not None:
+            broadcast_buffers_from_main(self.ema.module)
         metrics: dict[str, float] = {}
-        is_last = state.epoch == cfg.solver.epochs
-        if is_last or state.epoch % max(cfg.eval.every_epochs, 1) == 0:
-            metrics = evaluate_detector(evaluated, val_set, device=device, batch_size=cfg.data.batch_size * 2, on_event=on_event)
-            _append_log(run_dir, {"epoch": state.epoch, "val": metrics})
+        if state.epoch == cfg.solver.epochs or state.epoch % max(cfg.eval.every_epochs, 1) == 0:
+            metrics = evaluate_detector(self.evaluated, self.val_set, device=self.device, batch_size=cfg.data.batch_size * 2, on_event=self.on_event)
         is_best = bool(metrics) and metrics["AP"] > state.best_ap
         if is_best:
             state.best_ap, state.best_metrics = metrics["AP"], metrics
-        checkpoint = make_checkpoint(metrics)
-        save_checkpoint(run_dir / "last.pt", checkpoint)
-        if is_best:
-            save_checkpoint(run_dir / "best.pt", checkpoint)
-        plot_training_curves(_read_log(run_dir), run_dir / "curves.png")
-        on_event(EpochFinished(state.epoch, cfg.solver.epochs, losses, metrics, is_best, time.perf_counter() - epoch_start))
+        if self.rank.is_main:
+            checkpoint = self._checkpoint(metrics)
+            save_checkpoint(self.run_dir / "last.pt", checkpoint)
+            if is_best:  # weights only: resuming reads last.pt, and optimizer state would double the file
+                save_checkpoint(self.run_dir / "best.pt", replace(checkpoint, training_state={}))
+            plot_training_curves(_read_log(self.run_dir), self.run_dir / "curves.png")
+        self._log({"epoch": state.epoch, "train_images_per_second": round(images_per_second, 3), **({"val": metrics} if metrics else {})})
+        self.on_event(EpochFinished(
+            state.epoch, cfg.solver.epochs, losses, metrics, is_best, time.perf_counter() - epoch_start, images_per_second,
+        ))
 
-    best = run_dir / "best.pt"
-    if not best.exists():  # no validation ran (every_epochs larger than the run): the last weights are the best we have
-        save_checkpoint(best, make_checkpoint({}))
-    record_latest(cfg.output_dir, best)
-    return TrainResult(run_dir, best, run_dir / "last.pt", state.best_metrics or {}, time.perf_counter() - started)
+    def _train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+        """Train through the epoch's remaining batches; returns the running losses and the images trained on
+        (every process's, padding included)."""
+        cfg, state = self.cfg, self.state
+        loader = epoch_loader(
+            self.train_set, cfg, epoch, rank=self.rank, start=state.batches_done, pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
+        )
+        total = len(loader.batch_sampler.global_batches)
+        num_images = sum(len(batch) for batch in loader.batch_sampler.global_batches[state.batches_done:])
+        self.model.train()
+        self.on_event(StageStarted("train", total=total, epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}"))
+        running: dict[str, float] = {}
+        group_sum: torch.Tensor | None = None
+        micro = 0
+        for images, targets in loader:
+            group_size = min(cfg.solver.accumulate_steps, total - state.batches_done)
+            closes_group = micro == group_size - 1
+            reduced, names = self._forward_backward(images, targets, micro, closes_group, group_size)
+            if reduced is None:  # non-finite: this step's gradients are dropped everywhere
+                state.batches_done += micro + 1
+                micro, group_sum = 0, None
+                self._stop_if_asked()
+                continue
+            group_sum = reduced if group_sum is None else group_sum + reduced
+            micro += 1
+            if not closes_group:
+                continue
+            self._optimizer_step()
+            state.batches_done += group_size
+            values = dict(zip(names, (group_sum / (group_size * self.rank.world_size)).tolist()))
+            micro, group_sum = 0, None
+            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
+            self._after_step(epoch, values, running)
+            self._stop_if_asked()
+        self.on_event(StageFinished("train"))
+        return running, num_images
 
+    def _forward_backward(self, images, targets, micro: int, closes_group: bool, group_size: int) -> tuple[torch.Tensor | None, list[str]]:
+        """One batch's losses and gradients; returns the losses summed over processes (None when non-finite).
 
-def _epoch_loader(dataset: CocoDetection, cfg: ExperimentConfig, epoch: int):
-    # The shuffle order depends on (seed, epoch) only, so a run resumed at an epoch boundary sees
-    # exactly the batches an uninterrupted run would have seen.
-    data = cfg.data
-    if data.mosaic_prob > 0 and epoch < cfg.solver.epochs - data.mosaic_off_epochs:
-        dataset = MosaicDataset(dataset, prob=data.mosaic_prob, scale_range=data.mosaic_scale)
-    return build_loader(
-        dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers, seed=cfg.seed * 1000 + epoch
-    )
-
-
-def _train_one_epoch(model, ema, loader, optimizer, scheduler, scaler, cfg, device, epoch, state, run_dir, on_event) -> dict[str, float]:
-    model.train()
-    running: dict[str, float] = {}
-    on_event(StageStarted("train", total=len(loader), epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}"))
-    for index, (images, targets) in enumerate(loader):
-        images = [image.to(device, non_blocking=True) for image in images]
-        targets = [target.to(device) for target in targets]
-        with torch.autocast(device.type, enabled=scaler.is_enabled()):
-            losses = model(images, targets).losses
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            state.nonfinite_in_a_row += 1
-            _handle_nonfinite(losses, state.nonfinite_in_a_row, cfg, state, on_event)
-            optimizer.zero_grad(set_to_none=True)
-            continue
+        The one collective per batch (loss values plus the stop flag) tells every process the same:
+        whether to skip the step, whether to stop after it, and the global batch's losses for the log.
+        """
+        cfg, state = self.cfg, self.state
+        torch.manual_seed(hash_ints(cfg.seed, self.rank.rank, state.step, micro))  # see the module docstring
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        targets = [target.to(self.device) for target in targets]
+        no_sync = self.ddp.no_sync() if self.rank.joined and not closes_group else nullcontext()
+        with no_sync:
+            with self.precision.autocast():
+                losses = self.ddp(images, targets).losses
+            loss = sum(losses.values())
+            names = ["loss", *losses]
+            reduced = sum_over_processes(torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values()),
+                                                      torch.tensor(float(self.stop.requested), device=loss.device)]))
+            self.stop_agreed = self.stop_agreed or bool(reduced[-1] > 0)
+            if not torch.isfinite(reduced[0]):
+                state.nonfinite_in_a_row += 1
+                _handle_nonfinite(losses, state.nonfinite_in_a_row, cfg, state.step, self.on_event)
+                self.optimizer.zero_grad(set_to_none=True)
+                return None, names
+            self.scaler.scale(loss / group_size).backward()
         state.nonfinite_in_a_row = 0
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.solver.clip_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.solver.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        if ema is not None:
-            ema.update(model)
-        state.step += 1
-        values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
-        running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
-        lr = optimizer.param_groups[0]["lr"]
-        if state.step % LOG_EVERY == 0:
-            _append_log(run_dir, {"epoch": epoch + 1, "iter": state.step, "lr": lr, **values})
-        on_event(StageAdvanced("train", completed=index + 1, info={**running, "lr": lr}))
-    on_event(StageFinished("train"))
-    return running
+        return reduced[:-1].cpu(), names
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.solver.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.solver.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.state.step += 1
+
+    def _after_step(self, epoch: int, values: dict[str, float], running: dict[str, float]) -> None:
+        runtime, state = self.cfg.runtime, self.state
+        lr = self.optimizer.param_groups[0]["lr"]
+        if state.step == 1 or state.step % max(runtime.log_every_steps, 1) == 0:
+            self._log({"epoch": epoch + 1, "iter": state.step, "lr": lr, **values})
+        if runtime.checkpoint_every_steps > 0 and state.step % runtime.checkpoint_every_steps == 0 and self.rank.is_main:
+            save_checkpoint(self.run_dir / "last.pt", self._checkpoint({}))
+        self.on_event(StageAdvanced("train", completed=state.batches_done, info={**running, "lr": lr}))
+
+    def _stop_if_asked(self) -> None:
+        """After a completed (or skipped) optimizer step that a process was asked to stop at: every process
+        stops at this same step; rank 0 saves where the run stands, then all exit."""
+        if not self.stop_agreed:
+            return
+        last = self.run_dir / "last.pt"
+        if self.rank.is_main:
+            save_checkpoint(last, self._checkpoint({}))
+        barrier()
+        self.on_event(StageFinished("train"))
+        raise TrainingInterrupted(
+            f"stopped at epoch {self.state.epoch + 1}, step {self.state.step}; saved {last}; "
+            f"continue with: detkit train --resume {self.run_dir}"
+        )
+
+    # --- outputs --------------------------------------------------------------------------------
+
+    def _checkpoint(self, metrics: dict[str, float]) -> Checkpoint:
+        return training_checkpoint(
+            self.cfg, self.evaluated, self.train_set, metrics, self._parts(), self.state, self.rank.world_size,
+        )
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.rank.is_main:
+            with open(self.run_dir / METRICS_LOG, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
 
 
-def _handle_nonfinite(losses: dict[str, torch.Tensor], count: int, cfg: ExperimentConfig, state: _State, on_event) -> None:
-    bad = ", ".join(k for k, v in losses.items() if not torch.isfinite(v)) or "total"
+def _handle_nonfinite(losses: dict[str, torch.Tensor], count: int, cfg: ExperimentConfig, step: int, on_event) -> None:
+    bad = ", ".join(k for k, v in losses.items() if not torch.isfinite(v)) or "on another process"
     if count >= cfg.solver.max_nonfinite_steps:
         raise TrainingError(
-            f"{count} non-finite losses in a row at step {state.step} ({bad}); likely causes: learning rate too high "
+            f"{count} non-finite losses in a row at step {step} ({bad}); likely causes: learning rate too high "
             f"(now {cfg.solver.lr}, try --set solver.lr={cfg.solver.lr / 10:g}), degenerate boxes in the annotations "
-            "(run `detkit data check`), or AMP overflow (try without --set solver.amp=true)"
+            "(run `detkit data check`), or AMP overflow (try without --amp, or --amp-dtype bf16)"
         )
-    on_event(Notice(f"step {state.step}: non-finite {bad}; step skipped ({count}/{cfg.solver.max_nonfinite_steps})"))
-
-
-def _resume(source: Path, cfg, model, ema: ModelEMA | None, optimizer, scheduler, scaler, state: _State) -> Path:
-    source = Path(source)
-    checkpoint_path = source / "last.pt" if source.is_dir() else source
-    checkpoint = load_checkpoint(checkpoint_path)
-    if checkpoint.pipeline != cfg.model.pipeline or checkpoint.config.model.num_classes != cfg.model.num_classes:
-        raise CheckpointError(
-            f"{checkpoint_path}: cannot resume a {checkpoint.pipeline} model with {checkpoint.config.model.num_classes} "
-            f"classes as a {cfg.model.pipeline} model with {cfg.model.num_classes}; resume with the same --pipeline and data"
-        )
-    if not checkpoint.training_state:
-        raise CheckpointError(f"{checkpoint_path}: holds weights only, no training state; pass the run's last.pt")
-    training = checkpoint.training_state
-    try:
-        model.load_state_dict(training.get("model", checkpoint.model_state))
-        if ema is not None:
-            ema.load_state_dict({"module": checkpoint.model_state, "updates": training.get("ema_updates", state.step)})
-    except RuntimeError:
-        raise CheckpointError(
-            f"{checkpoint_path}: its weights do not fit the model configured now; resume without changing "
-            "model.* settings (the run's own config.json is used by default)"
-        ) from None
-    optimizer.load_state_dict(training["optimizer"])
-    scheduler.load_state_dict(training["scheduler"])
-    scaler.load_state_dict(training["scaler"])
-    torch.set_rng_state(training["torch_rng"])
-    state.epoch, state.step, state.best_ap = int(training["epoch"]), int(training["step"]), float(training["best_ap"])
-    state.best_metrics = checkpoint.metrics or None
-    return checkpoint_path.parent
-
-
-def _precompute_proposals(cfg: ExperimentConfig, datasets: list[CocoDetection], on_event) -> None:
-    """Fill the proposal cache for every image (all cores) before the loaders read it one image at a time."""
-    seen: set[Path] = set()
-    for dataset in datasets:
-        if dataset.annotation_file not in seen:
-            seen.add(dataset.annotation_file)
-            propose_and_report(dataset, cfg.model.proposals, label=str(dataset.annotation_file), on_event=on_event)
+    on_event(Notice(f"step {step}: non-finite {bad}; step skipped ({count}/{cfg.solver.max_nonfinite_steps})"))
 
 
 def _report_dataset(dataset: CocoDetection, on_event) -> None:
@@ -280,13 +401,8 @@ def _report_dataset(dataset: CocoDetection, on_event) -> None:
         ))
 
 
-def _append_log(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 def _read_log(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_LOG
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from detkit.modeling.poolers import RoIPooler
 from detkit.ops.masks import mask_targets
+from detkit.ops.normalizer import loss_normalizer
 
 
 class MaskHead(nn.Module):
@@ -57,10 +58,12 @@ class MaskBranch(nn.Module):
 
     def losses(self, logits: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
         """Mean per-pixel BCE of the ``labels`` ``[R]`` channels of ``logits`` against ``targets`` ``[R, 2S, 2S]``."""
+        num_rois = loss_normalizer(len(labels), logits.device)  # before the early return: a collective in DDP
         if len(labels) == 0:
             return logits.sum() * 0
         class_logits = logits[torch.arange(len(labels), device=labels.device), labels]
-        return F.binary_cross_entropy_with_logits(class_logits, targets)
+        loss = F.binary_cross_entropy_with_logits(class_logits, targets, reduction="sum")
+        return loss / (num_rois * targets[0].numel())
 
     def targets(self, gt_masks: Tensor, boxes: Tensor, matched: Tensor) -> Tensor:
         return mask_targets(gt_masks, boxes, matched, self.resolution)

@@ -27,6 +27,7 @@ from detkit.modeling.stages import stage
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.boxes import clip_boxes, nonempty_boxes
 from detkit.ops.matcher import match_boxes
+from detkit.ops.normalizer import loss_normalizer
 from detkit.ops.sampler import sample_balanced
 from detkit.structures import Detections, Target
 
@@ -142,9 +143,10 @@ class RoIHeads(nn.Module):
         fg_labels = labels[foreground]
         fg_deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, fg_labels]
         box_loss = F.smooth_l1_loss(fg_deltas, regression_targets[foreground], beta=BOX_LOSS_BETA, reduction="sum")
+        num_sampled = loss_normalizer(labels.numel(), labels.device)
         return {
-            "loss_cls": F.cross_entropy(class_logits, labels) if len(labels) else class_logits.sum() * 0,
-            "loss_box": box_loss / max(labels.numel(), 1),
+            "loss_cls": F.cross_entropy(class_logits, labels, reduction="sum") / num_sampled,
+            "loss_box": box_loss / num_sampled,
         }
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from detkit.modeling.anchors import AnchorGenerator
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.boxes import clip_boxes, nonempty_boxes
 from detkit.ops.matcher import FOREGROUND, match_boxes
+from detkit.ops.normalizer import loss_normalizer
 from detkit.ops.sampler import sample_balanced
 from detkit.structures import ImageBatch, Target
 
@@ -130,7 +131,7 @@ class RegionProposalNetwork(nn.Module):
             deltas_pred.append(predictions.deltas[image_index, fg])
             deltas_target.append(self.box_coder.encode(anchors[fg], target.boxes[match.gt_index[fg]]))
         objectness, labels = torch.cat(sampled), torch.cat(labels)
-        num_sampled = max(objectness.numel(), 1)
+        num_sampled = loss_normalizer(objectness.numel(), objectness.device)
         box_loss = F.smooth_l1_loss(torch.cat(deltas_pred), torch.cat(deltas_target), beta=BOX_LOSS_BETA, reduction="sum")
         return {
             "loss_rpn_cls": F.binary_cross_entropy_with_logits(objectness, labels, reduction="sum") / num_sampled,

@@ -15,9 +15,8 @@ from typing import ContextManager
 import torch
 from torch import nn
 
+from detkit.engine.precision import AMP_DTYPES
 from detkit.errors import ConfigError
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)

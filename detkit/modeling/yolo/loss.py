@@ -24,6 +24,7 @@ from detkit.config import YOLOConfig
 from detkit.errors import ConfigError
 from detkit.modeling.yolo.assigner import points_in_boxes, simota_assign
 from detkit.modeling.yolo.head import DensePredictions
+from detkit.ops.normalizer import loss_normalizer
 from detkit.structures import Target
 
 BOX_LOSSES = {"giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}
@@ -60,7 +61,7 @@ class YOLOLoss:
             labels = target.labels[assignment.matched_gt]
             cls_targets.append(F.one_hot(labels, cls_logits.shape[-1]).to(cls_logits.dtype) * assignment.matched_iou[:, None])
             box_targets.append(target.boxes[assignment.matched_gt])
-        num_foreground = max(sum(len(b) for b in box_targets), 1)
+        num_foreground = loss_normalizer(sum(len(b) for b in box_targets), obj_logits.device)
         fg_cls_logits, fg_boxes = torch.cat(fg_cls_logits), torch.cat(fg_boxes)
         loss_obj = F.binary_cross_entropy_with_logits(obj_logits, obj_target, weight=obj_weight, reduction="sum")
         loss_cls = F.binary_cross_entropy_with_logits(fg_cls_logits, torch.cat(cls_targets), reduction="sum")

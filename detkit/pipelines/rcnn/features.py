@@ -25,7 +25,7 @@ from detkit.data.coco import CocoDetection
 from detkit.io import atomic_write
 from detkit.pipelines.rcnn.model import RCNNDetector
 
-SHARD_IMAGES = 100
+SHARD_IMAGES = 16  # small enough that data-parallel processes share even a small dataset's extraction
 
 
 @dataclass
@@ -70,27 +70,42 @@ def image_regions(model: RCNNDetector, image: Tensor, gt_boxes: Tensor, gt_label
     )
 
 
-@torch.no_grad()
 def extract_features(
     model: RCNNDetector, dataset: CocoDetection, folder: Path, on_progress: Callable[[int], None] = lambda done: None,
 ) -> RegionSet:
     """Features of every region of ``dataset`` (non-crowd ground truths + the proposals its targets carry),
     read from ``folder`` where a shard exists, computed and written there where not."""
+    write_feature_shards(model, dataset, folder, on_progress)
+    return read_feature_shards(folder, len(dataset))
+
+
+@torch.no_grad()
+def write_feature_shards(
+    model: RCNNDetector, dataset: CocoDetection, folder: Path, on_progress: Callable[[int], None] = lambda done: None,
+    rank: int = 0, world_size: int = 1,
+) -> None:
+    """Compute and write the missing shards that are this process's: shard ``s`` belongs to rank ``s % world_size``."""
     model.eval()
-    parts = []
-    for start in range(0, len(dataset), SHARD_IMAGES):
-        shard = folder / f"shard-{start // SHARD_IMAGES:05d}.pt"
+    for shard_index, start in enumerate(range(0, len(dataset), SHARD_IMAGES)):
         stop = min(start + SHARD_IMAGES, len(dataset))
-        if not shard.is_file():
-            regions = []
-            for index in range(start, stop):
-                regions.append(_regions_of(model, dataset, index))
-                on_progress(index + 1)
-            merged = RegionSet.concat(regions)
+        shard = _shard_path(folder, shard_index)
+        if shard_index % world_size == rank and not shard.is_file():
+            merged = RegionSet.concat([_regions_of(model, dataset, index) for index in range(start, stop)])
             atomic_write(shard, lambda handle: torch.save(dict(merged.__dict__), handle))
-        parts.append(RegionSet(**torch.load(shard, weights_only=True)))
         on_progress(stop)
-    return RegionSet.concat(parts)
+
+
+def read_feature_shards(folder: Path, num_images: int) -> RegionSet:
+    """Every shard of a dataset of ``num_images`` images, concatenated in image order."""
+    shards = [_shard_path(folder, index) for index in range(-(-num_images // SHARD_IMAGES))]
+    missing = [shard.name for shard in shards if not shard.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: feature shards {missing[:3]} missing; extract features first")
+    return RegionSet.concat([RegionSet(**torch.load(shard, weights_only=True)) for shard in shards])
+
+
+def _shard_path(folder: Path, index: int) -> Path:
+    return folder / f"shard-{index:05d}.pt"
 
 
 def shard_bytes(folder: Path) -> int:

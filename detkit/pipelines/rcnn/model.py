@@ -24,6 +24,7 @@ from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.modeling.stages import stage
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.boxes import clip_boxes, nonempty_boxes
+from detkit.ops.normalizer import loss_normalizer
 from detkit.ops.regions import warp_regions
 from detkit.structures import Detections, DetectorOutput, Target
 
@@ -120,7 +121,8 @@ class RCNNDetector(nn.Module):
             crops.append(warp_regions(self.normalize(image), windows[chosen], self.cfg.crop_size, self.cfg.context_padding))
             labels.append(window_labels[chosen])
         logits = self.cnn(torch.cat(crops))
-        return F.cross_entropy(logits, torch.cat(labels)) if len(logits) else logits.sum() * 0
+        num_windows = loss_normalizer(len(logits), logits.device)
+        return F.cross_entropy(logits, torch.cat(labels), reduction="sum") / num_windows
 
     def _sample_windows(self, labels: Tensor, num_images: int) -> Tensor:
         """Indices of this image's share of the batch's foreground and background windows, at random."""

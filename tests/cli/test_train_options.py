@@ -1,0 +1,90 @@
+"""``detkit train``'s scale and fault options as a user types them."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from detkit.cli.main import app
+from tests.cli.helpers import synthesize, train_on
+from tests.cli.test_cli import TINY_CONFIG
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_and_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_options")
+    config = root / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    return synthesize(root / "synthetic", num_train=4, num_val=2), config
+
+
+def epoch_records(run_dir):
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "train_images_per_second" in r]
+
+
+@pytest.mark.slow
+def test_two_processes_from_the_command_line(data_and_config, tmp_path):
+    data, config = data_and_config
+    result = train_on(data, config, tmp_path, "ddp", "--devices", "2", "--seed", "3", "--deterministic", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "x 2 processes" in result.output and "img/s" in result.output
+    (record,) = epoch_records(tmp_path / "ddp")
+    assert record["train_images_per_second"] > 0 and 0 <= record["val"]["AP"] <= 1
+    saved = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert saved["seed"] == 3 and saved["runtime"]["devices"] == 2 and saved["data"]["num_workers"] == 1
+
+
+@pytest.mark.parametrize("precision", [["--amp", "--amp-dtype", "bf16"], ["--amp", "--amp-dtype", "fp16"]])
+def test_mixed_precision_channels_last_and_accumulation_train_on_cpu(precision, data_and_config, tmp_path):
+    data, config = data_and_config
+    result = train_on(data, config, tmp_path, "amp", *precision, "--channels-last", "--accumulate", "2", "--set", "runtime.log_every_steps=1")
+    assert result.exit_code == 0, result.output
+    steps = [r for r in map(json.loads, (tmp_path / "amp" / "metrics.jsonl").read_text().splitlines()) if "iter" in r]
+    assert [s["iter"] for s in steps] == [1]  # 2 batches of 2 images, summed into one optimizer step
+    assert torch.isfinite(torch.tensor(steps[0]["loss"]))
+    saved = json.loads((tmp_path / "amp" / "config.json").read_text())["solver"]
+    assert saved["amp"] and saved["channels_last"] and saved["accumulate_steps"] == 2
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # would create the marker file if it were ever unpickled
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "needle"),
+    [
+        (["--devices", "0"], 3, "--devices 0"),
+        (["--amp", "--amp-dtype", "fp8"], 3, "amp_dtype='fp8'"),
+        (["--accumulate", "0"], 3, "accumulate_steps=0"),
+        (["--workers", "-1"], 3, "--workers -1"),
+        (["--devices", "2", "--sync-bn", "--device", "cpu"], 3, "sync-bn needs CUDA"),
+        (["--set", "runtime.backend=mpi", "--device", "cpu"], 3, "runtime.backend='mpi'"),
+    ],
+)
+def test_bad_scale_options_are_one_line(args, exit_code, needle, data_and_config, tmp_path, monkeypatch):
+    data, config = data_and_config
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "--data", str(data / "annotations/instances_train.json"), "--images", str(data / "train"),
+                                 "--config", str(config), *args])
+    assert result.exit_code == exit_code, result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_resuming_from_a_malicious_checkpoint_runs_none_of_its_code(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "last.pt"
+    torch.save({"format": "detkit-checkpoint-v1", "model": {}, "training_state": _Payload(marker)}, evil)
+    (tmp_path / "config.json").write_text("{}")
+    result = runner.invoke(app, ["train", "--resume", str(evil), "--device", "cpu"])
+    assert result.exit_code == 4, result.output
+    assert "refused" in result.output and "last.pt" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
