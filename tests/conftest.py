@@ -1,5 +1,7 @@
 """Suite-wide fixtures."""
 
+from pathlib import Path
+
 import pytest
 
 
@@ -10,3 +12,20 @@ def _private_proposal_cache(tmp_path_factory):
     patch.setenv("DETKIT_CACHE_DIR", str(tmp_path_factory.mktemp("proposal_cache")))
     yield
     patch.undo()
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """``shared_data("bccd", "BCCD")``: a path under ../shared/data, or skip the test when it is absent
+    (a fresh checkout has no shared/ folder)."""
+
+    def locate(*parts: str) -> Path:
+        path = SHARED_DATA.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"{path} not present")
+        return path
+
+    return locate

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +26,20 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from detkit.data.coco_fields import (
+    clip_box,
+    is_degenerate,
+    is_int,
+    is_number,
+    read_coco_json,
+    usable_segmentation,
+    xywh_to_xyxy,
+)
 from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.errors import DataError
-from detkit.io import read_json
 from detkit.structures import Target
 
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
-_REQUIRED_KEYS = ("images", "annotations", "categories")
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class CocoDetection(Dataset):
         self.proposals = proposals
         self.with_masks = with_masks
 
-        dataset = _read_coco_json(self.annotation_file)
+        dataset = read_coco_json(self.annotation_file)
         images = _index_images(dataset["images"], self.annotation_file)
         names = _category_names(dataset["categories"], self.annotation_file)
         self.category_ids: list[int] = _resolve_category_ids(names, category_ids, self.annotation_file)
@@ -141,7 +146,7 @@ class CocoDetection(Dataset):
         for image_id in self.image_ids:
             record = self.coco.imgs[image_id]
             width, height = record.get("width"), record.get("height")
-            groups.append(int(_is_number(width) and _is_number(height) and height > width))
+            groups.append(int(is_number(width) and is_number(height) and height > width))
         return groups
 
     def target_for(self, index: int, image_size: tuple[int, int]) -> Target:
@@ -186,33 +191,10 @@ class CocoDetection(Dataset):
 # Reading and checking the json
 
 
-def _read_coco_json(path: Path) -> dict[str, Any]:
-    dataset = read_json(path, what="annotation file", missing_fix="pass the path to a COCO instances json")
-    if not isinstance(dataset, dict):
-        raise DataError(f"{path}: top level is not a JSON object; a COCO instances file is an object with {_keys_text()}")
-    for key in _REQUIRED_KEYS:
-        if not isinstance(dataset.get(key), list):
-            problem = "has no" if key not in dataset else "has a non-list"
-            raise DataError(f"{path}: {problem} '{key}'; a COCO instances file needs {_keys_text()} lists")
-    return dataset
-
-
-def _keys_text() -> str:
-    return ", ".join(f"'{key}'" for key in _REQUIRED_KEYS)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _index_images(records: list[Any], path: Path) -> dict[int, dict[str, Any]]:
     images: dict[int, dict[str, Any]] = {}
     for index, record in enumerate(records):
-        if not isinstance(record, dict) or not _is_int(record.get("id")) or not isinstance(record.get("file_name"), str):
+        if not isinstance(record, dict) or not is_int(record.get("id")) or not isinstance(record.get("file_name"), str):
             raise DataError(f"{path}: images[{index}] needs an integer 'id' and a 'file_name'; add them or drop the record")
         if record["id"] in images:
             raise DataError(f"{path}: image id {record['id']} appears twice; give every image a unique id")
@@ -223,7 +205,7 @@ def _index_images(records: list[Any], path: Path) -> dict[int, dict[str, Any]]:
 def _category_names(records: list[Any], path: Path) -> dict[int, str]:
     names: dict[int, str] = {}
     for index, record in enumerate(records):
-        if not isinstance(record, dict) or not _is_int(record.get("id")):
+        if not isinstance(record, dict) or not is_int(record.get("id")):
             raise DataError(f"{path}: categories[{index}] has no integer 'id'; add one or drop the record")
         if record["id"] in names:
             raise DataError(f"{path}: category id {record['id']} appears twice; give every category a unique id")
@@ -277,7 +259,7 @@ def _sanitize(
             counts["num_dropped_malformed"] += 1
             continue
         seen_ids.add(ann["id"])
-        box = _xywh_to_xyxy(ann.get("bbox"))
+        box = xywh_to_xyxy(ann.get("bbox"))
         if box is None:
             counts["num_dropped_degenerate"] += 1
             continue
@@ -289,8 +271,8 @@ def _sanitize(
             counts["num_unknown_category"] += 1
             continue
         image = images[ann["image_id"]]
-        clipped = _clip(box, image.get("width"), image.get("height"))
-        if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+        clipped = clip_box(box, image.get("width"), image.get("height"))
+        if is_degenerate(clipped):
             counts["num_dropped_degenerate"] += 1
             continue
         counts["num_clipped"] += clipped != box
@@ -305,29 +287,13 @@ def _sanitize(
 def _well_formed(ann: Any, images: dict[int, dict[str, Any]], seen_ids: set[int]) -> bool:
     return (
         isinstance(ann, dict)
-        and _is_int(ann.get("id"))
+        and is_int(ann.get("id"))
         and ann["id"] not in seen_ids
-        and ann.get("image_id") in images
-        and _is_int(ann.get("category_id"))
+        # is_int first: an unhashable image_id (a list) would make the dict lookup raise.
+        and is_int(ann.get("image_id"))
+        and ann["image_id"] in images
+        and is_int(ann.get("category_id"))
     )
-
-
-def _xywh_to_xyxy(bbox: Any) -> tuple[float, float, float, float] | None:
-    """COCO ``[x, y, w, h]`` -> ``(x1, y1, x2, y2)``; None when it is not 4 finite numbers with w, h >= 0."""
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-        return None
-    x, y, w, h = (float(v) for v in bbox)
-    if w < 0 or h < 0:
-        return None
-    return (x, y, x + w, y + h)
-
-
-def _clip(box: tuple[float, float, float, float], width: Any, height: Any) -> tuple[float, float, float, float]:
-    """Clip to ``[0, W] x [0, H]``; a side with an unknown size is clipped at 0 only."""
-    x_max = float(width) if _is_number(width) and width > 0 else math.inf
-    y_max = float(height) if _is_number(height) and height > 0 else math.inf
-    x1, y1, x2, y2 = box
-    return (min(max(x1, 0.0), x_max), min(max(y1, 0.0), y_max), min(max(x2, 0.0), x_max), min(max(y2, 0.0), y_max))
 
 
 def _fill_defaults(ann: dict[str, Any], box: tuple[float, float, float, float]) -> bool:
@@ -336,35 +302,15 @@ def _fill_defaults(ann: dict[str, Any], box: tuple[float, float, float, float]) 
     Returns whether the segmentation had to be replaced by the box.
     """
     ann["iscrowd"] = 1 if ann.get("iscrowd") else 0
-    if not _is_number(ann.get("area")):
+    if not is_number(ann.get("area")):
         ann["area"] = (box[2] - box[0]) * (box[3] - box[1])
-    segmentation = _usable_segmentation(ann.get("segmentation"))
+    segmentation = usable_segmentation(ann.get("segmentation"))
     if segmentation is None:
         x1, y1, x2, y2 = box
         ann["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
         return True
     ann["segmentation"] = segmentation
     return False
-
-
-def _usable_segmentation(segmentation: Any) -> Any:
-    """The segmentation if pycocotools can decode it (bad polygons removed), else None.
-
-    Polygons need >= 3 points: pycocotools reads a 4-number "polygon" as a bbox. Coordinates are
-    not checked one by one (too slow for COCO-sized files); a bad one surfaces at load time.
-    """
-    if isinstance(segmentation, list):
-        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
-        return polygons or None
-    if isinstance(segmentation, dict):
-        size, counts = segmentation.get("size"), segmentation.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size)):
-            return None
-        if isinstance(counts, str) and counts:
-            return segmentation
-        if isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts) and sum(counts) == size[0] * size[1]:
-            return segmentation
-    return None
 
 
 def _decode_mask(record: _Record, height: int, width: int, path: Path) -> np.ndarray:

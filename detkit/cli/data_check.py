@@ -1,0 +1,97 @@
+"""Rendering ``detkit data check`` and ``detkit data convert`` results with rich; no checking here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
+
+
+@contextmanager
+def image_progress(console: Console, description: str = "decoding images") -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar; yields the ``progress(done, total)`` callback the scan calls."""
+    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # Off when piped: a transient bar still leaves an empty line in a log.
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def render_check(console: Console, report, *, suggest_fix: bool = True) -> None:
+    """A ``data.check.CheckReport``: what was checked, a table of findings, and the verdict line."""
+    console.print(
+        Text(f"checked {report.annotation_file}: {report.num_images} images, {report.num_annotations} annotations, "
+             f"{report.num_categories} categories; image folder {report.image_dir}"),
+        soft_wrap=True,
+    )
+    if report.findings:
+        console.print(findings_table(report.findings))
+    console.print(verdict_line(report, suggest_fix=suggest_fix), soft_wrap=True)  # one line, for grep
+
+
+def findings_table(findings) -> Table:
+    table = Table(show_lines=True)
+    table.add_column("severity")
+    table.add_column("check")
+    table.add_column("count", justify="right")
+    table.add_column("what it means")
+    table.add_column("examples")
+    for finding in findings:
+        table.add_row(
+            Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), Text(finding.code), str(finding.count),
+            Text(finding.message), Text("\n".join(finding.examples)),
+        )
+    return table
+
+
+def verdict_line(report, *, suggest_fix: bool = True) -> Text:
+    """One line naming every error and warning code (grep-able, and whole whatever the terminal width)."""
+    errors, warnings = _codes(report.errors), _codes(report.warnings)
+    if errors:
+        hint = "; fix them, or pass --fix OUT.json for a cleaned copy" if suggest_fix else ""
+        return Text(f"errors: {errors}; warnings: {warnings or 'none'}{hint}", style="bold red")
+    if warnings:
+        return Text(f"no errors; warnings: {warnings}", style="yellow")
+    return Text("no problems found", style="green")
+
+
+def _codes(findings) -> str:
+    return ", ".join(f"{finding.code} ({finding.count})" for finding in findings)
+
+
+def render_fix(console: Console, result, after) -> None:
+    """A ``data.fix.FixResult`` and the ``CheckReport`` of the cleaned file."""
+    where = f"wrote {result.output} (its images: {after.image_dir})"
+    if not result.changes:
+        console.print(Text(f"{where}: nothing needed changing"), soft_wrap=True)
+    else:
+        console.print(Text(f"{where}:"), soft_wrap=True)
+        for count, what in result.changes:
+            console.print(Text(f"  {count} {what}"))
+    if after.errors:
+        console.print(Text(f"the cleaned file still has errors: {_codes(after.errors)}", style="bold red"), soft_wrap=True)
+    else:
+        console.print(Text(f"the cleaned file has no errors; warnings: {_codes(after.warnings) or 'none'}", style="green"), soft_wrap=True)
+
+
+def render_conversion(console: Console, report) -> None:
+    """A ``data.formats.ConversionReport``: one row per split, then the notes."""
+    table = Table(title=f"{report.format.upper()} dataset written to {report.output}", title_justify="left")
+    for column, justify in (("split", "left"), ("images", "right"), ("annotations", "right"), ("classes", "left"), ("images in", "left")):
+        table.add_column(column, justify=justify)
+    for split in report.splits:
+        table.add_row(Text(split.name), str(split.num_images), str(split.num_annotations), Text(", ".join(split.class_names)), Text(str(_absolute(split.image_dir))))
+    console.print(table)
+    for note in report.notes:
+        console.print(Text(f"note: {note}"))
+
+
+def _absolute(path: Path) -> Path:
+    return path if path.is_absolute() else Path.cwd() / path
