@@ -13,10 +13,12 @@ from detkit.cli.common import console, reports_errors
 @reports_errors
 def train_command(
     pipeline: Annotated[str, typer.Option(help="rcnn, fast_rcnn, faster_rcnn, mask_rcnn or yolo.")] = "faster_rcnn",
-    data: Annotated[Optional[Path], typer.Option(help="COCO instances json to train on (default: the synthetic dataset).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: beside the json).")] = None,
-    val_data: Annotated[Optional[Path], typer.Option(help="COCO json to validate on (default: --data).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="COCO instances json, Pascal VOC folder or YOLO folder/data.yaml to train on (default: the synthetic dataset).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: beside the json, or the VOC/YOLO layout's).")] = None,
+    val_data: Annotated[Optional[Path], typer.Option(help="Dataset to validate on (default: --data; for VOC/YOLO its validation split).")] = None,
     val_images: Annotated[Optional[Path], typer.Option(help="Image folder of --val-data.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Training split of a VOC/YOLO --data (default: train).")] = None,
+    val_split: Annotated[Optional[str], typer.Option(help="Validation split of a VOC/YOLO dataset (default: val, else test).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Start from this preset instead of the pipeline's default.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file of config overrides.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one config value: KEY=VALUE (repeatable).")] = None,
@@ -53,9 +55,10 @@ def train_command(
     else:
         cfg = load_preset(preset or default_preset(pipeline, synthetic=data is None))
     if data is not None:
+        train_source, val_source = _training_sources(data, images, val_data, val_images, split, val_split)
         cfg = replace(cfg, data=replace(
-            cfg.data, train_annotations=str(data), train_images=str(images or data.parent),
-            val_annotations=str(val_data or data), val_images=str(val_images or (val_data.parent if val_data else images or data.parent)),
+            cfg.data, train_annotations=str(train_source.annotations), train_images=str(train_source.images),
+            val_annotations=str(val_source.annotations), val_images=str(val_source.images),
         ))
     if config is not None:
         cfg = load_config_file(cfg, config)
@@ -86,6 +89,22 @@ def train_command(
     console.print(f"done in {result.seconds / 60:.1f} min; best checkpoint: {result.best_checkpoint}")
     if result.metrics:
         console.print(metrics_table(result.metrics, title="best validation (COCO bbox)"))
+
+
+def _training_sources(data: Path, images, val_data, val_images, split, val_split):
+    """COCO json + image folder for training and validation; a VOC or YOLO dataset is converted once
+    into detkit's cache (see ``detkit data convert``) and its notes printed."""
+    from detkit.data.formats import default_splits, resolve_dataset
+
+    train_split, default_val_split = default_splits(data)
+    train = resolve_dataset(data, split or train_split, images)
+    if val_data is None:
+        val = resolve_dataset(data, val_split or default_val_split, images)
+    else:
+        val = resolve_dataset(val_data, val_split or default_splits(val_data)[1], val_images)
+    for note in dict.fromkeys(train.notes + val.notes):
+        console.print(f"[yellow]note:[/] {note}")
+    return train, val
 
 
 # Command-line options that are shortcuts for config keys: option name -> dotted key.

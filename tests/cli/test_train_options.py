@@ -88,3 +88,24 @@ def test_resuming_from_a_malicious_checkpoint_runs_none_of_its_code(tmp_path):
     assert result.exit_code == 4, result.output
     assert "refused" in result.output and "last.pt" in result.output and "Traceback" not in result.output
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("layout", ["voc", "yolo"])
+def test_train_takes_a_voc_or_yolo_folder_directly(layout, data_and_config, tmp_path):
+    from tests.cli.helpers import invoke
+
+    data, config = data_and_config
+    folder = tmp_path / layout
+    converted = invoke("data", "convert", str(data / "annotations/instances_train.json"), str(folder), "--to", layout,
+                       "--split", "train", "--images", str(data / "train"))
+    assert converted.exit_code == 0, converted.output
+    source = folder / "data.yaml" if layout == "yolo" else folder
+    result = invoke("train", "--data", str(source), "--val-split", "train", "--config", str(config),
+                    "--output", str(tmp_path / "runs"), "--name", layout, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / layout
+    saved = json.loads((run_dir / "config.json").read_text())
+    categories = json.loads((data / "annotations/instances_train.json").read_text())["categories"]
+    assert saved["model"]["num_classes"] == len(categories) and saved["data"]["train_annotations"].endswith("instances_train.json")
+    (record,) = epoch_records(run_dir)
+    assert 0 <= record["val"]["AP"] <= 1
