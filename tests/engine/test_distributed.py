@@ -59,9 +59,10 @@ def test_two_processes_take_the_steps_of_one_with_the_same_global_batch(data8, t
         torch.testing.assert_close(two_weights[key], value, rtol=1e-4, atol=1e-6, msg=key)
 
 
-def model_for(pipeline: str, tmp_path) -> ModelConfig:
+def model_for(pipeline: str) -> ModelConfig:
+    """The tiny Faster R-CNN of test_train turned into ``pipeline``."""
     resnet = BackboneConfig(name="resnet18", fpn=False)
-    tiny = tiny_config({"train": ("", ""), "val": ("", "")}, tmp_path, 1).model
+    tiny = tiny_config({"train": ("", ""), "val": ("", "")}, "", 1).model  # only its model settings are used
     return {
         "fast_rcnn": replace(tiny, pipeline="fast_rcnn", backbone=resnet, roi_heads=replace(tiny.roi_heads, pooler="roi_pool")),
         "mask_rcnn": replace(tiny, pipeline="mask_rcnn", mask=MaskHeadConfig(conv_channels=8, num_convs=1)),
@@ -75,7 +76,7 @@ def model_for(pipeline: str, tmp_path) -> ModelConfig:
 
 @pytest.mark.parametrize("pipeline", ["fast_rcnn", "mask_rcnn", "yolo"])
 def test_every_gradient_pipeline_trains_and_evaluates_on_two_processes(pipeline, data8, tmp_path):
-    cfg = replace(tiny_config(data8, tmp_path, epochs=1), name=pipeline, model=model_for(pipeline, tmp_path))
+    cfg = replace(tiny_config(data8, tmp_path, epochs=1), name=pipeline, model=model_for(pipeline))
     result = train(on_processes(cfg, devices=2, global_batch=4))
     steps, val = logged_steps(result.run_dir)
     assert [s["iter"] for s in steps] == [1, 2] and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps)
@@ -86,7 +87,7 @@ def test_every_gradient_pipeline_trains_and_evaluates_on_two_processes(pipeline,
 
 def test_rcnn_shares_feature_extraction_between_processes(tmp_path):
     paths = generate_synthetic_coco(tmp_path / "data", num_train=SHARD_IMAGES + 4, num_val=2, image_size=(64, 64), seed=6)
-    cfg = replace(tiny_config(paths, tmp_path / "runs", epochs=1), name="rcnn", model=model_for("rcnn", tmp_path))
+    cfg = replace(tiny_config(paths, tmp_path / "runs", epochs=1), name="rcnn", model=model_for("rcnn"))
     result = train(on_processes(cfg, devices=2, global_batch=4))
     shards = sorted(p.name for p in (result.run_dir / "features").glob("*/shard-*.pt"))
     assert shards == ["shard-00000.pt", "shard-00001.pt"]  # shard 0 from rank 0, shard 1 from rank 1
@@ -103,19 +104,16 @@ def test_sync_bn_on_cpu_processes_is_refused_in_one_line(data8, tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_nccl_with_amp_and_channels_last_on_one_gpu(data8, tmp_path):
+def test_nccl_with_amp_and_channels_last_on_one_gpu(data8, tmp_path, monkeypatch):
     cfg = replace(tiny_config(data8, tmp_path, epochs=1), device="cuda")
     cfg = replace(
         cfg, solver=replace(cfg.solver, amp=True, amp_dtype="fp16", channels_last=True),
         runtime=RuntimeConfig(devices=1, backend="nccl", sync_bn=True, log_every_steps=1),
     )
-    import os
-
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29531")
-    try:
-        result = train(cfg)
-    finally:
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-            os.environ.pop(key)
+    torchrun_environment = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}
+    for key, value in torchrun_environment.items():
+        monkeypatch.setenv(key, value)  # what torchrun --nproc-per-node 1 sets: a process group of one, under DDP
+    result = train(cfg)
     steps, val = logged_steps(result.run_dir)
     assert len(steps) == 2 and 0 <= val[0]["AP"] <= 1
