@@ -45,7 +45,7 @@ def benchmark_command(
     from detkit.cli.tables import benchmark_tables
     from detkit.config.presets import PIPELINE_NAMES
     from detkit.engine.benchmark.outputs import save_report
-    from detkit.engine.benchmark.precision import Precision
+    from detkit.engine.precision import Precision
     from detkit.engine.benchmark.runner import BenchmarkRequest, BenchmarkSettings, run_benchmark
     from detkit.engine.device import resolve_device
     from detkit.engine.runs import new_run_dir

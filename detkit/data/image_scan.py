@@ -21,9 +21,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from detkit.data.images import READ_FLAGS
+
 ImageState = Literal["ok", "missing", "unreadable", "truncated"]
 
-_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 _PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 _MAX_THREADS = 8
@@ -49,7 +50,7 @@ def inspect_image(path: Path) -> ImageStatus:
         return ImageStatus("unreadable", detail=error.strerror or "cannot read")
     if not data:
         return ImageStatus("unreadable", detail="empty file")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _READ_FLAGS)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
     size = None if image is None else (int(image.shape[0]), int(image.shape[1]))
     if _is_truncated(data):
         return ImageStatus("truncated", size, detail="ends before the image's end marker")

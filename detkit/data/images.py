@@ -16,7 +16,7 @@ from torch import Tensor
 
 from detkit.errors import DataError
 
-_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # stored pixels, EXIF ignored
 
 
 def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
@@ -33,7 +33,7 @@ def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise DataError(f"{path}: cannot read image ({error.strerror}); check the file's permissions") from error
-    bgr = cv2.imdecode(data, _READ_FLAGS) if data.size else None
+    bgr = cv2.imdecode(data, READ_FLAGS) if data.size else None
     if bgr is None:
         raise DataError(f"{path}: not a readable image; replace it with a valid JPEG or PNG or drop it from the annotations")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -80,6 +80,7 @@ def _cut_batches(order: list[int], groups: Sequence[int] | None, size: int) -> l
         if len(bucket) == size:
             batches.append(bucket)
             filling[groups[index]] = []
-    leftovers = sorted((i for bucket in filling.values() for i in bucket), key=order.index)
+    left = {i for bucket in filling.values() for i in bucket}
+    leftovers = [i for i in order if i in left]  # in epoch order
     batches.extend(leftovers[i:i + size] for i in range(0, len(leftovers), size))
     return batches

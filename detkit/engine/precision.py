@@ -1,9 +1,13 @@
-"""Training precision and memory format: autocast to bf16/fp16, fp16's gradient scaler, channels_last.
+"""How training and benchmarks run the models: float32 or autocast (bf16/fp16), memory format, ``torch.compile``.
 
-bf16 keeps float32's exponent range, so its gradients need no scaling; fp16 underflows without a
-``GradScaler``. channels_last (NHWC) is what cuDNN's tensor-core convolutions and oneDNN's fastest
-CPU ones want; RoIAlign/RoIPool read NHWC feature maps as they are. Also here: the checks of the
-``runtime`` and performance settings that must fail before any process starts.
+These are the switches that make GPU numbers good. ``channels_last`` (NHWC) lets cuDNN use its
+tensor-core convolutions and oneDNN its fastest CPU ones; RoIAlign/RoIPool take NHWC maps as they
+are. ``compile`` compiles each model's dense network (trunk and FPN/neck), the part with static
+shapes; proposals, RoI sampling and NMS have data-dependent shapes and stay eager. bf16 keeps
+float32's exponent range and trains without loss scaling; fp16 gets a ``GradScaler``.
+
+Also here: the checks of the ``runtime`` and performance settings that must fail before any
+training process starts.
 """
 
 from __future__ import annotations
@@ -23,29 +27,62 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
-class TrainingPrecision:
-    device: torch.device
-    amp_dtype: torch.dtype | None  # None: float32
-    channels_last: bool
+class Precision:
+    amp: str | None = None  # None (float32), "bf16" or "fp16"
+    channels_last: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise ConfigError(f"--amp-dtype {self.amp!r}: choose bf16 or fp16")
 
     @staticmethod
-    def from_config(solver: SolverConfig, device: torch.device) -> "TrainingPrecision":
-        return TrainingPrecision(device, AMP_DTYPES[solver.amp_dtype] if solver.amp else None, solver.channels_last)
+    def of_solver(solver: SolverConfig) -> "Precision":
+        """What a training run asked for: ``solver.amp`` / ``amp_dtype`` / ``channels_last``."""
+        return Precision(solver.amp_dtype if solver.amp else None, solver.channels_last)
 
-    def autocast(self) -> ContextManager[None]:
-        if self.amp_dtype is None:
+    @property
+    def name(self) -> str:
+        """What the report calls it: ``fp32``, ``amp-bf16`` or ``amp-fp16``."""
+        return "fp32" if self.amp is None else f"amp-{self.amp}"
+
+    def autocast(self, device: torch.device) -> ContextManager[None]:
+        if self.amp is None:
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(device.type, dtype=AMP_DTYPES[self.amp])
 
-    def grad_scaler(self) -> torch.amp.GradScaler:
+    def needs_grad_scaler(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none."""
+        return self.amp == "fp16"
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
         """Loss scaling for fp16; a disabled (pass-through) scaler otherwise."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        return torch.amp.GradScaler(device.type, enabled=self.needs_grad_scaler())
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """``model`` (converted in place) in the memory format its convolutions will run in."""
+        """Apply the memory format to ``model`` (in place) and return it."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         return model
+
+    def compile_dense(self, model: nn.Module) -> nn.Module:
+        """With ``compile``, replace the model's trunk by its compiled version (in place); return the model."""
+        if self.compile:
+            owner, name = dense_network(model)
+            setattr(owner, name, torch.compile(getattr(owner, name)))
+        return model
+
+
+def dense_network(model: nn.Module) -> tuple[nn.Module, str]:
+    """``(owner, attribute)`` of a detector's convolutional trunk: what ``torch.compile`` gets."""
+    for path in ("backbone", "trunk", "cnn.backbone"):
+        *parents, name = path.split(".")
+        owner = model
+        for parent in parents:
+            owner = getattr(owner, parent, None)
+        if isinstance(getattr(owner, name, None), nn.Module):
+            return owner, name
+    raise ConfigError(f"--compile: {type(model).__name__} has no backbone or trunk module to compile")
 
 
 def check_runtime(cfg: ExperimentConfig) -> None:

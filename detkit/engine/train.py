@@ -58,7 +58,7 @@ from detkit.engine.events import (
 )
 from detkit.engine.interrupt import StopRequest
 from detkit.engine.launch import launch
-from detkit.engine.precision import TrainingPrecision, check_runtime
+from detkit.engine.precision import Precision, check_runtime
 from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest
 from detkit.engine.solver import build_optimizer, build_scheduler
@@ -170,7 +170,7 @@ class _Trainer:
 
     def __init__(self, cfg: ExperimentConfig, rank: Rank, device: torch.device, stop: StopRequest, on_event: EventCallback) -> None:
         self.cfg, self.rank, self.device, self.stop, self.on_event = cfg, rank, device, stop, on_event
-        self.precision = TrainingPrecision.from_config(cfg.solver, device)
+        self.precision = Precision.of_solver(cfg.solver)
         self.state = TrainingState()
         self.stop_agreed = False  # some process was asked to stop (all learn it from the same collective)
 
@@ -208,13 +208,13 @@ class _Trainer:
         self.model = self.precision.prepare(model.to(device))
         self.ema = ModelEMA(self.model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
         self.evaluated = self.ema.module if self.ema is not None else self.model  # what validation scores and checkpoints hold
-        self.ddp: nn.Module = self.model
+        self.trained: nn.Module = self.model  # what the training forward calls: the DDP wrapper, or the model alone
         if self.rank.joined:
-            self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            self.trained = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         steps_per_epoch = -(-len(epoch_loader(self.train_set, cfg, 0, rank=self.rank)) // cfg.solver.accumulate_steps)
         self.optimizer = build_optimizer(self.model, cfg.solver)
         self.scheduler = build_scheduler(self.optimizer, cfg.solver, steps_per_epoch)
-        self.scaler = self.precision.grad_scaler()
+        self.scaler = self.precision.grad_scaler(device)
 
     def _run_dir(self, resumed: Checkpoint | None) -> Path:
         if resumed is not None:
@@ -314,10 +314,10 @@ class _Trainer:
         torch.manual_seed(hash_ints(cfg.seed, self.rank.rank, state.step, micro))  # see the module docstring
         images = [image.to(self.device, non_blocking=True) for image in images]
         targets = [target.to(self.device) for target in targets]
-        no_sync = self.ddp.no_sync() if self.rank.joined and not closes_group else nullcontext()
+        no_sync = self.trained.no_sync() if self.rank.joined and not closes_group else nullcontext()
         with no_sync:
-            with self.precision.autocast():
-                losses = self.ddp(images, targets).losses
+            with self.precision.autocast(self.device):
+                losses = self.trained(images, targets).losses
             loss = sum(losses.values())
             names = ["loss", *losses]
             reduced = sum_over_processes(torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values()),

@@ -14,14 +14,15 @@ import torch.distributed as dist
 from torch import Tensor
 
 
-def loss_normalizer(count: int | Tensor, device: torch.device) -> Tensor:
-    """``count`` averaged over the training processes (itself with one process), at least 1, as a float scalar.
+def loss_normalizer(count: int, device: torch.device) -> float | Tensor:
+    """``count`` averaged over the training processes, at least 1: a Python float with one process
+    (no device tensor, so no host-device copy in the loss), a scalar tensor on ``device`` otherwise.
 
     Every process must call this the same number of times per step (it is a collective while
     training data-parallel), so callers call it before any early return.
     """
-    value = torch.as_tensor(count, dtype=torch.float32, device=device).detach().clone()
-    if torch.is_grad_enabled() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value = value / dist.get_world_size()
-    return value.clamp(min=1.0)
+    if not (torch.is_grad_enabled() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return float(max(count, 1))
+    value = torch.tensor(float(count), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return (value / dist.get_world_size()).clamp(min=1.0)

@@ -14,6 +14,8 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
+from detkit.data.images import READ_FLAGS
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers carry the size; C4 (Huffman tables), C8 (reserved) and CC
 # (arithmetic-coding conditioning) share the range but are not frames.
@@ -84,5 +86,5 @@ def _decoded_size(path: Path) -> tuple[int, int] | None:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    image = cv2.imdecode(data, READ_FLAGS) if data.size else None
     return None if image is None else (int(image.shape[0]), int(image.shape[1]))

@@ -32,7 +32,7 @@ from detkit.engine.benchmark.cost import counted_flops, parameter_count
 from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
 from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, random_model
-from detkit.engine.benchmark.precision import Precision
+from detkit.engine.precision import Precision
 from detkit.engine.benchmark.report import BenchmarkReport, PipelineResult
 from detkit.engine.benchmark.timing import Latency, stage_breakdown, time_repeatedly, warm_up
 from detkit.engine.benchmark.torchvision_compare import COMPARABLE_PIPELINES, TORCHVISION_BUILDERS, ComparisonResult, compare_with_torchvision

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from detkit.config import TransformConfig
-from detkit.engine.benchmark.precision import Precision
+from detkit.engine.precision import Precision
 from detkit.engine.benchmark.timing import time_models
 from detkit.errors import ConfigError
 from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config

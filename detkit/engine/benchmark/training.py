@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from detkit.config import ExperimentConfig
 from detkit.engine.benchmark.models import uses_selective_search
-from detkit.engine.benchmark.precision import Precision
+from detkit.engine.precision import Precision
 from detkit.engine.benchmark.timing import time_repeatedly, warm_up
 from detkit.engine.solver import build_optimizer
 from detkit.structures import Target
@@ -35,7 +35,7 @@ def training_images_per_second(
         targets = _with_proposals(trainee, images, targets)
     targets = [target.to(device) for target in targets]
     optimizer = build_optimizer(trainee, replace(cfg.solver, lr=TIMING_LR))
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler(device))
+    scaler = precision.grad_scaler(device)
     batches = [
         (images[start : start + batch_size], targets[start : start + batch_size]) for start in range(0, len(images), batch_size)
     ]

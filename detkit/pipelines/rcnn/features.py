@@ -70,21 +70,14 @@ def image_regions(model: RCNNDetector, image: Tensor, gt_boxes: Tensor, gt_label
     )
 
 
-def extract_features(
-    model: RCNNDetector, dataset: CocoDetection, folder: Path, on_progress: Callable[[int], None] = lambda done: None,
-) -> RegionSet:
-    """Features of every region of ``dataset`` (non-crowd ground truths + the proposals its targets carry),
-    read from ``folder`` where a shard exists, computed and written there where not."""
-    write_feature_shards(model, dataset, folder, on_progress)
-    return read_feature_shards(folder, len(dataset))
-
-
 @torch.no_grad()
 def write_feature_shards(
     model: RCNNDetector, dataset: CocoDetection, folder: Path, on_progress: Callable[[int], None] = lambda done: None,
     rank: int = 0, world_size: int = 1,
 ) -> None:
-    """Compute and write the missing shards that are this process's: shard ``s`` belongs to rank ``s % world_size``."""
+    """Compute and write the features of every region of ``dataset`` (non-crowd ground truths + the
+    proposals its targets carry) in the missing shards that are this process's: shard ``s`` belongs to
+    rank ``s % world_size``; existing shards are kept (an interrupted extraction resumes)."""
     model.eval()
     for shard_index, start in enumerate(range(0, len(dataset), SHARD_IMAGES)):
         stop = min(start + SHARD_IMAGES, len(dataset))
@@ -115,6 +108,6 @@ def shard_bytes(folder: Path) -> int:
 def _regions_of(model: RCNNDetector, dataset: CocoDetection, index: int) -> RegionSet:
     image, target = dataset[index]
     if target.proposals is None:
-        raise ValueError("extract_features needs a dataset that attaches proposals (CocoDetection(proposals=...))")
+        raise ValueError("write_feature_shards needs a dataset that attaches proposals (CocoDetection(proposals=...))")
     target = target.without_crowd()
     return image_regions(model, image, target.boxes, target.labels, target.proposals, index)

@@ -11,7 +11,7 @@ from detkit.checkpoint import Checkpoint, save_checkpoint
 from detkit.config.presets import PIPELINE_NAMES
 from detkit.data.synthetic import CATEGORY_IDS, CLASS_NAMES, generate_synthetic_coco
 from detkit.engine.benchmark.outputs import save_report
-from detkit.engine.benchmark.precision import Precision
+from detkit.engine.precision import Precision
 from detkit.engine.benchmark.models import random_model
 from detkit.engine.benchmark.runner import BenchmarkRequest, BenchmarkSettings, run_benchmark
 from detkit.modeling.stages import STAGE_ORDER
