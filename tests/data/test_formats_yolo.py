@@ -120,6 +120,8 @@ def test_class_written_as_float_is_accepted(tmp_path):
         ("names: cat\ntrain: images/train\n", "'names' must be a list"),
         ("names: {0: cat, 2: dog}\ntrain: images/train\n", r"indices are \[0, 2\]"),
         ("names: {a: cat}\ntrain: images/train\n", "keys must be class indices"),
+        ("names: {.inf: cat}\ntrain: images/train\n", "keys must be class indices"),  # found by the fuzz test: int(inf) overflowed
+        ("names: {0.5: cat}\ntrain: images/train\n", "keys must be class indices"),
         ("names: [cat]\nnc: 2\ntrain: images/train\n", "nc is 2 but 'names' has 1"),
         ("names: [cat]\nnc: two\ntrain: images/train\n", "nc is 'two'"),
         ("names: [cat]\n", "names no split"),

@@ -131,10 +131,10 @@ def _class_names(yaml_path: Path, data: dict) -> list[str]:
 
 
 def _names_from_mapping(yaml_path: Path, names: dict) -> list:
-    try:
-        by_index = {int(key): value for key, value in names.items()}
-    except (TypeError, ValueError):
-        raise DataError(f"{yaml_path}: 'names' keys must be class indices 0, 1, ...") from None
+    # Whole numbers only, written as numbers or digits: int() would also take 1.5, True or inf.
+    if not all((isinstance(key, int) and not isinstance(key, bool)) or (isinstance(key, str) and key.strip().isdigit()) for key in names):
+        raise DataError(f"{yaml_path}: 'names' keys must be class indices 0, 1, ...")
+    by_index = {int(key): value for key, value in names.items()}
     if sorted(by_index) != list(range(len(by_index))):
         raise DataError(f"{yaml_path}: 'names' indices are {sorted(by_index)}; number the classes 0..{len(by_index) - 1}")
     return [by_index[index] for index in range(len(by_index))]
