@@ -12,7 +12,7 @@ recognised and converted on load, with COCO class names when it has torchvision'
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,9 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     from detkit.pipelines import PIPELINES
 
     model_cfg = checkpoint.config.model
+    # The checkpoint holds every weight: building the trunk must not look for ImageNet files, which a
+    # machine that only received the checkpoint does not have.
+    model_cfg = replace(model_cfg, backbone=replace(model_cfg.backbone, pretrained=False))
     if model_cfg.pipeline not in PIPELINES:
         raise CheckpointError(
             f"{checkpoint.source}: pipeline {model_cfg.pipeline!r} is not available in this detkit "
@@ -102,6 +105,11 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
 def _load_data(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass --weights with an existing file or run `detkit train` first")
+    kind = _foreign_kind(path)
+    if kind:
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint ({kind}); pass a .pt written by `detkit train` or a torchvision detection .pth"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -111,6 +119,23 @@ def _load_data(path: Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({error.__class__.__name__}); re-download or re-train it") from None
+
+
+# torch.save writes a zip archive; files from torch < 1.6 are a bare pickle (protocol 2+ starts with 0x80).
+_TORCH_SIGNATURES = (b"PK\x03\x04", b"\x80")
+_OTHER_SIGNATURES = {b"\xff\xd8": "a JPEG image", b"\x89PNG": "a PNG image", b"{": "JSON or text", b"[": "JSON or text"}
+
+
+def _foreign_kind(path: Path) -> str:
+    """What ``path`` is instead of a torch file ("" when it starts like one)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        return "the file is empty"
+    if head.startswith(_TORCH_SIGNATURES):
+        return ""
+    stripped = head.lstrip()
+    return next((what for signature, what in _OTHER_SIGNATURES.items() if stripped.startswith(signature)), "unrecognised bytes")
 
 
 def _from_payload(payload: dict[str, Any], path: Path) -> Checkpoint:

@@ -12,7 +12,7 @@ from detkit.cli.common import console, reports_errors
 
 @reports_errors
 def train_command(
-    pipeline: Annotated[str, typer.Option(help="rcnn, fast_rcnn, faster_rcnn, mask_rcnn or yolo.")] = "faster_rcnn",
+    pipeline: Annotated[Optional[str], typer.Option(help="rcnn, fast_rcnn, faster_rcnn (default), mask_rcnn or yolo.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO instances json, Pascal VOC folder or YOLO folder/data.yaml to train on (default: the synthetic dataset).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: beside the json, or the VOC/YOLO layout's).")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Dataset to validate on (default: --data; for VOC/YOLO its validation split).")] = None,
@@ -28,6 +28,7 @@ def train_command(
     output: Annotated[Optional[Path], typer.Option(help="Folder for run directories (default: runs).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (a suffix is added when taken).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Resume a run directory (or its last.pt) with the run's own config; other options given are applied on top.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Start a new run from a trained checkpoint (fine-tuning): its model settings are kept; layers whose shape differs (another class count) start fresh.")] = None,
     devices: Annotated[Optional[int], typer.Option(help="Data-parallel processes on this machine: one per GPU, or CPU processes sharing the cores. Across machines, use torchrun (see README).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random draw (weights, data order, augmentation, sampling).")] = None,
     deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels: a killed and resumed run ends with an uninterrupted run's weights.")] = None,
@@ -52,8 +53,13 @@ def train_command(
         from detkit.engine.runs import run_config
 
         cfg = run_config(resume)  # a resumed run continues with the config it was started with
+        _refuse_model_choice_on_resume(cfg, resume, pipeline, preset, weights)
+    elif weights is not None:
+        from detkit.engine.fine_tune import fine_tune_config
+
+        cfg = fine_tune_config(weights, pipeline, preset)
     else:
-        cfg = load_preset(preset or default_preset(pipeline, synthetic=data is None))
+        cfg = load_preset(preset or default_preset(pipeline or "faster_rcnn", synthetic=data is None))
     if data is not None:
         train_source, val_source = _training_sources(data, images, val_data, val_images, split, val_split)
         cfg = replace(cfg, data=replace(
@@ -89,6 +95,20 @@ def train_command(
     console.print(f"done in {result.seconds / 60:.1f} min; best checkpoint: {result.best_checkpoint}")
     if result.metrics:
         console.print(metrics_table(result.metrics, title="best validation (COCO bbox)"))
+
+
+def _refuse_model_choice_on_resume(cfg, resume: Path, pipeline, preset, weights) -> None:
+    """A resumed run keeps its model: options that would pick another one are errors, not silently ignored."""
+    from detkit.errors import ConfigError
+
+    if weights is not None:
+        raise ConfigError(f"--resume {resume} continues from its own last.pt; drop --weights (or start a new run with it)")
+    if preset is not None:
+        raise ConfigError(f"--resume {resume} continues with the run's own config; drop --preset {preset}")
+    if pipeline is not None and pipeline != cfg.model.pipeline:
+        raise ConfigError(
+            f"--resume {resume} continues a {cfg.model.pipeline} run; drop --pipeline {pipeline}, or start a new run to train {pipeline}"
+        )
 
 
 def _training_sources(data: Path, images, val_data, val_images, split, val_split):

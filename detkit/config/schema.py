@@ -169,6 +169,9 @@ class YOLOConfig:
 class ModelConfig:
     pipeline: str = "faster_rcnn"
     num_classes: int = 0  # K foreground classes; 0 takes it from the training data
+    # A checkpoint a fresh run starts from (``detkit train --weights``): tensors of matching name and
+    # shape are copied, the rest (another class count's heads) start fresh. Not read when resuming.
+    init_weights: str = ""
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)

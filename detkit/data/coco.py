@@ -139,6 +139,18 @@ class CocoDetection(Dataset):
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.coco.imgs[self.image_ids[index]]["file_name"]
 
+    def require_image_files(self) -> None:
+        """Raise ``DataError`` naming the first missing image file (and how many are missing): a
+        ``stat`` per image, so a long run fails at start, not hours in at the first absent file.
+        Decoding problems still surface when an image is read."""
+        missing = [self.image_path(index) for index in range(len(self)) if not self.image_path(index).is_file()]
+        if missing:
+            more = f" (and {len(missing) - 1} more of {len(self)} images)" if len(missing) > 1 else ""
+            raise DataError(
+                f"{missing[0]}: image not found{more}, listed in {self.annotation_file}; check --images, or drop "
+                f"the records with `detkit data check {self.annotation_file} --images {self.image_dir} --fix OUT.json`"
+            )
+
     def orientations(self) -> list[int]:
         """Per image, 1 when the json says it is taller than wide, else 0 (no pixels read): the groups
         that aspect-ratio batching keeps apart. An image without a usable size counts as landscape."""

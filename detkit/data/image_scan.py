@@ -1,9 +1,8 @@
 """Decoding every image of a dataset once, to find the missing, unreadable and truncated ones.
 
-An image is ``truncated`` when its bytes stop before the format's end marker (JPEG ``FF D9``, the
-PNG ``IEND`` chunk), the signature of an interrupted download or copy. OpenCV sometimes decodes such
-a file anyway (the missing rows come out grey), so decoding alone does not catch it. Zero bytes
-after the end marker are tolerated: some writers pad files.
+An image is ``truncated`` when its bytes stop before the format's end marker (see
+``images.truncation``), the signature of an interrupted download or copy. OpenCV sometimes decodes
+such a file anyway (the missing rows come out grey), so decoding alone does not catch it.
 
 Decoding uses the flags of ``read_image_rgb`` (EXIF orientation ignored), so the size found is the
 size training sees. Files are decoded on a thread pool: OpenCV's decoders release the GIL.
@@ -21,12 +20,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from detkit.data.images import READ_FLAGS
+from detkit.data.images import READ_FLAGS, truncation
 
 ImageState = Literal["ok", "missing", "unreadable", "truncated"]
 
-_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
-_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 _MAX_THREADS = 8
 
 
@@ -52,20 +49,12 @@ def inspect_image(path: Path) -> ImageStatus:
         return ImageStatus("unreadable", detail="empty file")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
     size = None if image is None else (int(image.shape[0]), int(image.shape[1]))
-    if _is_truncated(data):
-        return ImageStatus("truncated", size, detail="ends before the image's end marker")
+    cut = truncation(data)
+    if cut:
+        return ImageStatus("truncated", size, detail=cut)
     if image is None:
         return ImageStatus("unreadable", detail="OpenCV cannot decode it")
     return ImageStatus("ok", size)
-
-
-def _is_truncated(data: bytes) -> bool:
-    end = data.rstrip(b"\x00")
-    if data.startswith(_JPEG_START):
-        return not end.endswith(_JPEG_END)
-    if data.startswith(_PNG_START):
-        return not end.endswith(_PNG_END)
-    return False
 
 
 def scan_images(

@@ -105,4 +105,13 @@ def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Pa
             f"{annotations}: category ids {missing[:5]} are not among the {len(checkpoint.category_ids)} classes of "
             f"{checkpoint.source}; evaluate with a model trained on these categories"
         )
+    model_names = dict(zip(checkpoint.category_ids, checkpoint.class_names))
+    renamed = [(cat_id, cat["name"]) for cat_id, cat in dataset.coco.cats.items() if str(cat.get("name", "")).lower() != model_names[cat_id].lower()]
+    if renamed:
+        cat_id, name = renamed[0]
+        raise DataError(
+            f"{annotations}: category {cat_id} is {name!r} here but {model_names[cat_id]!r} in {checkpoint.source} "
+            f"({len(renamed)} of {len(dataset.coco.cats)} categories differ); evaluate with a model trained on these "
+            "categories, or give the json the model's category ids"
+        )
     return dataset

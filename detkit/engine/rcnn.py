@@ -37,8 +37,9 @@ from detkit.engine.device import resolve_device, seed_everything
 from detkit.engine.distributed import SINGLE_PROCESS, Rank, barrier, broadcast_buffers_from_main, broadcast_from_main
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
+from detkit.engine.fine_tune import load_initial_weights
 from detkit.engine.proposals import propose_and_report
-from detkit.engine.runs import CONFIG, new_run_dir, record_latest
+from detkit.engine.runs import CONFIG, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import ConfigError
 from detkit.io import atomic_write, atomic_write_text
@@ -69,33 +70,39 @@ def train_rcnn(
     train_set, val_set = _datasets(cfg)
     cfg = replace(cfg, model=replace(cfg.model, num_classes=train_set.num_classes))
     run_dir = broadcast_from_main(_run_dir(cfg, resume_from) if rank.is_main else None)
-    log = _StageLog(run_dir / STAGES_FILE, writable=rank.is_main)
-    model = RCNNDetector(cfg.model).to(device)
+    with removed_on_failure(run_dir, fresh=resume_from is None, owner=rank.is_main):
+        log = _StageLog(run_dir / STAGES_FILE, writable=rank.is_main)
+        model = RCNNDetector(cfg.model)
+        if resume_from is None and cfg.model.init_weights:
+            report = load_initial_weights(model, cfg)
+            if rank.is_main:
+                on_event(Notice(report.describe(cfg.model.init_weights, cfg.model.num_classes), level="info"))
+        model = model.to(device)
 
-    with _local_main_first(rank):
-        data_key = _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event)
-    _finetune_stage(cfg, model, train_set, data_key, run_dir, log, device, rank, on_event)
-    features_key = _digest(data_key, _state_digest(model.cnn), cfg.model.rcnn.crop_size, cfg.model.rcnn.context_padding, SHARD_IMAGES)
-    regions = _features_stage(model, train_set, features_key, run_dir, log, rank, on_event)
-    if rank.is_main:
-        _svm_stage(cfg, model, regions, features_key, run_dir, log, on_event)
-        _regressor_stage(cfg, model, regions, features_key, run_dir, log, on_event)
-    barrier()
-    if not rank.is_main:
-        _apply_svms(model, torch.load(run_dir / "svms.pt", weights_only=True))
-        model.regressor_weight.copy_(torch.load(run_dir / "regressors.pt", weights_only=True))
+        with _local_main_first(rank):
+            data_key = _proposal_stage(cfg, train_set, val_set, run_dir, log, on_event)
+        _finetune_stage(cfg, model, train_set, data_key, run_dir, log, device, rank, on_event)
+        features_key = _digest(data_key, _state_digest(model.cnn), cfg.model.rcnn.crop_size, cfg.model.rcnn.context_padding, SHARD_IMAGES)
+        regions = _features_stage(model, train_set, features_key, run_dir, log, rank, on_event)
+        if rank.is_main:
+            _svm_stage(cfg, model, regions, features_key, run_dir, log, on_event)
+            _regressor_stage(cfg, model, regions, features_key, run_dir, log, on_event)
+        barrier()
+        if not rank.is_main:
+            _apply_svms(model, torch.load(run_dir / "svms.pt", weights_only=True))
+            model.regressor_weight.copy_(torch.load(run_dir / "regressors.pt", weights_only=True))
 
-    stage_started = time.perf_counter()
-    metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size, on_event=on_event)
-    if rank.is_main:
-        log.record("evaluate", "", time.perf_counter() - stage_started, {"AP": metrics["AP"], "AP50": metrics["AP50"]})
-        checkpoint = Checkpoint(
-            config=cfg, model_state=model.state_dict(), class_names=train_set.class_names,
-            category_ids=train_set.category_ids, metrics=metrics, training_state={},
-        )
-        for name in ("last.pt", "best.pt"):
-            save_checkpoint(run_dir / name, checkpoint)
-        record_latest(cfg.output_dir, run_dir / "best.pt")
+        stage_started = time.perf_counter()
+        metrics = evaluate_detector(model, val_set, device=device, batch_size=cfg.data.batch_size, on_event=on_event)
+        if rank.is_main:
+            log.record("evaluate", "", time.perf_counter() - stage_started, {"AP": metrics["AP"], "AP50": metrics["AP50"]})
+            checkpoint = Checkpoint(
+                config=cfg, model_state=model.state_dict(), class_names=train_set.class_names,
+                category_ids=train_set.category_ids, metrics=metrics, training_state={},
+            )
+            for name in ("last.pt", "best.pt"):
+                save_checkpoint(run_dir / name, checkpoint)
+            record_latest(cfg.output_dir, run_dir / "best.pt")
     barrier()
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", metrics, time.perf_counter() - started)
 
@@ -128,6 +135,8 @@ def _datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
     val_set = CocoDetection(
         data.val_annotations or data.train_annotations, data.val_images or data.train_images, category_ids=train_set.category_ids,
     )
+    for dataset in (train_set, val_set):
+        dataset.require_image_files()
     return train_set, val_set
 
 

@@ -7,6 +7,9 @@ detect`` and ``detkit eval`` use it when no ``--weights`` is given.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from detkit.errors import CheckpointError
@@ -26,6 +29,19 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
         candidate = root / f"{name}-{index}"
     candidate.mkdir()
     return candidate
+
+
+@contextmanager
+def removed_on_failure(run_dir: Path, *, fresh: bool, owner: bool) -> Iterator[None]:
+    """Delete a new run directory when training fails before it holds any checkpoint (``*.pt``): a
+    config and a few log lines are nothing to resume or use, only a folder to clean up. Resumed runs
+    and runs that saved a checkpoint are kept. ``owner``: this process created it (rank 0)."""
+    try:
+        yield
+    except BaseException:
+        if fresh and owner and not any(run_dir.rglob("*.pt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def record_latest(output_dir: str | Path, checkpoint: Path) -> None:

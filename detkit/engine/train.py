@@ -52,6 +52,7 @@ from detkit.engine.distributed import (
     rank_from_environment, sum_over_processes, training_device,
 )
 from detkit.engine.ema import ModelEMA
+from detkit.engine.fine_tune import load_initial_weights
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
@@ -60,7 +61,7 @@ from detkit.engine.interrupt import StopRequest
 from detkit.engine.launch import launch
 from detkit.engine.precision import Precision, check_runtime
 from detkit.engine.proposals import propose_and_report
-from detkit.engine.runs import CONFIG, new_run_dir, record_latest
+from detkit.engine.runs import CONFIG, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint, truncate_log
 from detkit.errors import ConfigError, TrainingError, TrainingInterrupted
@@ -135,6 +136,8 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
         data.val_annotations or data.train_annotations, data.val_images or data.train_images,
         category_ids=train_set.category_ids,  # scored against the json's own polygons/RLE: no decoding needed
     )
+    for dataset in (train_set, val_set):
+        dataset.require_image_files()
     return train_set, val_set
 
 
@@ -188,10 +191,11 @@ class _Trainer:
         self.cfg = replace(self.cfg, model=replace(self.cfg.model, num_classes=len(self.train_set.category_ids)))
         if self.cfg.model.pipeline not in PIPELINES:
             raise ConfigError(f"unknown pipeline {self.cfg.model.pipeline!r}; choose one of {', '.join(PIPELINES)}")
-        self._build_model()
+        self._build_model(fresh=resumed is None)
         self.run_dir = self._run_dir(resumed)
-        for epoch in range(self.state.epoch, self.cfg.solver.epochs):
-            self._epoch(epoch)
+        with removed_on_failure(self.run_dir, fresh=resumed is None, owner=self.rank.is_main):
+            for epoch in range(self.state.epoch, self.cfg.solver.epochs):
+                self._epoch(epoch)
         best = self.run_dir / "best.pt"
         if self.rank.is_main:
             if not best.exists():  # no validation ran (every_epochs larger than the run): the last weights are the best we have
@@ -200,9 +204,13 @@ class _Trainer:
         barrier()
         return TrainResult(self.run_dir, best, self.run_dir / "last.pt", self.state.best_metrics or {}, time.perf_counter() - started)
 
-    def _build_model(self) -> None:
+    def _build_model(self, fresh: bool) -> None:
         cfg, device = self.cfg, self.device
         model = PIPELINES[cfg.model.pipeline](cfg.model)
+        if fresh and cfg.model.init_weights:
+            report = load_initial_weights(model, cfg)
+            if self.rank.is_main:
+                self.on_event(Notice(report.describe(cfg.model.init_weights, cfg.model.num_classes), level="info"))
         if cfg.runtime.sync_bn and self.rank.joined:  # CUDA only: check_runtime refused it on CPU
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = self.precision.prepare(model.to(device))
