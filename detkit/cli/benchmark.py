@@ -22,7 +22,7 @@ def benchmark_command(
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     images: Annotated[Optional[int], typer.Option(help="How many images are timed: synthetic scenes, or the first N of --data (default 4).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO instances json whose images are timed (and, with --weights, scored for AP).")] = None,
-    data_images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: beside the json).")] = None,
+    data_images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: <split>/ beside annotations/, else beside the json).")] = None,
     runs: Annotated[int, typer.Option(help="Timed passes over the images (fewer when --max-seconds runs out).")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed passes over the images first (the first one counts FLOPs).")] = 1,
     max_seconds: Annotated[float, typer.Option(help="Time budget per model and phase: no timed pass starts after it (at least one always runs).")] = 30.0,

@@ -55,7 +55,7 @@ def convert_command(
     out: Annotated[Path, typer.Argument(help="Output folder (or a .json file for one COCO split).")],
     to: Annotated[str, typer.Option(help="Target format: coco, voc or yolo.")],
     split: Annotated[Optional[str], typer.Option(help="Convert only this split (VOC/YOLO); for a COCO file, the name its split gets.")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default beside the json; VOC: default JPEGImages/).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json; VOC: default JPEGImages/).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="VOC class names in label order, comma-separated (default: sorted).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists (only once the new output is complete).")] = False,
 ) -> None:
@@ -73,7 +73,7 @@ def convert_command(
 @reports_errors
 def check_command(
     annotations: Annotated[Path, typer.Argument(help="COCO instances json, Pascal VOC folder, or YOLO folder/data.yaml.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default beside the json).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of a VOC or YOLO dataset (default: its train split).")] = None,
     fix: Annotated[Optional[Path], typer.Option(help="Write a cleaned COCO json here and report what changed.")] = None,
 ) -> None:

@@ -12,8 +12,9 @@ from detkit.cli.common import console, reports_errors
 
 @reports_errors
 def eval_command(
-    coco: Annotated[Path, typer.Option(help="COCO instances json with the ground truth.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of --coco (needed with a model).")] = None,
+    coco: Annotated[Path, typer.Option("--coco", "--data", help="Ground truth: a COCO instances json, Pascal VOC folder or YOLO folder/data.yaml.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --coco (default: <split>/ beside annotations/, else beside the json, or the VOC/YOLO layout's).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split of a VOC/YOLO dataset (default: test, else val).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to evaluate (default: the last `detkit train`'s best.pt).")] = None,
     results: Annotated[Optional[Path], typer.Option(help="Evaluate this COCO results json instead of running a model.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics json here (default: metrics.json beside the weights or results).")] = None,
@@ -34,6 +35,7 @@ def eval_command(
 
     mask_metrics = None
     if results is not None:
+        coco, images = _ground_truth(coco, split, images, classes=None)
         metrics = evaluate_coco(coco, results, backend=backend)
         default_out = results.with_name(results.stem + "_metrics.json")
     else:
@@ -45,6 +47,7 @@ def eval_command(
 
         torch_device = resolve_device(device)
         model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
+        coco, images = _ground_truth(coco, split, images, classes=checkpoint.class_names)
         dataset = dataset_for_checkpoint(checkpoint, coco, images)
         with RichProgress(console) as progress:
             warm = warm_proposal_cache(model, [dataset.image_path(i) for i in range(len(dataset))], on_event=progress)
@@ -70,6 +73,22 @@ def eval_command(
     target = out or default_out
     atomic_write_json(target, report, indent=2)
     console.print(f"metrics written to {target}")
+
+
+def _ground_truth(path: Path, split: str | None, images: Path | None, classes) -> tuple[Path, Path]:
+    """COCO json + image folder of ``path``; a VOC or YOLO split is converted once into the dataset
+    cache. VOC names classes per object, so its category ids follow the model's class order
+    (``classes``) and detections and truth agree; a YOLO data.yaml fixes its own order."""
+    from detkit.data.formats import detect_format, evaluation_split, resolve_dataset
+    from detkit.data.formats.coco_reader import default_image_dir
+
+    layout = detect_format(path)
+    if layout == "coco":
+        return path, images or default_image_dir(path)
+    source = resolve_dataset(path, split or evaluation_split(path), images, classes=classes if layout == "voc" else None)
+    for note in source.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    return source.annotations, source.images
 
 
 def _timing_line(model, num_images: int, seconds: float, stage_seconds: dict[str, float]) -> str:

@@ -13,7 +13,7 @@ from detkit.cli.common import console, reports_errors
 @reports_errors
 def proposals_command(
     data: Annotated[Path, typer.Argument(help="COCO instances json (recall is reported), or image files/folder.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of a COCO json (default: beside the json).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of a COCO json (default: <split>/ beside annotations/, else beside the json).")] = None,
     mode: Annotated[str, typer.Option(help="Selective search strategy: fast or quality.")] = "fast",
     max_image_size: Annotated[int, typer.Option(help="Shrink images whose longer side exceeds this before segmenting.")] = 500,
     min_box_size: Annotated[float, typer.Option(help="Drop proposals narrower or shorter than this (pixels).")] = 4.0,
@@ -25,6 +25,7 @@ def proposals_command(
     """Compute (or read from the cache) selective search proposals for every image and report their recall."""
     from detkit.cli.progress import RichProgress
     from detkit.config import ProposalConfig
+    from detkit.data.formats.coco_reader import default_image_dir
     from detkit.engine.proposals import propose_dataset, propose_images
     from detkit.io import atomic_write_json
     from detkit.proposals.cache import ProposalCache
@@ -37,7 +38,7 @@ def proposals_command(
         if data.suffix.lower() == ".json":
             from detkit.data.coco import CocoDetection
 
-            dataset = CocoDetection(data, images or data.parent)
+            dataset = CocoDetection(data, images or default_image_dir(data))
             run = propose_dataset(dataset, cfg, workers=workers, on_event=progress)
         else:
             from detkit.engine.predict import find_images

@@ -14,7 +14,7 @@ from detkit.cli.common import console, reports_errors
 def train_command(
     pipeline: Annotated[Optional[str], typer.Option(help="rcnn, fast_rcnn, faster_rcnn (default), mask_rcnn or yolo.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO instances json, Pascal VOC folder or YOLO folder/data.yaml to train on (default: the synthetic dataset).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: beside the json, or the VOC/YOLO layout's).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: <split>/ beside annotations/, else beside the json, or the VOC/YOLO layout's).")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Dataset to validate on (default: --data; for VOC/YOLO its validation split).")] = None,
     val_images: Annotated[Optional[Path], typer.Option(help="Image folder of --val-data.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Training split of a VOC/YOLO --data (default: train).")] = None,

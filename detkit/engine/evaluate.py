@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Subset
 
 from detkit.checkpoint import Checkpoint
 from detkit.data.coco import CocoDetection
+from detkit.data.formats.coco_reader import default_image_dir
 from detkit.data.loaders import build_loader
 from detkit.engine.distributed import broadcast_from_main, gather_to_all, is_distributed, shard_indices
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
@@ -98,7 +99,7 @@ def iou_types_of(detections: list[Detections]) -> tuple[str, ...]:
 def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Path | None, with_masks: bool = False) -> CocoDetection:
     """``annotations`` (images beside it by default) with the checkpoint's class mapping; every
     category the ground truth uses must be one the model was trained on."""
-    dataset = CocoDetection(annotations, images or annotations.parent, category_ids=checkpoint.category_ids, with_masks=with_masks)
+    dataset = CocoDetection(annotations, images or default_image_dir(annotations), category_ids=checkpoint.category_ids, with_masks=with_masks)
     missing = sorted(set(dataset.coco.getCatIds()) - set(checkpoint.category_ids))
     if missing:
         raise DataError(

@@ -65,6 +65,10 @@ def _write_bad_files(bad: Path, data: Path) -> None:
     (bad / "no_images.json").write_text(json.dumps({"annotations": [], "categories": []}))
     (bad / "results_dict.json").write_text(json.dumps({"image_id": 1}))
     (bad / "results_no_score.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4]}]))
+    two = json.loads((data / "annotations/instances_train.json").read_text())
+    two["categories"] = two["categories"][:2]
+    two["annotations"] = [a for a in two["annotations"] if a["category_id"] in {c["id"] for c in two["categories"]}]
+    (bad / "two_classes.json").write_text(json.dumps(two))
     renamed = json.loads(val)
     renamed["categories"][0]["name"] = "platelet"
     (bad / "renamed.json").write_text(json.dumps(renamed))
@@ -116,6 +120,10 @@ CASES = {
     "train/truncated-image": Case(_train_on("truncated_images"), 2, "truncated image"),
     "train/missing-config": Case(["train", "--config", "{bad}/nope.yaml", "--output", "{out}"], 3, "config file not found"),
     "train/resume-as-another-pipeline": Case(["train", "--resume", "{yolo_run}", "--pipeline", "faster_rcnn"], 3, "continues a yolo run"),
+    "train/resume-with-another-class-count": Case(
+        ["train", "--resume", "{faster_run}", "--data", "{bad}/two_classes.json", "--images", "{data}/train", "--val-data", "{val}",
+         "--val-images", "{data}/val"], 4, "with 5 classes as a faster_rcnn model with 2",
+    ),
     "train/weights-of-another-pipeline": Case(
         ["train", "--weights", "{yolo}", "--pipeline", "faster_rcnn", "--data", "{train}", "--output", "{out}"], 4, "holds a yolo model"
     ),

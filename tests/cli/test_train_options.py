@@ -109,3 +109,10 @@ def test_train_takes_a_voc_or_yolo_folder_directly(layout, data_and_config, tmp_
     assert saved["model"]["num_classes"] == len(categories) and saved["data"]["train_annotations"].endswith("instances_train.json")
     (record,) = epoch_records(run_dir)
     assert 0 <= record["val"]["AP"] <= 1
+
+    # eval reads the same folder; the split converted for it gets the model's category ids, so it scores the same AP
+    metrics = tmp_path / f"{layout}_metrics.json"
+    result = invoke("eval", "--data", str(source), "--split", "train", "--weights", str(run_dir / "best.pt"), "--out", str(metrics),
+                    "--device", "cpu", "--score-thresh", "0.0")
+    assert result.exit_code == 0, result.output
+    assert json.loads(metrics.read_text())["stats"]["AP"] == pytest.approx(record["val"]["AP"], abs=1e-6)

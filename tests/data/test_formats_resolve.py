@@ -107,3 +107,18 @@ def test_resolve_uses_the_default_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "cache"))
     source = resolve_dataset(_voc(tmp_path), "val", None)
     assert source.annotations.is_relative_to(tmp_path / "cache" / "datasets")
+
+
+def test_coco_images_default_to_the_official_layout_else_beside_the_json(tmp_path):
+    from detkit.data.formats.coco_reader import default_image_dir
+
+    official = tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    official.parent.mkdir(parents=True)
+    official.write_text("{}")
+    assert default_image_dir(official) == official.parent  # no val2017/ folder: beside the json
+    (tmp_path / "coco" / "val2017").mkdir()
+    assert default_image_dir(official) == tmp_path / "coco" / "val2017"
+    assert resolve_dataset(official).images == tmp_path / "coco" / "val2017"
+    loose = tmp_path / "instances_val2017.json"
+    loose.write_text("{}")
+    assert default_image_dir(loose) == tmp_path

@@ -5,7 +5,7 @@ one; ``resolve_dataset`` turns any dataset path into a COCO json for training, t
 Boxes are COCO ``[x, y, w, h]`` absolute pixels inside, detkit's xyxy pixels at the edges.
 """
 
-from detkit.data.formats.cache import CocoSource, default_cache_dir, default_splits, resolve_dataset
+from detkit.data.formats.cache import CocoSource, default_cache_dir, default_splits, evaluation_split, resolve_dataset
 from detkit.data.formats.convert import convert_dataset, read_source, read_split
 from detkit.data.formats.detect import FORMATS, detect_format
 from detkit.data.formats.report import ConversionReport, SplitSummary
@@ -21,6 +21,7 @@ __all__ = [
     "default_cache_dir",
     "default_splits",
     "detect_format",
+    "evaluation_split",
     "read_source",
     "read_split",
     "resolve_dataset",

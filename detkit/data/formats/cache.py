@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from detkit.data.formats.coco_reader import coco_split_name
+from detkit.data.formats.coco_reader import coco_split_name, default_image_dir
 from detkit.data.formats.convert import read_split
 from detkit.data.formats.detect import detect_format
-from detkit.data.formats.voc import default_voc_splits, voc_source_files
-from detkit.data.formats.yolo import default_yolo_splits, yolo_source_files
+from detkit.data.formats.voc import default_voc_splits, voc_source_files, voc_splits
+from detkit.data.formats.yolo import default_yolo_splits, yolo_source_files, yolo_splits
 from detkit.io import atomic_write_json
 
 # Bump when a reader changes what it writes for the same source, so old entries are not reused.
@@ -63,6 +63,13 @@ def default_splits(path: Path) -> tuple[str, str]:
     return name, name
 
 
+def evaluation_split(path: Path) -> str:
+    """The split a VOC or YOLO dataset is scored on by default: ``test``, else its validation split."""
+    fmt = detect_format(Path(path))
+    splits = voc_splits(Path(path)) if fmt == "voc" else yolo_splits(Path(path)) if fmt == "yolo" else []
+    return "test" if "test" in splits else default_splits(path)[1]
+
+
 def resolve_dataset(
     path: Path,
     split: str | None = None,
@@ -79,7 +86,7 @@ def resolve_dataset(
     """
     path = Path(path)
     if detect_format(path) == "coco":
-        return CocoSource(path, Path(images) if images is not None else path.parent)
+        return CocoSource(path, Path(images) if images is not None else default_image_dir(path))
     split = split or default_splits(path)[0]
     images = Path(images).resolve() if images is not None else None
     path = path.resolve()

@@ -21,12 +21,23 @@ def coco_split_name(path: Path) -> str:
     return stem[len("instances_"):] if stem.startswith("instances_") and len(stem) > len("instances_") else stem
 
 
+def default_image_dir(annotations: Path) -> Path:
+    """Where a COCO json's images are when no folder is given: COCO's own layout
+    (``annotations/instances_<split>.json`` with images in ``<split>/`` beside ``annotations/``,
+    as coco128 and detkit's synthetic set), else the json's own folder."""
+    annotations = Path(annotations)
+    official = annotations.parent.parent / coco_split_name(annotations)
+    if annotations.parent.name == "annotations" and official.is_dir():
+        return official
+    return annotations.parent
+
+
 def read_coco(path: Path, *, images: Path | None = None, split: str | None = None) -> DatasetSplit:
     """The COCO json at ``path`` as split ``split`` (default: named after the file); images in
-    ``images``, by default the json's folder (as ``detkit train`` assumes)."""
+    ``images``, by default ``default_image_dir``."""
     from detkit.data.coco import CocoDetection  # torch: imported only when a COCO file is read
 
-    image_dir = images if images is not None else path.parent
+    image_dir = images if images is not None else default_image_dir(path)
     dataset = CocoDetection(path, image_dir)
     source = dataset.coco.dataset
     known = set(dataset.category_ids)

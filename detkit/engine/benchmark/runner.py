@@ -28,6 +28,7 @@ from torch import Tensor
 from detkit import __version__
 from detkit.checkpoint import load_checkpoint
 from detkit.data.coco import CocoDetection
+from detkit.data.formats.coco_reader import default_image_dir
 from detkit.engine.benchmark.cost import counted_flops, parameter_count
 from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
@@ -220,14 +221,14 @@ def _check_inputs(request: BenchmarkRequest) -> None:
     for path in request.weights:
         load_checkpoint(path)
     if request.data is not None:
-        CocoDetection(request.data, request.data_images or request.data.parent)
+        CocoDetection(request.data, request.data_images or default_image_dir(request.data))
 
 
 def _num_classes(request: BenchmarkRequest) -> int:
     """Classes of the random-weight models: the dataset's, else COCO's 80."""
     if request.data is None:
         return COCO_CLASSES
-    return CocoDetection(request.data, request.data_images or request.data.parent).num_classes
+    return CocoDetection(request.data, request.data_images or default_image_dir(request.data)).num_classes
 
 
 def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetection | None:
@@ -236,7 +237,7 @@ def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetect
     with_masks = entry.pipeline in MASK_PIPELINES
     if entry.checkpoint is not None:
         return dataset_for_checkpoint(entry.checkpoint, request.data, request.data_images, with_masks=with_masks)
-    return CocoDetection(request.data, request.data_images or request.data.parent, with_masks=with_masks)
+    return CocoDetection(request.data, request.data_images or default_image_dir(request.data), with_masks=with_masks)
 
 
 def _torchvision_comparisons(request: BenchmarkRequest, report: BenchmarkReport, on_event: EventCallback) -> list[ComparisonResult]:
