@@ -7,7 +7,7 @@ too: whatever the input, ``--fix`` output must have no errors left and load in `
 
 Example counts (``max_examples``, ``deadline=None``): COCO bytes 150, COCO records 200, checker and
 fixer 200, VOC bytes 100, VOC edited trees 150, VOC arbitrary trees 150, YOLO label lines 200,
-YOLO label bytes 100, data.yaml bytes 150, data.yaml structures 150: 1,550 in all.
+YOLO label bytes 100, data.yaml bytes 150, data.yaml structures 150, JPEG/PNG bytes 200: 1,750 in all.
 """
 
 from __future__ import annotations
@@ -368,3 +368,37 @@ def test_data_yaml_survives_wrong_structures(folder, document):
     config = _data_error_or(lambda: load_data_yaml(root))
     for split in config.splits if config is not None else []:
         _data_error_or(lambda: read_yolo(root, split))
+
+
+# --- image files ---------------------------------------------------------------------------------
+
+
+def _encoded(extension: str) -> bytes:
+    import cv2
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    ok, buffer = cv2.imencode(extension, pixels)
+    assert ok
+    return buffer.tobytes()
+
+
+IMAGE_SEEDS = {".jpg": _encoded(".jpg"), ".png": _encoded(".png")}
+
+
+@settings(FUZZ, max_examples=200)
+@given(extension=st.sampled_from(sorted(IMAGE_SEEDS)), data=st.data())
+def test_image_reader_gives_pixels_or_a_data_error(folder, extension, data):
+    """Mutated JPEG/PNG bytes: an RGB array of the stored size's shape, or one DataError line; and the
+    data checker's decode of the same file never raises."""
+    from detkit.data.image_scan import inspect_image
+    from detkit.data.images import read_image_rgb, truncation
+
+    payload = data.draw(mutated(IMAGE_SEEDS[extension]))
+    path = folder / f"mutated{extension}"
+    path.write_bytes(payload)
+    image = _data_error_or(lambda: read_image_rgb(path))
+    if image is not None:
+        assert image.dtype.name == "uint8" and image.ndim == 3 and image.shape[2] == 3
+        assert not truncation(payload), "a truncated file must be refused, not decoded with grey rows"
+    assert inspect_image(path).state in ("ok", "unreadable", "truncated")
