@@ -143,7 +143,7 @@ class CocoDetection(Dataset):
         """Raise ``DataError`` naming the first missing image file (and how many are missing): a
         ``stat`` per image, so a long run fails at start, not hours in at the first absent file.
         Decoding problems still surface when an image is read."""
-        missing = [self.image_path(index) for index in range(len(self)) if not self.image_path(index).is_file()]
+        missing = [path for path in map(self.image_path, range(len(self))) if not path.is_file()]
         if missing:
             more = f" (and {len(missing) - 1} more of {len(self)} images)" if len(missing) > 1 else ""
             raise DataError(

@@ -18,6 +18,7 @@ from torch import nn
 
 from detkit.checkpoint import Checkpoint, load_checkpoint
 from detkit.config import ExperimentConfig
+from detkit.engine.events import EventCallback, Notice
 from detkit.errors import CheckpointError, ConfigError
 
 
@@ -74,6 +75,12 @@ def load_initial_weights(model: nn.Module, cfg: ExperimentConfig) -> TransferRep
     model.load_state_dict(fitting, strict=False)
     fresh = tuple(name for name in own if name not in fitting)
     return TransferReport(len(fitting), fresh, checkpoint.config.model.num_classes)
+
+
+def start_from_checkpoint(model: nn.Module, cfg: ExperimentConfig, on_event: EventCallback) -> None:
+    """``load_initial_weights``, then say what was copied and what starts fresh."""
+    report = load_initial_weights(model, cfg)
+    on_event(Notice(report.describe(cfg.model.init_weights, cfg.model.num_classes), level="info"))
 
 
 def _fits(own: torch.Tensor | None, theirs: object) -> bool:

@@ -37,7 +37,7 @@ from detkit.engine.device import resolve_device, seed_everything
 from detkit.engine.distributed import SINGLE_PROCESS, Rank, barrier, broadcast_buffers_from_main, broadcast_from_main
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
-from detkit.engine.fine_tune import load_initial_weights
+from detkit.engine.fine_tune import start_from_checkpoint
 from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
@@ -74,9 +74,7 @@ def train_rcnn(
         log = _StageLog(run_dir / STAGES_FILE, writable=rank.is_main)
         model = RCNNDetector(cfg.model)
         if resume_from is None and cfg.model.init_weights:
-            report = load_initial_weights(model, cfg)
-            if rank.is_main:
-                on_event(Notice(report.describe(cfg.model.init_weights, cfg.model.num_classes), level="info"))
+            start_from_checkpoint(model, cfg, on_event if rank.is_main else ignore_events)
         model = model.to(device)
 
         with _local_main_first(rank):

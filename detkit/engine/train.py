@@ -52,7 +52,7 @@ from detkit.engine.distributed import (
     rank_from_environment, sum_over_processes, training_device,
 )
 from detkit.engine.ema import ModelEMA
-from detkit.engine.fine_tune import load_initial_weights
+from detkit.engine.fine_tune import start_from_checkpoint
 from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import (
     EpochFinished, EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events,
@@ -208,9 +208,7 @@ class _Trainer:
         cfg, device = self.cfg, self.device
         model = PIPELINES[cfg.model.pipeline](cfg.model)
         if fresh and cfg.model.init_weights:
-            report = load_initial_weights(model, cfg)
-            if self.rank.is_main:
-                self.on_event(Notice(report.describe(cfg.model.init_weights, cfg.model.num_classes), level="info"))
+            start_from_checkpoint(model, cfg, self.on_event if self.rank.is_main else ignore_events)
         if cfg.runtime.sync_bn and self.rank.joined:  # CUDA only: check_runtime refused it on CPU
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = self.precision.prepare(model.to(device))
