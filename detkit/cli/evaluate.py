@@ -76,16 +76,13 @@ def eval_command(
 
 
 def _ground_truth(path: Path, split: str | None, images: Path | None, classes) -> tuple[Path, Path]:
-    """COCO json + image folder of ``path``; a VOC or YOLO split is converted once into the dataset
-    cache. VOC names classes per object, so its category ids follow the model's class order
-    (``classes``) and detections and truth agree; a YOLO data.yaml fixes its own order."""
+    """COCO json + image folder of ``path`` (see ``resolve_dataset``: a VOC or YOLO split is converted
+    once into the dataset cache). VOC names classes per object, so its category ids follow the
+    model's class order (``classes``) and detections and truth agree; a YOLO data.yaml fixes its own."""
     from detkit.data.formats import detect_format, evaluation_split, resolve_dataset
-    from detkit.data.formats.coco_reader import default_image_dir
 
-    layout = detect_format(path)
-    if layout == "coco":
-        return path, images or default_image_dir(path)
-    source = resolve_dataset(path, split or evaluation_split(path), images, classes=classes if layout == "voc" else None)
+    voc = detect_format(path) == "voc"
+    source = resolve_dataset(path, split or evaluation_split(path), images, classes=classes if voc else None)
     for note in source.notes:
         console.print(f"[yellow]note:[/] {note}")
     return source.annotations, source.images

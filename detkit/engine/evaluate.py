@@ -97,8 +97,8 @@ def iou_types_of(detections: list[Detections]) -> tuple[str, ...]:
 
 
 def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Path | None, with_masks: bool = False) -> CocoDetection:
-    """``annotations`` (images beside it by default) with the checkpoint's class mapping; every
-    category the ground truth uses must be one the model was trained on."""
+    """``annotations`` (images in ``default_image_dir`` unless given) with the checkpoint's class
+    mapping; every category of the ground truth must be one the model was trained on, by id and name."""
     dataset = CocoDetection(annotations, images or default_image_dir(annotations), category_ids=checkpoint.category_ids, with_masks=with_masks)
     missing = sorted(set(dataset.coco.getCatIds()) - set(checkpoint.category_ids))
     if missing:
@@ -107,12 +107,12 @@ def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Pa
             f"{checkpoint.source}; evaluate with a model trained on these categories"
         )
     model_names = dict(zip(checkpoint.category_ids, checkpoint.class_names))
-    renamed = [(cat_id, cat["name"]) for cat_id, cat in dataset.coco.cats.items() if str(cat.get("name", "")).lower() != model_names[cat_id].lower()]
+    renamed = [cat_id for cat_id, cat in dataset.coco.cats.items() if str(cat.get("name", "")).lower() != model_names[cat_id].lower()]
     if renamed:
-        cat_id, name = renamed[0]
+        cat_id = renamed[0]
         raise DataError(
-            f"{annotations}: category {cat_id} is {name!r} here but {model_names[cat_id]!r} in {checkpoint.source} "
-            f"({len(renamed)} of {len(dataset.coco.cats)} categories differ); evaluate with a model trained on these "
-            "categories, or give the json the model's category ids"
+            f"{annotations}: category {cat_id} is {dataset.coco.cats[cat_id].get('name')!r} here but {model_names[cat_id]!r} in "
+            f"{checkpoint.source} ({len(renamed)} of {len(dataset.coco.cats)} categories differ); evaluate with a model "
+            "trained on these categories, or give the json the model's category ids"
         )
     return dataset
