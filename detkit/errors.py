@@ -6,6 +6,9 @@ Messages name the file, the record and the fix, e.g.
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class DetkitError(Exception):
     """Base class: an error caused by input or environment, not by a bug in detkit."""
@@ -45,3 +48,46 @@ class TrainingInterrupted(DetkitError):
     """Training was stopped on request (Ctrl-C) after saving a checkpoint it can resume from."""
 
     exit_code = 130
+
+
+class StorageError(DetkitError):
+    """An output could not be written: the disk is full, or the location refuses it."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Quoting values from files inside the one-line messages
+
+
+MAX_QUOTED = 40
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` that looks at a bounded part of a value: 3 levels deep, 4 items per container. A
+    YAML alias bomb (nine aliases of nine aliases ... of a list) is a few hundred bytes of text but a
+    billion items when walked; a plain ``repr`` would build all of them before any cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxset, self.maxfrozenset = 3, 4, 4, 4, 4, 4
+        self.maxstring, self.maxother = MAX_QUOTED, MAX_QUOTED
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr of an int over 4300 digits raises ValueError (CPython's guard), and JSON allows them.
+        if x.bit_length() > 128:
+            return f"<{int(x.bit_length() * 0.30103) + 1}-digit integer>"
+        return repr(x)
+
+
+_BOUNDED_REPR = _BoundedRepr()
+
+
+def quoted(value: Any, limit: int = MAX_QUOTED) -> str:
+    """``value`` as a short single-line literal for a message: ``'cat'``, ``'0\\r0'``, ``'aaaa...'``.
+
+    ``repr`` escapes newlines and control characters; containers are walked only a few items deep
+    and long text is cut, so quoting costs the same for a megabyte of text or an alias bomb.
+    """
+    text = _BOUNDED_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"

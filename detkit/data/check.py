@@ -59,6 +59,7 @@ from detkit.data.coco_fields import (
     xywh_to_xyxy,
 )
 from detkit.data.image_scan import ImageStatus, scan_images
+from detkit.errors import quoted
 
 Severity = Literal["error", "warning"]
 
@@ -318,7 +319,7 @@ def _box_or_report(bbox: Any, where: str, found: _Findings) -> Box | None:
     if finite:  # 4 numbers, but a negative width or height
         found.add("degenerate_box", f"{where}: bbox {list(bbox)}")
     else:
-        found.add("malformed_box", f"{where}: bbox {_short(bbox)}")
+        found.add("malformed_box", f"{where}: bbox {quoted(bbox)}")
     return None
 
 
@@ -369,7 +370,3 @@ def _xyxy_text(box: Box) -> str:
 def _frame_text(frame: tuple[float, float] | None) -> str:
     return "an image of unknown size" if frame is None else f"{frame[0]:g}x{frame[1]:g}"
 
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

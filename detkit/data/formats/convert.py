@@ -16,14 +16,13 @@ from pathlib import Path
 from detkit.data.formats.coco_reader import read_coco
 from detkit.data.formats.coco_writer import write_coco
 from detkit.data.formats.detect import FORMATS, detect_format
-from detkit.data.formats.messages import quoted
 from detkit.data.formats.report import ConversionReport
 from detkit.data.formats.split import DatasetSplit
 from detkit.data.formats.voc import read_voc, voc_splits
 from detkit.data.formats.voc_writer import write_voc
 from detkit.data.formats.yolo import read_yolo, yolo_splits
 from detkit.data.formats.yolo_writer import write_yolo
-from detkit.errors import DataError
+from detkit.errors import DataError, quoted
 
 Writer = Callable[..., ConversionReport]
 WRITERS: dict[str, Writer] = {"coco": write_coco, "voc": write_voc, "yolo": write_yolo}

@@ -32,10 +32,9 @@ from pathlib import Path
 
 from detkit.data.coco_fields import Box
 from detkit.data.formats.image_size import read_image_size
-from detkit.data.formats.messages import quoted
 from detkit.data.formats.safe_xml import parse_xml_file
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
-from detkit.errors import DataError
+from detkit.errors import DataError, quoted
 
 ANNOTATIONS = "Annotations"
 IMAGES = "JPEGImages"

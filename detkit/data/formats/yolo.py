@@ -32,9 +32,8 @@ import yaml
 
 from detkit.data.coco_fields import Box
 from detkit.data.formats.image_size import read_image_size
-from detkit.data.formats.messages import quoted
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
-from detkit.errors import DataError
+from detkit.errors import DataError, quoted
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml")
 IMAGE_EXTENSIONS = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
