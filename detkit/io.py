@@ -1,9 +1,13 @@
-"""Atomic file output: a reader sees the old file or the complete new one, never half of one.
+"""Files in and out: atomic output, regular-file input, and telling an output from an input.
 
 Every writer in detkit goes through here: write to a temporary file in the destination folder,
 flush it to disk, then ``os.replace`` it over the destination (atomic on POSIX and Windows).
 A folder of outputs (a converted dataset) is built the same way: in a temporary folder beside the
 destination, renamed into place once complete.
+
+Every file detkit reads because a dataset, a cache or the command line names it is opened with
+``open_regular``: only a regular file is read (a FIFO planted where a file belongs would block the
+reader forever; a device or a folder is nothing detkit can use), within a size its kind can have.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,6 +97,53 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None
     atomic_write_text(path, json.dumps(obj, indent=indent))
 
 
+class FileRefused(OSError):
+    """A path that is not a regular file, or larger than its kind of file can be; ``strerror`` says which."""
+
+
+def open_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> IO[bytes]:
+    """Open ``path`` for binary reading if it is a regular file of at most ``max_bytes``.
+
+    Opened non-blocking and checked with ``fstat`` on the open descriptor, so a FIFO is refused
+    without waiting for a writer and the file checked is the file read (no race with a rename).
+    Raises ``FileRefused`` (an ``OSError``) or the ``OSError`` of ``open`` itself.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileRefused(0, f"not a regular file ({_kind(info.st_mode)})", os.fspath(path))
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise FileRefused(0, f"{info.st_size:,} bytes, over the {max_bytes:,} such a file can have", os.fspath(path))
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file (see ``open_regular``)."""
+    with open_regular(path, max_bytes=max_bytes) as handle:
+        return handle.read()
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file: the same inode when both exist (hard links and symlinks
+    included), else the same absolute path once symlinks are resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def read_json(path: str | os.PathLike[str], *, what: str, missing_fix: str) -> Any:
     """Parse a JSON file; ``DataError`` names the file, where it broke and what to do.
 
@@ -100,12 +152,14 @@ def read_json(path: str | os.PathLike[str], *, what: str, missing_fix: str) -> A
     from detkit.errors import DataError
 
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError(f"{path}: {what} not found; {missing_fix}")
     try:
-        return json.loads(path.read_bytes())
+        data = read_regular_bytes(path)
     except OSError as error:
-        raise DataError(f"{path}: cannot read {what} ({error.strerror}); check its permissions") from None
+        raise DataError(f"{path}: cannot read {what} ({error.strerror}); pass a readable JSON file") from None
+    try:
+        return json.loads(data)
     except json.JSONDecodeError as error:
         raise DataError(
             f"{path}: invalid JSON at line {error.lineno} column {error.colno} ({error.msg}); fix or regenerate the file"

@@ -7,15 +7,22 @@ repair or trip on. Boxes are COCO ``[x, y, w, h]`` pixels, checked in the frame 
 
 Errors: the dataset is wrong, and training or evaluation would lose data or give wrong numbers.
 
+    no_images                 the file lists no image at all
     missing_image, unreadable_image, truncated_image   the file is absent, undecodable, or cut short
+    image_too_large           over the pixel limit (``images.max_image_pixels``): never decoded
+    image_outside_folder      file_name leads outside the image folder (``image_paths``): not opened
     image_size_mismatch       json width/height differ from the file: boxes may be in another frame
     malformed_image           image record without an integer id or a string file_name
     malformed_category        category record without an integer id
     malformed_annotation      annotation without integer id, image_id and category_id
     duplicate_image_id, duplicate_category_id, duplicate_annotation_id
+    duplicate_category_name   two categories share a name: the model's outputs cannot be told apart
+    id_out_of_range           an id outside [0, 2**63): the evaluators index ids as int64
     zero_annotation_id        annotation id 0: pycocotools' COCOeval stores the id of the matched
                               ground truth and reads 0 as "unmatched", so a perfect detection of it
                               counts as a false positive
+    malformed_iscrowd         iscrowd other than 0/1 (the string "no" would read as a crowd)
+    undecodable_segmentation  an RLE pycocotools cannot decode: Mask R-CNN training refuses it
     missing_image_id          annotation whose image_id names no image
     unknown_category          annotation whose category_id names no category
     malformed_box             bbox is not 4 finite numbers
@@ -29,6 +36,7 @@ Warnings: legal, and sometimes intended, but worth a look.
     missing_image_size        image record without width/height (CocoDetection uses the file's)
     images_without_annotations  fine for negatives; a mistake when labels were lost
     crowd_without_rle         iscrowd=1 with a polygon or no segmentation (COCO crowds are RLE)
+    unusable_segmentation     a segmentation that is not polygons of >= 3 points nor an RLE: masks use the box
     box_edge_overshoot        past the image edge by at most 1 px: rounding, clipped when read
     tiny_box                  a side under 2 px after clipping: usually a click instead of a drag
     duplicate_box             the same box and class twice in one image
@@ -50,12 +58,16 @@ from typing import Any, Literal
 from detkit.data.coco_fields import (
     Box,
     clip_box,
+    crowd_flag,
     is_degenerate,
+    is_id,
     is_int,
     is_number,
     is_positive_size,
     is_rle,
     read_coco_json,
+    rle_decodes,
+    usable_segmentation,
     xywh_to_xyxy,
 )
 from detkit.data.image_scan import ImageStatus, scan_images
@@ -71,17 +83,24 @@ TINY_BOX_PX = 2.0
 
 # code -> (severity, what it means); the order is the report's.
 CHECKS: dict[str, tuple[Severity, str]] = {
+    "no_images": ("error", "the file lists no images"),
     "missing_image": ("error", "image files not found"),
     "unreadable_image": ("error", "image files OpenCV cannot decode"),
     "truncated_image": ("error", "image files cut short (no end marker): an interrupted copy or download"),
+    "image_too_large": ("error", "images over the pixel limit (DETKIT_MAX_IMAGE_PIXELS): never decoded"),
+    "image_outside_folder": ("error", "file_name leads outside the image folder: not read (--allow-outside-images to allow)"),
     "image_size_mismatch": ("error", "json width/height differ from the image file: boxes may be in another frame"),
     "malformed_image": ("error", "image records without an integer id or a file_name"),
     "duplicate_image_id": ("error", "image ids used by more than one image record"),
     "malformed_category": ("error", "category records without an integer id"),
     "duplicate_category_id": ("error", "category ids used by more than one category record"),
+    "duplicate_category_name": ("error", "category names used by more than one category: their detections cannot be told apart"),
+    "id_out_of_range": ("error", "ids outside [0, 2**63): the evaluators index ids as 64-bit integers"),
     "malformed_annotation": ("error", "annotations without an integer id, image_id and category_id"),
     "duplicate_annotation_id": ("error", "annotation ids used more than once"),
     "zero_annotation_id": ("error", "annotation id 0: pycocotools scores a detection matched to it as a false positive"),
+    "malformed_iscrowd": ("error", "iscrowd is not 0 or 1: training drops these annotations"),
+    "undecodable_segmentation": ("error", "RLE segmentations pycocotools cannot decode: Mask R-CNN training stops on them"),
     "missing_image_id": ("error", "annotations whose image_id names no image"),
     "unknown_category": ("error", "annotations whose category_id names no category"),
     "malformed_box": ("error", "bbox is not 4 finite numbers [x, y, w, h]"),
@@ -92,6 +111,7 @@ CHECKS: dict[str, tuple[Severity, str]] = {
     "missing_image_size": ("warning", "image records without width/height (the file's size is used)"),
     "images_without_annotations": ("warning", "images with no annotations (fine for negatives)"),
     "crowd_without_rle": ("warning", "iscrowd=1 annotations whose segmentation is not an RLE"),
+    "unusable_segmentation": ("warning", "segmentations that are neither polygons (>= 3 points) nor an RLE: masks use the box"),
     "box_edge_overshoot": ("warning", "boxes past the image edge by at most 1 px (rounding): clipped when read"),
     "tiny_box": ("warning", "boxes with a side under 2 px: usually a click instead of a drag"),
     "duplicate_box": ("warning", "the same box and class twice in one image"),
@@ -186,6 +206,8 @@ def check_coco(
 ) -> CheckReport:
     """``check_dataset`` on an already parsed json (its top level checked by ``read_coco_json``)."""
     found = _Findings()
+    if not dataset["images"]:
+        found.add("no_images", f"{annotation_file}: 'images' is empty")
     image_records = _check_image_records(dataset["images"], found)
     categories = _check_categories(dataset["categories"], found)
     if images is None:
@@ -220,6 +242,8 @@ def _check_image_records(records: list[Any], found: _Findings) -> dict[int, dict
             continue
         if image_id == 0:
             found.add("zero_id", f"image 0 ({file_name})")
+        if not is_id(image_id):
+            found.add("id_out_of_range", f"image {quoted(image_id)} ({file_name})")
         if file_name in files:
             found.add("duplicate_file_name", f"{file_name}: images {files[file_name]} and {image_id}")
         files.setdefault(file_name, image_id)
@@ -230,23 +254,30 @@ def _check_image_records(records: list[Any], found: _Findings) -> dict[int, dict
 def _check_categories(records: list[Any], found: _Findings) -> dict[int, str]:
     """Category names by id (the first of a duplicated id wins)."""
     categories: dict[int, str] = {}
+    ids_by_name: dict[str, int] = {}
     for index, record in enumerate(records):
         if not isinstance(record, dict) or not is_int(record.get("id")):
             found.add("malformed_category", f"categories[{index}]")
             continue
         cat_id, name = record["id"], str(record.get("name", record["id"]))
         if cat_id in categories:
-            found.add("duplicate_category_id", f"category {cat_id}: '{categories[cat_id]}' and '{name}'")
+            found.add("duplicate_category_id", f"category {cat_id}: {quoted(categories[cat_id])} and {quoted(name)}")
             continue
         if cat_id == 0:
-            found.add("zero_id", f"category 0 ('{name}')")
+            found.add("zero_id", f"category 0 ({quoted(name)})")
+        if not is_id(cat_id):
+            found.add("id_out_of_range", f"category {quoted(cat_id)} ({quoted(name)})")
+        if name in ids_by_name:
+            found.add("duplicate_category_name", f"{quoted(name)}: categories {ids_by_name[name]} and {cat_id}")
+        ids_by_name.setdefault(name, cat_id)
         categories[cat_id] = name
     return categories
 
 
 def _check_files(images: dict[int, dict[str, Any]], scan: dict[str, ImageStatus], found: _Findings) -> dict[int, tuple[float, float] | None]:
     """File problems per image; returns each image's frame ``(W, H)``: the json's, else the file's, else None."""
-    codes = {"missing": "missing_image", "unreadable": "unreadable_image", "truncated": "truncated_image"}
+    codes = {"missing": "missing_image", "unreadable": "unreadable_image", "truncated": "truncated_image",
+             "too_large": "image_too_large", "outside": "image_outside_folder"}
     frames: dict[int, tuple[float, float] | None] = {}
     for image_id, record in images.items():
         status = scan.get(record["file_name"], ImageStatus("missing", detail="not scanned"))
@@ -287,6 +318,8 @@ def _check_annotations(
         seen_ids.add(ann_id)
         if ann_id == 0:
             found.add("zero_annotation_id", f"annotation 0 (annotations[{index}])")
+        if not is_id(ann_id):
+            found.add("id_out_of_range", f"annotation {quoted(ann_id)} (annotations[{index}])")
         if image_id not in images:
             found.add("missing_image_id", f"annotation {ann_id}: image_id {image_id}")
             continue
@@ -294,10 +327,15 @@ def _check_annotations(
         if cat_id not in categories:
             found.add("unknown_category", f"{where}: category_id {cat_id}")
             continue
+        flag = crowd_flag(ann.get("iscrowd"))
+        if flag is None:
+            found.add("malformed_iscrowd", f"{where}: iscrowd {quoted(ann.get('iscrowd'))}")
+            continue
         annotated.add(image_id)
-        crowd = bool(ann.get("iscrowd"))
+        crowd = bool(flag)
         if crowd and not is_rle(ann.get("segmentation")):
             found.add("crowd_without_rle", where)
+        _check_segmentation(ann.get("segmentation"), where, found)
         box = _box_or_report(ann.get("bbox"), where, found)
         if box is None:
             continue
@@ -309,6 +347,18 @@ def _check_annotations(
                 found.add("duplicate_box", where)
             boxes_seen.add(key)
     return class_counts, annotated
+
+
+def _check_segmentation(segmentation: Any, where: str, found: _Findings) -> None:
+    """What Mask R-CNN training would do with a segmentation: stop on an RLE it cannot decode, use the
+    box for one it cannot read at all (an absent or empty one is the usual box-only annotation)."""
+    if segmentation in (None, [], {}):
+        return
+    usable = usable_segmentation(segmentation)
+    if usable is None:
+        found.add("unusable_segmentation", f"{where}: segmentation {quoted(segmentation)}")
+    elif isinstance(usable, dict) and not rle_decodes(usable):
+        found.add("undecodable_segmentation", f"{where}: RLE {quoted(usable.get('counts'))}")
 
 
 def _box_or_report(bbox: Any, where: str, found: _Findings) -> Box | None:

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from detkit.data.coco_fields import (
     clip_box,
+    crowd_flag,
     is_degenerate,
     is_int,
     is_number,
@@ -35,6 +36,7 @@ from detkit.data.coco_fields import (
     usable_segmentation,
     xywh_to_xyxy,
 )
+from detkit.data.image_paths import image_path
 from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.errors import DataError
 from detkit.structures import Target
@@ -47,19 +49,23 @@ class SanitizeReport:
     """What the construction pass over the annotations found (sizes from the json's width/height).
 
     num_annotations: annotation records in the file.
-    num_clipped: boxes reaching the image border that were clipped to it.
-    num_dropped_degenerate: records with no usable bbox, or under 1 px wide or high after clipping.
+    num_clipped: boxes past the border of the json's width/height (clipped to the image when read).
+    num_dropped_degenerate: records with no usable bbox, or under 1 px wide or high.
+    num_outside_json_frame: boxes under 1 px once clipped to the json's width/height: dropped when
+        the image file has that size (the file's size decides, when the image is read).
     num_crowd: crowd annotations kept (``Target.iscrowd`` True).
     num_unknown_category: records whose category id is not in ``category_ids`` (skipped).
     num_images_without_annotations: images whose Target is empty.
-    num_dropped_malformed: records without id/image_id/category_id, with an unknown image or a
-        duplicate id; they are also removed from ``coco`` so that evaluation cannot trip on them.
+    num_dropped_malformed: records without id/image_id/category_id, with an unknown image, a
+        duplicate id or an ``iscrowd`` other than 0/1; they are also removed from ``coco`` so that
+        evaluation cannot trip on them.
     num_without_segmentation: kept records with no usable segmentation; their mask is their box.
     """
 
     num_annotations: int = 0
     num_clipped: int = 0
     num_dropped_degenerate: int = 0
+    num_outside_json_frame: int = 0
     num_crowd: int = 0
     num_unknown_category: int = 0
     num_images_without_annotations: int = 0
@@ -109,6 +115,7 @@ class CocoDetection(Dataset):
 
         dataset = read_coco_json(self.annotation_file)
         images = _index_images(dataset["images"], self.annotation_file)
+        _check_image_names(images, self.image_dir, self.annotation_file)
         names = _category_names(dataset["categories"], self.annotation_file)
         self.category_ids: list[int] = _resolve_category_ids(names, category_ids, self.annotation_file)
         self.class_names: list[str] = [names[cat_id] for cat_id in self.category_ids]
@@ -214,6 +221,13 @@ def _index_images(records: list[Any], path: Path) -> dict[int, dict[str, Any]]:
     return images
 
 
+def _check_image_names(images: dict[int, dict[str, Any]], image_dir: Path, path: Path) -> None:
+    """Every ``file_name`` must stay inside ``image_dir`` (``image_paths``): refused here, at the start,
+    rather than at the first read of the image."""
+    for image_id, record in images.items():
+        image_path(image_dir, record["file_name"], where=f"{path}: image {image_id}")
+
+
 def _category_names(records: list[Any], path: Path) -> dict[int, str]:
     names: dict[int, str] = {}
     for index, record in enumerate(records):
@@ -282,12 +296,15 @@ def _sanitize(
         if label is None:
             counts["num_unknown_category"] += 1
             continue
-        image = images[ann["image_id"]]
-        clipped = clip_box(box, image.get("width"), image.get("height"))
-        if is_degenerate(clipped):
+        if is_degenerate(box):
             counts["num_dropped_degenerate"] += 1
             continue
-        counts["num_clipped"] += clipped != box
+        # Counted in the json's frame, but kept: the image file's own size decides when it is read
+        # (``_target``), so a json whose width/height are wrong cannot drop valid boxes.
+        image = images[ann["image_id"]]
+        clipped = clip_box(box, image.get("width"), image.get("height"))
+        counts["num_outside_json_frame"] += is_degenerate(clipped)
+        counts["num_clipped"] += clipped != box and not is_degenerate(clipped)
         iscrowd = bool(ann["iscrowd"])
         counts["num_crowd"] += iscrowd
         counts["num_without_segmentation"] += box_segmentation
@@ -305,6 +322,7 @@ def _well_formed(ann: Any, images: dict[int, dict[str, Any]], seen_ids: set[int]
         and is_int(ann.get("image_id"))
         and ann["image_id"] in images
         and is_int(ann.get("category_id"))
+        and crowd_flag(ann.get("iscrowd")) is not None
     )
 
 
@@ -313,7 +331,7 @@ def _fill_defaults(ann: dict[str, Any], box: tuple[float, float, float, float]) 
 
     Returns whether the segmentation had to be replaced by the box.
     """
-    ann["iscrowd"] = 1 if ann.get("iscrowd") else 0
+    ann["iscrowd"] = crowd_flag(ann.get("iscrowd"))
     if not is_number(ann.get("area")):
         ann["area"] = (box[2] - box[0]) * (box[3] - box[1])
     segmentation = usable_segmentation(ann.get("segmentation"))

@@ -56,6 +56,20 @@ def is_number(value: Any) -> bool:
         return False
 
 
+def crowd_flag(value: Any) -> int | None:
+    """``iscrowd`` as 0 or 1 (absent is 0; JSON true/false are taken); None for anything else: the
+    string "no" is truthy, so reading any true-ish value as a crowd would turn objects into ignore regions."""
+    if value is None or value is False or value is True:
+        return int(bool(value))
+    return int(value) if is_number(value) and value in (0, 1) else None
+
+
+def is_id(value: Any) -> bool:
+    """A usable record id: a JSON integer in ``[0, 2**63)``. The evaluators index ids as int64, and a
+    negative id is no COCO tool's convention."""
+    return is_int(value) and 0 <= value < 2**63
+
+
 def is_positive_size(value: Any) -> bool:
     """A usable image ``width`` or ``height``."""
     return is_number(value) and value > 0
@@ -121,6 +135,20 @@ def is_rle(segmentation: Any) -> bool:
     if isinstance(counts, str):
         return bool(counts)
     return isinstance(counts, list) and all(is_int(c) and c >= 0 for c in counts) and sum(counts) == size[0] * size[1]
+
+
+def rle_decodes(rle: dict[str, Any]) -> bool:
+    """Whether pycocotools decodes an RLE that ``is_rle`` accepted (compressed string or list counts):
+    a string of the right shape can still hold garbage, which Mask R-CNN training would stop on."""
+    from pycocotools import mask as mask_utils
+
+    try:
+        if isinstance(rle["counts"], list):
+            rle = mask_utils.frPyObjects(rle, *rle["size"])
+        mask_utils.decode(rle)
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
 
 
 def _is_polygon(points: Any) -> bool:

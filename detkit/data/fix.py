@@ -2,16 +2,21 @@
 
 What is repaired (boxes are COCO ``[x, y, w, h]`` pixels, in the frame of the image file):
 
-- image records: malformed ones and those whose file is missing, unreadable or truncated are
-  dropped, with their annotations; width/height are set from the file where missing or wrong;
-  a duplicated id keeps its first record, and a later one is dropped when it names the same file,
-  else renumbered (annotations of that id stay with the first record: they cannot be told apart).
+- image records: malformed ones and those whose file is missing, unreadable, truncated, over the
+  pixel limit or outside the image folder are dropped, with their annotations; width/height are set
+  from the file where missing or wrong; a duplicated id keeps its first record, and a later one is
+  dropped when it names the same file, else renumbered (annotations of that id stay with the first
+  record: they cannot be told apart); an id outside ``[0, 2**63)`` is renumbered, and so are the
+  annotations' references to it.
 - categories: malformed ones are dropped; a duplicated id keeps its first record, a later one is
-  dropped when it has the same name, else renumbered.
-- annotations: malformed ones, those of unknown images or categories, and boxes that are not 4
-  finite numbers or are under 1 px once clipped (``coco_fields.is_degenerate``, the rule training
-  applies) are dropped; boxes outside the image are clipped to it; duplicated ids and id 0 are
-  renumbered (a new id is one above the largest in the file).
+  dropped when it has the same name, else renumbered; an out-of-range id is renumbered (references
+  follow); a name another category already has gets the category id appended (``car_7``).
+- annotations: malformed ones (including an ``iscrowd`` other than 0/1), those of unknown images or
+  categories, and boxes that are not 4 finite numbers or are under 1 px once clipped
+  (``coco_fields.is_degenerate``, the rule training applies) are dropped; an RLE pycocotools cannot
+  decode is removed (the box stands for the mask, as for box-only annotations); boxes outside the
+  image are clipped to it; duplicated ids, id 0 and out-of-range ids are renumbered (a new id is
+  one above the largest usable id in the file).
 
 Warnings (crowds without RLE, imbalance, tiny boxes) are left alone: they are choices, not faults.
 The output is written atomically; every other key of the json (``info``, ``licenses``) is kept.
@@ -25,7 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detkit.data.coco_fields import clip_box, is_degenerate, is_int, is_positive_size, read_coco_json, xywh_to_xyxy, xyxy_to_xywh
+from detkit.data.coco_fields import (
+    clip_box,
+    crowd_flag,
+    is_degenerate,
+    is_id,
+    is_int,
+    is_positive_size,
+    read_coco_json,
+    rle_decodes,
+    usable_segmentation,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
 from detkit.data.image_scan import ImageStatus
 from detkit.io import atomic_write_json
 
@@ -35,16 +52,22 @@ _CHANGES = {
     "image_bad_file": "image records dropped: file missing, unreadable or truncated",
     "image_duplicate": "duplicate image records (same id, same file) dropped",
     "image_renumbered": "image records with a duplicated id renumbered",
+    "image_out_of_range": "image records with an id outside [0, 2**63) renumbered (annotations follow)",
     "image_resized": "image records given their file's width/height",
     "category_malformed": "malformed category records dropped",
     "category_duplicate": "duplicate category records (same id, same name) dropped",
     "category_renumbered": "category records with a duplicated id renumbered",
+    "category_out_of_range": "category records with an id outside [0, 2**63) renumbered (annotations follow)",
+    "category_renamed": "categories whose name another category had renamed to name_<id>",
     "annotation_malformed": "malformed annotations dropped",
+    "annotation_bad_iscrowd": "annotations with an iscrowd other than 0 or 1 dropped",
     "annotation_no_image": "annotations of missing or dropped images dropped",
     "annotation_unknown_category": "annotations of unknown categories dropped",
     "annotation_bad_box": "annotations with a malformed or degenerate box dropped",
     "annotation_clipped": "boxes clipped to their image",
+    "annotation_segmentation_removed": "undecodable RLE segmentations removed (the box stands for the mask)",
     "annotation_renumbered": "annotations with a duplicated id or id 0 renumbered",
+    "annotation_out_of_range": "annotations with an id outside [0, 2**63) renumbered",
 }
 
 
@@ -69,17 +92,42 @@ def fix_coco(dataset: dict[str, Any], images: dict[str, ImageStatus]) -> tuple[d
     """The cleaned dataset (a new dict; ``dataset`` is not modified) and the count of each change."""
     counts: Counter[str] = Counter()
     fixed = {key: value for key, value in dataset.items() if key not in ("images", "categories", "annotations")}
-    fixed["images"] = _fix_images(copy.deepcopy(dataset["images"]), images, counts)
-    fixed["categories"] = _fix_categories(copy.deepcopy(dataset["categories"]), counts)
-    fixed["annotations"] = _fix_annotations(copy.deepcopy(dataset["annotations"]), fixed["images"], fixed["categories"], counts)
+    image_ids: dict[int, int] = {}
+    category_ids: dict[int, int] = {}
+    fixed["images"] = _fix_images(copy.deepcopy(dataset["images"]), images, counts, image_ids)
+    fixed["categories"] = _fix_categories(copy.deepcopy(dataset["categories"]), counts, category_ids)
+    annotations = _follow_renumbering(copy.deepcopy(dataset["annotations"]), image_ids, category_ids)
+    fixed["annotations"] = _fix_annotations(annotations, fixed["images"], fixed["categories"], counts)
     return fixed, counts
 
 
 def _next_id(records: list[Any]) -> int:
-    return max((r["id"] for r in records if isinstance(r, dict) and is_int(r.get("id"))), default=0) + 1
+    return max((r["id"] for r in records if isinstance(r, dict) and is_id(r.get("id"))), default=0) + 1
 
 
-def _fix_images(records: list[Any], scan: dict[str, ImageStatus], counts: Counter[str]) -> list[dict[str, Any]]:
+def _renumber(record: dict[str, Any], renumbered: dict[int, int], next_id: int) -> int:
+    """Give ``record`` the new id of its out-of-range id (the same for every record that had it);
+    returns the next free id."""
+    if record["id"] not in renumbered:
+        renumbered[record["id"]], next_id = next_id, next_id + 1
+    record["id"] = renumbered[record["id"]]
+    return next_id
+
+
+def _follow_renumbering(annotations: list[Any], image_ids: dict[int, int], category_ids: dict[int, int]) -> list[Any]:
+    """Point annotations at the new ids of renumbered out-of-range images and categories."""
+    for ann in annotations:
+        if isinstance(ann, dict):
+            if is_int(ann.get("image_id")) and ann["image_id"] in image_ids:
+                ann["image_id"] = image_ids[ann["image_id"]]
+            if is_int(ann.get("category_id")) and ann["category_id"] in category_ids:
+                ann["category_id"] = category_ids[ann["category_id"]]
+    return annotations
+
+
+def _fix_images(
+    records: list[Any], scan: dict[str, ImageStatus], counts: Counter[str], renumbered: dict[int, int]
+) -> list[dict[str, Any]]:
     next_id = _next_id(records)
     owners: dict[int, dict[str, Any]] = {}
     kept = []
@@ -87,6 +135,9 @@ def _fix_images(records: list[Any], scan: dict[str, ImageStatus], counts: Counte
         if not isinstance(record, dict) or not is_int(record.get("id")) or not isinstance(record.get("file_name"), str) or not record["file_name"]:
             counts["image_malformed"] += 1
             continue
+        if not is_id(record["id"]):
+            next_id = _renumber(record, renumbered, next_id)
+            counts["image_out_of_range"] += 1
         first = owners.get(record["id"])
         if first is not None and first["file_name"] == record["file_name"]:
             counts["image_duplicate"] += 1
@@ -115,7 +166,7 @@ def _set_size(record: dict[str, Any], size: tuple[int, int] | None) -> bool:
     return True
 
 
-def _fix_categories(records: list[Any], counts: Counter[str]) -> list[dict[str, Any]]:
+def _fix_categories(records: list[Any], counts: Counter[str], renumbered: dict[int, int]) -> list[dict[str, Any]]:
     next_id = _next_id(records)
     names: dict[int, Any] = {}
     kept = []
@@ -123,6 +174,9 @@ def _fix_categories(records: list[Any], counts: Counter[str]) -> list[dict[str, 
         if not isinstance(record, dict) or not is_int(record.get("id")):
             counts["category_malformed"] += 1
             continue
+        if not is_id(record["id"]):
+            next_id = _renumber(record, renumbered, next_id)
+            counts["category_out_of_range"] += 1
         if record["id"] in names and names[record["id"]] == record.get("name"):
             counts["category_duplicate"] += 1
             continue
@@ -131,7 +185,26 @@ def _fix_categories(records: list[Any], counts: Counter[str]) -> list[dict[str, 
             counts["category_renumbered"] += 1
         names[record["id"]] = record.get("name")
         kept.append(record)
+    _rename_shared_names(kept, counts)
     return kept
+
+
+def _rename_shared_names(categories: list[dict[str, Any]], counts: Counter[str]) -> None:
+    """A name (as the checker reads it: ``str(name)``, or the id without one) that an earlier
+    category has becomes ``name_<id>``: two classes of one name cannot be told apart in the output."""
+    taken = {str(c.get("name", c["id"])) for c in categories}
+    seen: set[str] = set()
+    for category in categories:
+        name = str(category.get("name", category["id"]))
+        if name in seen:
+            new_name, suffix = f"{name}_{category['id']}", 2
+            while new_name in taken:
+                new_name, suffix = f"{name}_{category['id']}_{suffix}", suffix + 1
+            category["name"] = new_name
+            taken.add(new_name)
+            counts["category_renamed"] += 1
+            name = new_name
+        seen.add(name)
 
 
 def _fix_annotations(records: list[Any], images: list[dict[str, Any]], categories: list[dict[str, Any]], counts: Counter[str]) -> list[dict[str, Any]]:
@@ -154,7 +227,13 @@ def _fix_annotations(records: list[Any], images: list[dict[str, Any]], categorie
         if clipped != box:
             ann["bbox"] = xyxy_to_xywh(clipped)
             counts["annotation_clipped"] += 1
-        if ann["id"] in seen or ann["id"] == 0:
+        if _undecodable_rle(ann.get("segmentation")):
+            del ann["segmentation"]
+            counts["annotation_segmentation_removed"] += 1
+        if not is_id(ann["id"]):
+            ann["id"], next_id = next_id, next_id + 1
+            counts["annotation_out_of_range"] += 1
+        elif ann["id"] in seen or ann["id"] == 0:
             ann["id"], next_id = next_id, next_id + 1
             counts["annotation_renumbered"] += 1
         seen.add(ann["id"])
@@ -166,6 +245,8 @@ def _annotation_problem(ann: Any, images: dict[int, dict[str, Any]], category_id
     """The change key that drops ``ann``, or None when it is kept."""
     if not isinstance(ann, dict) or not all(is_int(ann.get(key)) for key in ("id", "image_id", "category_id")):
         return "annotation_malformed"
+    if crowd_flag(ann.get("iscrowd")) is None:
+        return "annotation_bad_iscrowd"
     if ann["image_id"] not in images:
         return "annotation_no_image"
     if ann["category_id"] not in category_ids:
@@ -173,3 +254,8 @@ def _annotation_problem(ann: Any, images: dict[int, dict[str, Any]], category_id
     if xywh_to_xyxy(ann.get("bbox")) is None:
         return "annotation_bad_box"
     return None
+
+
+def _undecodable_rle(segmentation: Any) -> bool:
+    usable = usable_segmentation(segmentation)
+    return isinstance(usable, dict) and not rle_decodes(usable)

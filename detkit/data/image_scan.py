@@ -2,10 +2,12 @@
 
 An image is ``truncated`` when its bytes stop before the format's end marker (see
 ``images.truncation``), the signature of an interrupted download or copy. OpenCV sometimes decodes
-such a file anyway (the missing rows come out grey), so decoding alone does not catch it.
+such a file anyway (the missing rows come out grey), so decoding alone does not catch it. It is
+``too_large`` over the pixel limit, and ``outside`` when its name leads out of the image folder
+(``image_paths``): such a file is not even opened.
 
-Decoding uses the flags of ``read_image_rgb`` (EXIF orientation ignored), so the size found is the
-size training sees. Files are decoded on a thread pool: OpenCV's decoders release the GIL.
+Decoding is ``read_image_rgb``'s (EXIF orientation applied), so the size found is the size training
+sees. Files are decoded on a thread pool: OpenCV's decoders release the GIL.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from pathlib import Path
 from typing import Literal
 
 import cv2
-import numpy as np
 
-from detkit.data.images import READ_FLAGS, truncation
+from detkit.data.image_paths import leads_outside, outside_images_allowed
+from detkit.data.images import ImageError, read_image_rgb
 
-ImageState = Literal["ok", "missing", "unreadable", "truncated"]
+ImageState = Literal["ok", "missing", "unreadable", "truncated", "too_large", "outside"]
 
 _MAX_THREADS = 8
 
@@ -38,23 +40,18 @@ class ImageStatus:
 
 
 def inspect_image(path: Path) -> ImageStatus:
-    """Read and decode one image file."""
-    if not path.is_file():
-        return ImageStatus("missing", detail="no such file")
+    """Read and decode one image file, as training would (``read_image_rgb``)."""
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        return ImageStatus("unreadable", detail=error.strerror or "cannot read")
-    if not data:
-        return ImageStatus("unreadable", detail="empty file")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
-    size = None if image is None else (int(image.shape[0]), int(image.shape[1]))
-    cut = truncation(data)
-    if cut:
-        return ImageStatus("truncated", size, detail=cut)
-    if image is None:
-        return ImageStatus("unreadable", detail="OpenCV cannot decode it")
-    return ImageStatus("ok", size)
+        image = read_image_rgb(path)
+    except ImageError as error:
+        return ImageStatus(error.state, detail=error.detail)
+    return ImageStatus("ok", (int(image.shape[0]), int(image.shape[1])))
+
+
+def _inspect_named(image_dir: Path, name: str) -> ImageStatus:
+    if leads_outside(image_dir, name) and not outside_images_allowed():
+        return ImageStatus("outside", detail=f"leads outside {image_dir}")
+    return inspect_image(image_dir / name)
 
 
 def scan_images(
@@ -72,7 +69,7 @@ def scan_images(
     level = _quiet_opencv()
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for done, (name, status) in enumerate(zip(names, pool.map(lambda n: inspect_image(image_dir / n), names)), start=1):
+            for done, (name, status) in enumerate(zip(names, pool.map(lambda n: _inspect_named(image_dir, n), names)), start=1):
                 results[name] = status
                 if progress is not None:
                     progress(done, len(names))

@@ -1,11 +1,19 @@
 """Image reading: files on disk to ``uint8 [H, W, 3]`` RGB arrays and ``float32 [3, H, W]`` tensors.
 
-Pixels are read as stored: EXIF orientation is ignored, because COCO-style annotations (and the
-json ``width``/``height``) are in the frame of the stored pixels, not of the rotated picture.
+Pixels are returned in the displayed frame: a JPEG's EXIF orientation is applied, as every photo
+viewer, browser and labelling tool applies it, so a phone's portrait photo (stored landscape, tagged
+"rotate 90") is read portrait, and boxes drawn on it in a labelling tool land where they were drawn.
+Annotations (and a COCO json's ``width``/``height``) must be in that frame. Other formats are read
+as stored.
+
+Before decoding, the header's pixel count is checked against ``max_image_pixels()`` (like Pillow's
+``MAX_IMAGE_PIXELS``): a few kilobytes of PNG can declare 20000 x 20000 pixels and make a decoder
+allocate gigabytes before it finds the data missing.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,39 +22,124 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from detkit.errors import DataError
+from detkit.data.image_header import ImageHeader, read_header
+from detkit.errors import ConfigError, DataError
+from detkit.io import read_regular_bytes
 
-READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # stored pixels, EXIF ignored
+# Decode the stored pixels; orientation is applied by ``apply_orientation`` from detkit's own reading
+# of the header, so the size the header gives and the pixels decoded can never disagree.
+READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+MAX_IMAGE_PIXELS_ENV = "DETKIT_MAX_IMAGE_PIXELS"
+# Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): about 13,400 x 13,400, seven times
+# a 24-megapixel photo. Decoded to float32 for the network such an image is already 2 GB.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+MAX_IMAGE_BYTES = 2 << 30  # no photo or scan of the allowed pixel count is larger
 
 _JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
 _PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+_FIX_MISSING = "check the image folder and the file_name in the annotations"
+_FIX_REPLACE = "replace it or drop it from the annotations"
+
+
+class ImageError(DataError):
+    """An image file that cannot be used. ``state`` says how (what ``detkit data check`` reports:
+    ``missing``, ``unreadable``, ``truncated`` or ``too_large``) and ``detail`` why, in a few words."""
+
+    def __init__(self, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> None:
+        super().__init__(f"{path}: {headline or detail}; {fix}")
+        self.state, self.detail = state, detail
+
+
+def max_image_pixels() -> int | None:
+    """The largest image (height x width) detkit decodes: ``$DETKIT_MAX_IMAGE_PIXELS`` (0: no limit),
+    else ``DEFAULT_MAX_IMAGE_PIXELS``."""
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not text.isdigit():
+        raise ConfigError(f"{MAX_IMAGE_PIXELS_ENV}={text[:40]!r}: write a whole number of pixels (0 for no limit)")
+    return int(text) or None
 
 
 def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as ``uint8 [H, W, 3]`` RGB (grey and RGBA files are converted).
+    """Read an image file as ``uint8 [H, W, 3]`` RGB in its displayed frame (grey and RGBA files are
+    converted). Raises ``ImageError`` naming the file when it is missing, not a regular file,
+    truncated, over the pixel limit or cannot be decoded."""
+    return decode_image_rgb(read_image_bytes(path), path)
 
-    Raises ``DataError`` naming the file when it is missing, truncated or cannot be decoded.
-    """
+
+def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image not found; check the image folder and the file_name in the annotations")
-    # imdecode over a byte buffer instead of imread: same decoder, but it also opens non-ASCII
-    # paths on Windows and lets an unreadable file be told apart from a missing one.
+    if not os.path.lexists(path):
+        raise ImageError(path, "missing", "image not found", _FIX_MISSING)
     try:
-        data = path.read_bytes()
+        return read_regular_bytes(path, max_bytes=MAX_IMAGE_BYTES)
+    except FileNotFoundError:  # a symlink to nowhere
+        raise ImageError(path, "missing", "image not found (a broken link)", _FIX_MISSING) from None
     except OSError as error:
-        raise DataError(f"{path}: cannot read image ({error.strerror}); check the file's permissions") from error
+        raise ImageError(path, "unreadable", f"cannot read image ({error.strerror})", _FIX_REPLACE) from None
+
+
+def decode_image_rgb(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
+    """``data`` (a file's bytes) as ``uint8 [H, W, 3]`` RGB in the displayed frame; see ``read_image_rgb``."""
     cut = truncation(data)
     if cut:
         # OpenCV would decode what is there and fill the rest with grey: training on that teaches garbage.
-        raise DataError(
-            f"{path}: truncated image ({cut}: an interrupted download or copy); replace the file, or drop it "
-            "with `detkit data check ANNOTATIONS --images DIR --fix OUT.json`"
+        raise ImageError(
+            path, "truncated", cut, "replace the file, or drop it with `detkit data check ANNOTATIONS --images DIR --fix OUT.json`",
+            headline=f"truncated image ({cut}: an interrupted download or copy)",
         )
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS) if data else None
+    header = read_header(io.BytesIO(data))
+    check_pixel_count(header, path)
+    bgr = _decode(data, path)
     if bgr is None:
-        raise DataError(f"{path}: not a readable image; replace it with a valid JPEG or PNG or drop it from the annotations")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        raise ImageError(path, "unreadable", "not a readable image", "replace it with a valid JPEG or PNG or drop it from the annotations")
+    return apply_orientation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), header.orientation if header else 1)
+
+
+def check_pixel_count(header: ImageHeader | None, path: str | os.PathLike[str]) -> None:
+    limit = max_image_pixels()
+    if header is not None and limit is not None and header.pixels > limit:
+        raise ImageError(
+            path, "too_large", f"{header.width} x {header.height} pixels is over the limit of {limit:,}",
+            f"downscale or tile the image, or raise {MAX_IMAGE_PIXELS_ENV} (0 for no limit)",
+        )
+
+
+def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray | None:
+    if not data:
+        return None
+    try:
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
+    except cv2.error as error:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):  # OpenCV's own limit (formats detkit reads no header of)
+            raise ImageError(path, "too_large", "over OpenCV's pixel limit",
+                             "downscale the image, or raise OPENCV_IO_MAX_IMAGE_PIXELS") from None
+        raise ImageError(path, "unreadable", f"OpenCV cannot decode it ({_first_line(error)})", _FIX_REPLACE) from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:120] if lines else type(error).__name__
+
+
+# EXIF orientation -> the OpenCV operations that turn stored pixels into displayed ones.
+_ORIENT = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: lambda a: cv2.transpose(a),
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.flip(cv2.transpose(a), -1),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` ``[H, W, C]`` as displayed under EXIF ``orientation`` (1-8)."""
+    turn = _ORIENT.get(orientation)
+    return image if turn is None else np.ascontiguousarray(turn(image))
 
 
 def truncation(data: bytes) -> str:

@@ -261,3 +261,49 @@ def test_broken_tiny_coco_copy_reports_every_planted_fault(shared_data, tmp_path
     }
     fixed = fix_dataset(path, report.images, tmp_path / "fixed.json")
     assert check_coco(json.loads(fixed.output.read_text()), fixed.output, root / "train_2017_small", images=report.images).errors == []
+
+
+def test_what_training_would_refuse_or_misread_is_an_error_and_fix_repairs_it(tmp_path):
+    """The checks added for what training refuses (an undecodable RLE), misreads (iscrowd "no" as a crowd)
+    or cannot tell apart (two categories named "cat"), ids the evaluators cannot index, and a file that
+    is not in the image folder; --fix leaves none of them (and cannot invent images)."""
+    huge = 2**63 + 5
+    images = [_image(1), _image(huge, "2.png"), _image(3, "../outside.png")]
+    annotations = [
+        _ann(1, iscrowd="no"), _ann(2, iscrowd="yes"), _ann(huge, bbox=(20, 20, 8, 8)),
+        _ann(4, image_id=huge, category_id=huge),
+        _ann(5, segmentation={"size": [40, 50], "counts": "garbage!!"}),
+        _ann(6, bbox=(25, 5, 10, 10), segmentation={"counts": 3}),
+    ]
+    categories = CATEGORIES + [{"id": 3, "name": "cat"}, {"id": huge, "name": "bird"}]
+    path = write_coco(tmp_path, images, annotations, categories, write_images=False)
+    for name in ("1.png", "2.png"):
+        write_image(tmp_path / name, 40, 50)
+    report = check_dataset(path, tmp_path)
+    assert _codes(report) == {
+        "malformed_iscrowd": 2, "id_out_of_range": 3, "duplicate_category_name": 1, "undecodable_segmentation": 1,
+        "image_outside_folder": 1, "unusable_segmentation": 1, "unused_category": 2, "images_without_annotations": 1,
+    }
+    # Reported as outside, not as missing: the scan never looked for it.
+    assert report.finding("image_outside_folder").examples == (f"image 3: ../outside.png (leads outside {tmp_path})",)
+
+    result = fix_dataset(report.annotation_file, report.images, tmp_path / "fixed.json")
+    fixed = json.loads((tmp_path / "fixed.json").read_text())
+    after = check_coco(fixed, tmp_path / "fixed.json", tmp_path, images=report.images)
+    assert after.errors == []
+    assert [c["name"] for c in fixed["categories"]] == ["cat", "dog", "cat_3", "bird"]
+    moved = {a["id"]: (a["image_id"], a["category_id"]) for a in fixed["annotations"]}
+    assert moved[4] == (4, 4) and all(0 <= i < 2**63 for i in moved)  # the image and category renumbered together
+    assert "segmentation" not in next(a for a in fixed["annotations"] if a["id"] == 5)
+    assert dict((text, count) for count, text in result.changes)["annotations with an iscrowd other than 0 or 1 dropped"] == 2
+
+
+def test_an_empty_image_list_is_an_error(tmp_path):
+    assert _codes(_check(tmp_path, [], [])) == {"no_images": 1, "unused_category": 2}
+
+
+def test_an_image_over_the_pixel_limit_is_reported_without_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETKIT_MAX_IMAGE_PIXELS", str(40 * 50 - 1))
+    report = _check(tmp_path, [_image(1)], [_ann(1)])
+    assert _codes(report) == {"image_too_large": 1, "unused_category": 1}
+    assert report.finding("image_too_large").examples == ("image 1: 1.png (50 x 40 pixels is over the limit of 1,999)",)

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from pycocotools import mask as mask_utils
 
@@ -121,9 +123,9 @@ def test_clipping_dropping_crowd_unknown_and_malformed_records_are_counted(tmp_p
     annotations = [
         _ann(1, bbox=(5, 6, 10, 12)),  # kept as is
         _ann(2, bbox=(-4, 30, 20, 20), category_id=7),  # clipped to x1=0, y2=40
-        _ann(3, bbox=(60, 5, 10, 10)),  # entirely right of the image: degenerate
+        _ann(3, bbox=(60, 5, 10, 10)),  # entirely right of the image: dropped when the 50 px image is read
         _ann(4, bbox=(10, 10, 0, 5)),  # zero width: degenerate
-        _ann(5, bbox=(49.5, 10, 8, 5)),  # half a pixel left after clipping: degenerate
+        _ann(5, bbox=(49.5, 10, 8, 5)),  # half a pixel left after clipping: dropped when the image is read
         _ann(6, bbox=None),  # no bbox: dropped
         _ann(7, bbox=("a", 1, 2, 3)),  # unusable bbox: dropped
         _ann(8, bbox=(3, 2, 6, 4), iscrowd=1, segmentation=crowd_rle),  # crowd: kept
@@ -138,12 +140,13 @@ def test_clipping_dropping_crowd_unknown_and_malformed_records_are_counted(tmp_p
     assert dataset.report == SanitizeReport(
         num_annotations=13,
         num_clipped=1,
-        num_dropped_degenerate=5,
+        num_dropped_degenerate=3,  # 4, 6, 7: no box whatever the image's size
+        num_outside_json_frame=2,  # 3, 5: the image file's size decides (test_json_size_never_drops_boxes)
         num_crowd=1,
         num_unknown_category=2,
         num_images_without_annotations=2,
         num_dropped_malformed=3,
-        num_without_segmentation=2,  # records 1 and 2 carry no segmentation
+        num_without_segmentation=4,  # records 1, 2, 3 and 5 carry no segmentation
     )
     assert dataset.image_ids == [1, 2, 3]
     # Records evaluation could trip on are gone from the COCO object; valid ground truth stays.
@@ -304,3 +307,58 @@ def test_proposals_are_attached_before_the_transforms(synthetic):
     assert seen == [(image.shape[1], width, 3)]  # the decoded uint8 [H, W, 3] pixels were looked up
     torch.testing.assert_close(target.proposals, torch.tensor([[width - 11.0, 2.0, width - 1.0, 12.0]]))
     assert CocoDetection(annotations, images)[0][1].proposals is None
+
+
+def test_json_size_never_drops_boxes(tmp_path):
+    """A json whose width/height disagree with the file (16 x 16 for a 40 x 50 image): the file's size
+    decides, so boxes beyond the json's frame but inside the image are kept, and clipped to the image."""
+    path = _write_dataset(tmp_path, [_image(1)], [_ann(1, bbox=(20, 20, 10, 10)), _ann(2, bbox=(45, 30, 20, 20))], CATEGORIES)
+    document = json.loads(path.read_text())
+    document["images"][0].update(width=16, height=16)
+    path.write_text(json.dumps(document))
+    dataset = CocoDetection(path, tmp_path)
+    assert dataset.report.num_outside_json_frame == 2 and dataset.report.num_dropped_degenerate == 0
+    _, target = dataset[0]
+    assert target.boxes.tolist() == [[20, 20, 30, 30], [45, 30, 50, 40]]
+
+
+@pytest.mark.parametrize("flag, kept", [(0, True), (1, True), (True, True), (False, True), (None, True), (0.0, True),
+                                        ("yes", False), ("no", False), ("1", False), (2, False), ([1], False)])
+def test_iscrowd_must_be_0_or_1(tmp_path, flag, kept):
+    """The string "no" is truthy: reading any true-ish value as a crowd would turn objects into ignore regions."""
+    record = _ann(1)
+    record["iscrowd"] = flag
+    dataset = CocoDetection(_write_dataset(tmp_path, [_image(1)], [record], CATEGORIES), tmp_path)
+    assert (dataset.report.num_dropped_malformed == 0) is kept
+    assert len(dataset[0][1].boxes) == int(kept)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(["../1.png", "../../../etc/passwd", "/etc/passwd", "a/../../1.png", "sub/../..", ".", "",
+                             "x\0.png"]) | st.builds("/".join, st.lists(st.sampled_from(["..", ".", "a", "b.png"]), min_size=1, max_size=6)))
+def test_file_names_leading_outside_the_image_folder_are_refused(tmp_path_factory, name):
+    """Any file_name that resolves (lexically) outside the image folder is a DataError naming the record,
+    unless --allow-outside-images ($DETKIT_ALLOW_OUTSIDE_IMAGES=1) opts in."""
+    import os
+
+    from detkit.data.image_paths import ALLOW_OUTSIDE_ENV, leads_outside
+
+    root = tmp_path_factory.mktemp("outside")
+    folder = root / "images"
+    folder.mkdir()
+    path = _write_dataset(folder, [_image(1)], [_ann(1)], CATEGORIES)
+    document = json.loads(path.read_text())
+    document["images"][0]["file_name"] = name
+    path.write_text(json.dumps(document))
+    inside = os.path.commonpath([str(folder), os.path.abspath(os.path.join(folder, name))]) == str(folder)
+    if "\0" in name or not inside or os.path.abspath(os.path.join(folder, name)) == str(folder):
+        assert leads_outside(folder, name)
+        with pytest.raises(DataError, match="leads outside the image folder.*--allow-outside-images"):
+            CocoDetection(path, folder)
+        if "\0" not in name:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv(ALLOW_OUTSIDE_ENV, "1")
+                assert CocoDetection(path, folder).image_path(0) == folder / name
+    else:
+        assert not leads_outside(folder, name)
+        assert CocoDetection(path, folder).image_path(0) == folder / name
