@@ -4,6 +4,7 @@ layout, image placement, atomicity, and real data (BCCD VOC, tiny COCO) when pre
 from __future__ import annotations
 
 import json
+import shutil
 import os
 from pathlib import Path
 
@@ -139,9 +140,34 @@ def test_existing_output_is_refused_unless_overwrite(synthetic, tmp_path):
     (out / "old.txt").write_text("old")
     with pytest.raises(DataError, match="already exists; choose another output or pass --overwrite"):
         convert_dataset(source, out, "yolo", images=synthetic / "val")
+    # --overwrite replaces only what a conversion wrote: a folder of the user's is kept.
+    with pytest.raises(DataError, match="was not written by `detkit data convert`"):
+        convert_dataset(source, out, "yolo", images=synthetic / "val", replace=True)
+    assert (out / "old.txt").read_text() == "old"
+    (out / "old.txt").unlink()
+    out.rmdir()
+    convert_dataset(source, out, "yolo", images=synthetic / "val")
+    (out / "old.txt").write_text("old")
     convert_dataset(source, out, "yolo", images=synthetic / "val", replace=True)
     assert not (out / "old.txt").exists() and (out / "data.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo"]  # nothing left beside it
+
+
+@pytest.mark.parametrize("to, name", [("coco", "out.json"), ("coco", "coco"), ("voc", "voc")])
+def test_overwrite_replaces_a_conversion_of_any_format_but_never_a_users_file(synthetic, tmp_path, to, name):
+    source = synthetic / "annotations" / "instances_val.json"
+    out = tmp_path / name
+    if out.suffix:
+        out.write_text('{"images": [], "annotations": [], "categories": [], "info": {"mine": 1}}')
+    else:
+        out.mkdir()
+        (out / "thesis.tex").write_text("keep")
+    with pytest.raises(DataError, match="was not written by"):
+        convert_dataset(source, out, to, images=synthetic / "val", replace=True)
+    assert "mine" in out.read_text() if out.suffix else (out / "thesis.tex").read_text() == "keep"
+    shutil.rmtree(out) if out.is_dir() else out.unlink()
+    convert_dataset(source, out, to, images=synthetic / "val")
+    convert_dataset(source, out, to, images=synthetic / "val", replace=True)  # its own output: replaced
 
 
 def test_output_that_holds_the_source_is_refused(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from detkit.data.formats.marker import mark_coco, mark_folder
 from detkit.data.formats.report import ConversionReport, SplitSummary
 from detkit.data.formats.split import DatasetSplit
 from detkit.errors import DataError
@@ -29,10 +30,11 @@ def write_coco(splits: list[DatasetSplit], out: Path, *, replace: bool = False) 
                             "pass --split NAME, or an output folder")
         if out.exists() and not replace:
             raise FileExistsError(out)
-        atomic_write_json(out, splits[0].coco)
+        atomic_write_json(out, mark_coco(splits[0].coco))
         report.splits.append(SplitSummary.of(splits[0], splits[0].image_dir, out))
     else:
         with atomic_directory(out, replace=replace) as tmp:
+            mark_folder(tmp, "coco")
             for split in splits:
                 relative = Path("annotations") / f"instances_{split.name}.json"
                 atomic_write_json(tmp / relative, split.coco)

@@ -9,6 +9,7 @@ source; for a COCO file, ``split`` names its one split (``train`` makes ``images
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from detkit.data.formats.coco_reader import read_coco
 from detkit.data.formats.coco_writer import write_coco
 from detkit.data.formats.detect import FORMATS, detect_format
+from detkit.data.formats.marker import MARKER, written_by_convert
 from detkit.data.formats.report import ConversionReport
 from detkit.data.formats.split import DatasetSplit
 from detkit.data.formats.voc import read_voc, voc_splits
@@ -92,10 +94,15 @@ def _all_splits(source: Path, fmt: str) -> list[str]:
 
 
 def _check_output(source: Path, out: Path, replace: bool) -> None:
-    """Refuse an existing output (unless ``replace``), and one that is, or holds, the source: replacing
-    it would delete the data being read."""
-    if out.exists() and not replace:
+    """Refuse an existing output unless ``replace`` and an earlier conversion wrote it (``marker``), and
+    one that is, or holds, the source: replacing it would delete the data being read."""
+    if os.path.lexists(out) and not replace:
         raise DataError(f"{out}: already exists; choose another output or pass --overwrite")
     source_path, out_path = source.resolve(), out.resolve()
     if out_path == source_path or out_path in source_path.parents:
         raise DataError(f"{out}: is or contains the source {source}; write the conversion somewhere else")
+    if os.path.lexists(out) and not written_by_convert(out):
+        raise DataError(
+            f"{out}: exists and was not written by `detkit data convert` (it has no {MARKER}); --overwrite replaces "
+            "only detkit's own conversions: choose another output, or move the existing one away yourself"
+        )

@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import cv2
+
 from detkit.errors import DataError
 
 
@@ -26,10 +28,17 @@ class PlacementCounts:
 
 
 def place_image(source: Path, destination: Path, counts: PlacementCounts) -> None:
-    """Hard-link ``source`` at ``destination`` (a new path), copying when linking is not possible."""
+    """Hard-link ``source`` at ``destination`` (a new path), copying when linking is not possible.
+
+    Only a regular file that OpenCV recognises as an image is placed: a dataset's names, or links
+    inside its folder, must not bring ``/etc/passwd`` or a private key into a folder that is shared.
+    """
     if not source.is_file():
         raise DataError(f"{source}: image not found; the target layout needs every image in place "
                         "(run `detkit data check --fix` to drop missing ones first)")
+    if not cv2.haveImageReader(str(source)):
+        raise DataError(f"{source}: not an image file (no image format's signature); a converted dataset holds "
+                        "images only: replace the file, or drop its record with `detkit data check --fix`")
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, destination)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from detkit.data.coco_fields import Box
 from detkit.data.formats.image_size import read_image_size
+from detkit.data.image_paths import image_path
 from detkit.data.formats.safe_xml import parse_xml_file
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
 from detkit.errors import DataError, quoted
@@ -254,7 +255,7 @@ def _image_file_name(image_dir: Path, record: VocRecord, image_id: str) -> str:
     """The image's path relative to ``image_dir``: ``<filename>`` when that file exists, else
     ``<id>.<ext>`` for the first extension that exists, else ``<filename>`` (or ``<id>.jpg``) as is,
     for ``detkit data check`` to report as missing."""
-    if record.filename and (image_dir / record.filename).is_file():
+    if record.filename and image_path(image_dir, record.filename, where=f"{record.xml}: <filename>").is_file():
         return record.filename
     for extension in IMAGE_EXTENSIONS:
         if (image_dir / f"{image_id}{extension}").is_file():

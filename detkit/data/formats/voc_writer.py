@@ -21,6 +21,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from detkit.data.formats.marker import mark_folder
 from detkit.data.formats.placing import PlacementCounts, place_image, safe_relative
 from detkit.data.formats.report import ConversionReport, SplitSummary
 from detkit.data.formats.split import DatasetSplit, ExportObject, fill_image_sizes, objects_by_image
@@ -37,6 +38,7 @@ def write_voc(splits: list[DatasetSplit], out: Path, *, replace: bool = False) -
     lists: dict[str, list[str]] = {}
     counts = PlacementCounts()
     with atomic_directory(out, replace=replace) as tmp:
+        mark_folder(tmp, "voc")
         for split in splits:
             _check_class_names(split)
             fill_image_sizes(split)

@@ -32,8 +32,10 @@ import yaml
 
 from detkit.data.coco_fields import Box
 from detkit.data.formats.image_size import read_image_size
+from detkit.data.image_paths import image_path
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
 from detkit.errors import DataError, quoted
+from detkit.io import read_regular_bytes
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml")
 IMAGE_EXTENSIONS = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
@@ -180,7 +182,7 @@ def split_images(config: YoloConfig, split: str, images: Path | None = None) -> 
             files += _images_in(location, config.yaml_path, split)
             folders.append(location)
         elif location.is_file() and location.suffix == ".txt":
-            files += _images_listed(location)
+            files += _images_listed(location, config.root)
         else:
             raise DataError(f"{config.yaml_path}: split {quoted(split)} entry {quoted(entry)} is not a folder or .txt list; fix the path")
     files = list(dict.fromkeys(files))
@@ -195,16 +197,19 @@ def _images_in(folder: Path, yaml_path: Path, split: str) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def _images_listed(list_file: Path) -> list[Path]:
+def _images_listed(list_file: Path, root: Path) -> list[Path]:
+    """The image paths of a ``.txt`` list (relative lines start at the list's folder): each must lie
+    inside the dataset's folder ``root`` (``image_paths``); lines naming no image file type are skipped,
+    as Ultralytics skips them."""
     try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
+        lines = read_regular_bytes(list_file).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{list_file}: cannot read the image list ({error}); save it as UTF-8, one image path a line") from None
     paths = []
-    for line in (line.strip() for line in lines):
-        if line:
-            path = Path(line)
-            paths.append(path if path.is_absolute() else list_file.parent / path)
+    for number, line in enumerate((line.strip() for line in lines), start=1):
+        if line and Path(line).suffix.lower() in IMAGE_EXTENSIONS:
+            absolute = os.path.join(list_file.parent, line)  # an absolute line replaces the folder
+            paths.append(image_path(root, os.path.relpath(absolute, root), where=f"{list_file}: line {number}"))
     return paths
 
 

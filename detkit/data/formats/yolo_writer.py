@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from detkit.data.formats.marker import mark_folder
 from detkit.data.formats.placing import PlacementCounts, place_image, safe_relative
 from detkit.data.formats.report import ConversionReport, SplitSummary
 from detkit.data.formats.split import DatasetSplit, ExportObject, fill_image_sizes, objects_by_image
@@ -37,6 +38,7 @@ def write_yolo(splits: list[DatasetSplit], out: Path, *, replace: bool = False) 
     report = ConversionReport(out, "yolo")
     counts = PlacementCounts()
     with atomic_directory(out, replace=replace) as tmp:
+        mark_folder(tmp, "yolo")
         for split in splits:
             fill_image_sizes(split)
             objects, export_counts = objects_by_image(split, crowd_as_difficult=False)
