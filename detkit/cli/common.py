@@ -11,10 +11,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+from detkit.cli.console import SafeConsole, label_line
+
+# Every string printed on these is literal, whatever file or checkpoint it came from (see console.py).
+console = SafeConsole()
+error_console = SafeConsole(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,12 +39,12 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TrainingInterrupted as stopped:  # asked for, and resumable: not an error
-            error_console.print(f"[yellow]interrupted:[/] {_one_line(str(stopped))}")
+            error_console.print(label_line("interrupted:", "yellow", _one_line(str(stopped))))
             raise typer.Exit(stopped.exit_code) from None
         except DetkitError as error:
             _fail(_detkit_message(error), error.exit_code)
         except KeyboardInterrupt:
-            error_console.print("[yellow]interrupted[/]")
+            error_console.print(Text("interrupted", style="yellow"))
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # a command's own exit code, or a usage error Click prints itself
@@ -66,8 +69,8 @@ _WORKER_TRACEBACK = "Original Traceback"
 
 def _fail(message: str, exit_code: int) -> None:
     if state.verbose:
-        error_console.print(traceback.format_exc(), markup=False)
-    error_console.print(f"[bold red]error:[/] {_one_line(message)}")
+        error_console.print(traceback.format_exc())  # literal: a SafeConsole parses no markup
+    error_console.print(label_line("error:", "bold red", _one_line(message)))
     raise typer.Exit(exit_code) from None
 
 
@@ -86,6 +89,5 @@ def _os_message(error: OSError) -> str:
 
 
 def _one_line(message: str) -> str:
-    from rich.markup import escape
-
-    return escape(" ".join(message.split()))
+    """``message`` with every run of whitespace (newlines included) made one space: one line, for grep."""
+    return " ".join(message.split())

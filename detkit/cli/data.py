@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.console import note_line
 
 app = typer.Typer(help="Create, convert and check datasets.", no_args_is_help=True)
 
@@ -41,7 +42,7 @@ def generate_with_progress(root: Path, *, num_train: int = 1000, num_val: int = 
         from detkit.errors import ConfigError
 
         raise ConfigError("synthetic dataset needs --num-train >= 1, --num-val >= 1 and --size >= 32")
-    columns = (TextColumn("generating synthetic dataset"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("generating synthetic dataset", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("synth", total=num_train + num_val)
         generate_synthetic_coco(root, **params, progress=lambda done, total: progress.update(task, completed=done))
@@ -87,10 +88,10 @@ def check_command(
 
     if detect_format(annotations) != "coco":
         split = split or default_splits(annotations)[0]
-        console.print(f"checking split '{split}' of {annotations}", markup=False)
+        console.print(f"checking split '{split}' of {annotations}")
     source = resolve_dataset(annotations, split, images)
     for note in source.notes:
-        console.print(f"note: {note}", markup=False)
+        console.print(note_line(note))
     with image_progress(console) as progress:
         report = check_dataset(source.annotations, source.images, progress=progress)
     render_check(console, report, suggest_fix=fix is None)

@@ -1,4 +1,8 @@
-"""Rendering ``detkit data check`` and ``detkit data convert`` results with rich; no checking here."""
+"""Rendering ``detkit data check`` and ``detkit data convert`` results with rich; no checking here.
+
+Everything from the dataset (file names, paths, class names, notes) is ``literal`` Text: it prints as
+typed on any console, and is cleaned of control characters before rich measures the table cells.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from detkit.cli.console import literal, printable
+
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
 
 @contextmanager
 def image_progress(console: Console, description: str = "decoding images") -> Iterator[Callable[[int, int], None]]:
     """A transient progress bar; yields the ``progress(done, total)`` callback the scan calls."""
-    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # Off when piped: a transient bar still leaves an empty line in a log.
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task(description, total=None)
+        task = progress.add_task(printable(description), total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def render_check(console: Console, report, *, suggest_fix: bool = True) -> None:
     """A ``data.check.CheckReport``: what was checked, a table of findings, and the verdict line."""
     console.print(
-        Text(f"checked {report.annotation_file}: {report.num_images} images, {report.num_annotations} annotations, "
-             f"{report.num_categories} categories; image folder {report.image_dir}"),
+        literal(f"checked {report.annotation_file}: {report.num_images} images, {report.num_annotations} annotations, "
+                f"{report.num_categories} categories; image folder {report.image_dir}"),
         soft_wrap=True,
     )
     if report.findings:
@@ -45,8 +51,8 @@ def findings_table(findings) -> Table:
     table.add_column("examples")
     for finding in findings:
         table.add_row(
-            Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), Text(finding.code), str(finding.count),
-            Text(finding.message), Text("\n".join(finding.examples)),
+            literal(finding.severity, style=_SEVERITY_STYLE[finding.severity]), literal(finding.code),
+            str(finding.count), literal(finding.message), literal("\n".join(finding.examples)),
         )
     return table
 
@@ -70,11 +76,11 @@ def render_fix(console: Console, result, after) -> None:
     """A ``data.fix.FixResult`` and the ``CheckReport`` of the cleaned file."""
     where = f"wrote {result.output} (its images: {after.image_dir})"
     if not result.changes:
-        console.print(Text(f"{where}: nothing needed changing"), soft_wrap=True)
+        console.print(literal(f"{where}: nothing needed changing"), soft_wrap=True)
     else:
-        console.print(Text(f"{where}:"), soft_wrap=True)
+        console.print(literal(f"{where}:"), soft_wrap=True)
         for count, what in result.changes:
-            console.print(Text(f"  {count} {what}"))
+            console.print(literal(f"  {count} {what}"))
     if after.errors:
         console.print(Text(f"the cleaned file still has errors: {_codes(after.errors)}", style="bold red"), soft_wrap=True)
     else:
@@ -83,14 +89,18 @@ def render_fix(console: Console, result, after) -> None:
 
 def render_conversion(console: Console, report) -> None:
     """A ``data.formats.ConversionReport``: one row per split, then the notes."""
-    table = Table(title=f"{report.format.upper()} dataset written to {report.output}", title_justify="left")
+    title = literal(f"{report.format.upper()} dataset written to {report.output}", style="table.title")
+    table = Table(title=title, title_justify="left")
     for column, justify in (("split", "left"), ("images", "right"), ("annotations", "right"), ("classes", "left"), ("images in", "left")):
         table.add_column(column, justify=justify)
     for split in report.splits:
-        table.add_row(Text(split.name), str(split.num_images), str(split.num_annotations), Text(", ".join(split.class_names)), Text(str(_absolute(split.image_dir))))
+        table.add_row(
+            literal(split.name), str(split.num_images), str(split.num_annotations),
+            literal(", ".join(split.class_names)), literal(_absolute(split.image_dir)),
+        )
     console.print(table)
     for note in report.notes:
-        console.print(Text(f"note: {note}"))
+        console.print(literal(f"note: {note}"))
 
 
 def _absolute(path: Path) -> Path:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.console import note_line
 
 
 @reports_errors
@@ -84,7 +85,7 @@ def _ground_truth(path: Path, split: str | None, images: Path | None, classes) -
     voc = detect_format(path) == "voc"
     source = resolve_dataset(path, split or evaluation_split(path), images, classes=classes if voc else None)
     for note in source.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(note_line(note))
     return source.annotations, source.images
 
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from detkit.cli.console import label_line, printable
 
 _SHOWN_INFO = (
     "loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "lr", "computed", "boxes_per_image",
@@ -17,9 +20,11 @@ class RichProgress:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        # markup=False: a description is data (a dataset or file name); the columns style it instead.
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TextColumn("eta", markup=False),
+            TimeRemainingColumn(), console=console, transient=True,
         )
         self.tasks: dict[str, Any] = {}
 
@@ -34,7 +39,9 @@ class RichProgress:
         from detkit.engine import events
 
         if isinstance(event, events.StageStarted):
-            self.tasks[event.stage] = self.progress.add_task(event.description or event.stage, total=event.total, info="")
+            # Cleaned before rich measures the bar's line: a mis-measured line wraps and breaks the live redraw.
+            description = printable(event.description or event.stage)
+            self.tasks[event.stage] = self.progress.add_task(description, total=event.total, info="")
         elif isinstance(event, events.StageAdvanced) and event.stage in self.tasks:
             self.progress.update(self.tasks[event.stage], completed=event.completed, info=_format_info(event.info))
         elif isinstance(event, events.StageFinished) and event.stage in self.tasks:
@@ -42,7 +49,7 @@ class RichProgress:
         elif isinstance(event, events.EpochFinished):
             self.console.print(_epoch_line(event))
         elif isinstance(event, events.Notice):
-            self.console.print(f"[yellow]{event.level}:[/] {event.message}", markup=True, highlight=False)
+            self.console.print(label_line(f"{event.level}:", "yellow", event.message))
 
 
 def _format_info(info: dict[str, float]) -> str:
@@ -57,7 +64,8 @@ def _format_info(info: dict[str, float]) -> str:
     return " ".join(parts)
 
 
-def _epoch_line(event: Any) -> str:
+def _epoch_line(event: Any) -> Text:
+    """One line per epoch: losses, speed, validation AP; a green "best" when this epoch's checkpoint is the best."""
     line = f"epoch {event.epoch}/{event.epochs}  loss {event.train_losses.get('loss', float('nan')):.3f}  {event.seconds:.0f}s"
     if event.images_per_second:
         line += f"  {event.images_per_second:.1f} img/s"
@@ -65,6 +73,7 @@ def _epoch_line(event: Any) -> str:
         line += f"  val AP {event.metrics['AP']:.3f}  AP50 {event.metrics['AP50']:.3f}"
         if "mask_AP" in event.metrics:
             line += f"  mask AP {event.metrics['mask_AP']:.3f}  AP50 {event.metrics['mask_AP50']:.3f}"
-        if event.is_best:
-            line += "  [green]best[/]"
-    return line
+    text = Text(line)
+    if event.metrics and event.is_best:
+        text.append("  ").append("best", style="green")
+    return text

@@ -75,11 +75,13 @@ def _summary_table(run, cfg):
 def _recall_table(recall):
     from rich.table import Table
 
+    from detkit.cli.console import literal
+
     table = Table(title="recall per class", title_justify="left")
     table.add_column("class")
     table.add_column("objects", justify="right")
     for threshold in recall.recall:
         table.add_column(f"@{threshold}", justify="right")
     for name, values in recall.per_class.items():
-        table.add_row(name, str(recall.objects_per_class[name]), *(f"{v:.3f}" for v in values.values()))
+        table.add_row(literal(name), str(recall.objects_per_class[name]), *(f"{v:.3f}" for v in values.values()))
     return table

@@ -1,8 +1,15 @@
-"""Rich tables shared by commands."""
+"""Rich tables shared by commands.
+
+Cells and titles that can hold data (class names, file names, paths) are ``literal`` Text: they print
+as typed on any console, not only on a ``SafeConsole``, and are cleaned before rich measures them.
+"""
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
+
+from detkit.cli.console import literal
 
 _STAT_LABELS = {
     "AP": "AP @[.50:.95]", "AP50": "AP @.50", "AP75": "AP @.75", "APs": "AP small", "APm": "AP medium",
@@ -12,7 +19,7 @@ _STAT_LABELS = {
 
 
 def metrics_table(stats: dict[str, float], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=_title(title))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, label in _STAT_LABELS.items():
@@ -22,21 +29,22 @@ def metrics_table(stats: dict[str, float], title: str) -> Table:
 
 
 def per_class_table(per_class_ap: dict[str, float], per_class_ap50: dict[str, float], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=_title(title))
     table.add_column("class")
     table.add_column("AP", justify="right")
     table.add_column("AP50", justify="right")
     for name, ap in sorted(per_class_ap.items(), key=lambda item: -item[1]):
-        table.add_row(name, f"{ap:.3f}", f"{per_class_ap50.get(name, float('nan')):.3f}")
+        table.add_row(literal(name), f"{ap:.3f}", f"{per_class_ap50.get(name, float('nan')):.3f}")
     return table
 
 
 def detections_table(title: str, detections, class_names: list[str]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_title(title), title_justify="left")
     for column, justify in (("#", "right"), ("class", "left"), ("score", "right"), ("x1", "right"), ("y1", "right"), ("x2", "right"), ("y2", "right")):
         table.add_column(column, justify=justify)
-    for index, (box, score, label) in enumerate(zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist())):
-        table.add_row(str(index + 1), class_names[label], f"{score:.3f}", *(f"{v:.1f}" for v in box))
+    rows = zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist())
+    for index, (box, score, label) in enumerate(rows):
+        table.add_row(str(index + 1), literal(class_names[label]), f"{score:.3f}", *(f"{v:.1f}" for v in box))
     return table
 
 
@@ -66,17 +74,19 @@ def benchmark_tables(report) -> list[Table]:
     cost = _right_aligned_table("size, arithmetic, memory and accuracy", ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"])
     for r in results:
         speed.add_row(
-            r.name, *([r.weights] if show_weights else []), f"{r.ms_per_image:.1f}", f"{r.latency.p50:.1f}", f"{r.latency.p90:.1f}",
-            f"{r.latency.images_per_second:.2f}", format_optional(r.relative_to_reference, ".2f"), format_optional(r.train_images_per_second, ".2f"),
+            literal(r.name), *([literal(r.weights)] if show_weights else []), f"{r.ms_per_image:.1f}",
+            f"{r.latency.p50:.1f}", f"{r.latency.p90:.1f}", f"{r.latency.images_per_second:.2f}",
+            format_optional(r.relative_to_reference, ".2f"), format_optional(r.train_images_per_second, ".2f"),
         )
         cost.add_row(
-            r.name, f"{r.params / 1e6:.1f}", f"{r.gflops:.1f}", f"{r.peak_rss_mib:.0f}", format_optional(r.cuda_peak_mib, ".0f"),
-            format_optional(r.ap, ".3f"), format_optional(r.ap50, ".3f"),
+            literal(r.name), f"{r.params / 1e6:.1f}", f"{r.gflops:.1f}", f"{r.peak_rss_mib:.0f}",
+            format_optional(r.cuda_peak_mib, ".0f"), format_optional(r.ap, ".3f"), format_optional(r.ap50, ".3f"),
         )
     stages = stage_columns(results)
     split = _right_aligned_table("ms per image by stage", ["pipeline", *stages, "regions/img"])
     for r in results:
-        split.add_row(r.name, *(format_optional(r.stages_ms.get(name), ".1f") for name in stages), format_optional(r.regions_per_image, ".0f"))
+        stage_ms = (format_optional(r.stages_ms.get(name), ".1f") for name in stages)
+        split.add_row(literal(r.name), *stage_ms, format_optional(r.regions_per_image, ".0f"))
     tables = [speed, cost, split]
     if report.comparisons:
         versus = _right_aligned_table(
@@ -84,14 +94,22 @@ def benchmark_tables(report) -> list[Table]:
             ["pipeline", "architecture", "detkit ms", "torchvision ms", "ratio"], text_columns=2,
         )
         for c in report.comparisons:
-            versus.add_row(c.pipeline, c.arch, f"{c.detkit_median_ms:.1f}", f"{c.torchvision_median_ms:.1f}", f"{c.ratio:.3f}")
+            versus.add_row(
+                literal(c.pipeline), literal(c.arch), f"{c.detkit_median_ms:.1f}", f"{c.torchvision_median_ms:.1f}",
+                f"{c.ratio:.3f}",
+            )
         tables.append(versus)
     return tables
 
 
 def _right_aligned_table(title: str, columns: list[str], text_columns: int = 1) -> Table:
     """Numbers right-aligned; the first ``text_columns`` (names) left-aligned."""
-    table = Table(title=title)
+    table = Table(title=_title(title))
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index < text_columns or column == "weights" else "right")
     return table
+
+
+def _title(title: str) -> Text:
+    """A literal title in rich's own title style (a Text title would otherwise print unstyled)."""
+    return literal(title, style="table.title")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.console import note_line, styled
 
 
 @reports_errors
@@ -89,7 +90,7 @@ def train_command(
         return
     processes = launched.world_size if launched is not None else cfg.runtime.devices
     across = f" x {processes} processes" if processes > 1 else ""
-    console.print(f"training [bold]{cfg.model.pipeline}[/] ({cfg.name}) on {cfg.data.train_annotations}{across}")
+    console.print(styled("training ", (cfg.model.pipeline, "bold"), f" ({cfg.name}) on {cfg.data.train_annotations}{across}"))
     with RichProgress(console) as progress:
         result = train(cfg, resume_from=resume, on_event=progress)
     console.print(f"done in {result.seconds / 60:.1f} min; best checkpoint: {result.best_checkpoint}")
@@ -123,7 +124,7 @@ def _training_sources(data: Path, images, val_data, val_images, split, val_split
     else:
         val = resolve_dataset(val_data, val_split or default_splits(val_data)[1], val_images)
     for note in dict.fromkeys(train.notes + val.notes):
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(note_line(note))
     return train, val
 
 

@@ -71,6 +71,11 @@ def test_convert_refuses_an_unknown_layout_and_an_existing_output(tmp_path):
     (tmp_path / "out").mkdir()
     result = invoke("data", "convert", str(_voc(tmp_path)), str(tmp_path / "out"), "--to", "yolo")
     assert result.exit_code == 2 and "already exists; choose another output or pass --overwrite" in result.output
+    # --overwrite replaces detkit's own conversions only: the user's (empty) folder is kept.
+    result = invoke("data", "convert", str(_voc(tmp_path)), str(tmp_path / "out"), "--to", "yolo", "--overwrite")
+    assert result.exit_code == 2 and "was not written by `detkit data convert`" in result.output
+    (tmp_path / "out").rmdir()
+    assert invoke("data", "convert", str(_voc(tmp_path)), str(tmp_path / "out"), "--to", "yolo").exit_code == 0
     result = invoke("data", "convert", str(_voc(tmp_path)), str(tmp_path / "out"), "--to", "yolo", "--overwrite")
     assert result.exit_code == 0 and (tmp_path / "out" / "data.yaml").is_file()
 
