@@ -144,6 +144,13 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+def input_replaced_by(output: str | os.PathLike[str], inputs: list[str | os.PathLike[str] | None]) -> Path | None:
+    """The first of ``inputs`` that writing ``output`` would replace (the same file), else None."""
+    if not os.path.lexists(output):
+        return None
+    return next((Path(path) for path in inputs if path is not None and os.path.lexists(path) and same_file(output, path)), None)
+
+
 def read_json(path: str | os.PathLike[str], *, what: str, missing_fix: str) -> Any:
     """Parse a JSON file; ``DataError`` names the file, where it broke and what to do.
 

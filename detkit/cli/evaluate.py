@@ -9,6 +9,7 @@ import typer
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.console import note_line
+from detkit.cli.options import AllowOutsideImages
 
 
 @reports_errors
@@ -25,20 +26,28 @@ def eval_command(
     svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
     score_thresh: Annotated[float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")] = 0.05,
+    allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Print the 12 COCO numbers and per-class AP, and write them as json."""
     import time
 
+    from detkit.cli.options import apply_path_policy, check_range
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import metrics_table, per_class_table, proposal_run_line
     from detkit.evaluation.coco_eval import evaluate_coco
     from detkit.io import atomic_write_json
 
+    check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
+    check_range("--batch-size", batch_size, low=1)
+    check_range("--svd-rank", svd_rank, low=0)
+    apply_path_policy(allow_outside_images)
+    given = coco
     mask_metrics = None
     if results is not None:
         coco, images = _ground_truth(coco, split, images, classes=None)
-        metrics = evaluate_coco(coco, results, backend=backend)
-        default_out = results.with_name(results.stem + "_metrics.json")
+        target = out or results.with_name(results.stem + "_metrics.json")
+        _refuse_overwriting(target, [given, coco, results])
+        metrics = evaluate_coco(coco, results, backend=backend, image_dir=images)
     else:
         from detkit.engine.device import resolve_device
         from detkit.engine.evaluate import dataset_for_checkpoint, iou_types_of, predict_dataset, score_detections
@@ -48,7 +57,11 @@ def eval_command(
 
         torch_device = resolve_device(device)
         model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
+        if weights is None:
+            console.print(f"weights: {checkpoint.source} (the last `detkit train`, from runs/latest.json)")
         coco, images = _ground_truth(coco, split, images, classes=checkpoint.class_names)
+        target = out or Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
+        _refuse_overwriting(target, [given, coco, Path(checkpoint.source)])
         dataset = dataset_for_checkpoint(checkpoint, coco, images)
         with RichProgress(console) as progress:
             warm = warm_proposal_cache(model, [dataset.image_path(i) for i in range(len(dataset))], on_event=progress)
@@ -60,8 +73,9 @@ def eval_command(
         console.print(_timing_line(model, len(dataset), time.perf_counter() - started, recorder.seconds))
         scored = score_detections(dataset, detections, iou_types_of(detections), backend=backend)
         metrics, mask_metrics = scored["bbox"], scored.get("segm")
-        default_out = Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
 
+    for note in metrics.notes:
+        console.print(note_line(note))
     console.print(f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, scored by {metrics.backend}")
     console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type}"))
     if metrics.per_class_ap:
@@ -71,20 +85,34 @@ def eval_command(
         console.print(metrics_table(mask_metrics.stats, title="COCO segm"))
         console.print(per_class_table(mask_metrics.per_class_ap, mask_metrics.per_class_ap50, title="per-class mask AP"))
         report["segm"] = mask_metrics.to_dict()
-    target = out or default_out
     atomic_write_json(target, report, indent=2)
     console.print(f"metrics written to {target}")
+
+
+def _refuse_overwriting(target: Path, inputs: list[Path]) -> None:
+    """``--out`` must not be the ground truth, the results or the weights being read."""
+    from detkit.errors import DataError
+    from detkit.io import input_replaced_by
+
+    replaced = input_replaced_by(target, inputs)
+    if replaced is not None:
+        raise DataError(f"--out {target}: is the input {replaced}, which writing the metrics would replace; choose another --out")
 
 
 def _ground_truth(path: Path, split: str | None, images: Path | None, classes) -> tuple[Path, Path]:
     """COCO json + image folder of ``path`` (see ``resolve_dataset``: a VOC or YOLO split is converted
     once into the dataset cache). VOC names classes per object, so its category ids follow the
     model's class order (``classes``) and detections and truth agree; a YOLO data.yaml fixes its own."""
-    from detkit.data.formats import detect_format, evaluation_split, resolve_dataset
+    from detkit.data.formats import default_splits, detect_format, evaluation_split, resolve_dataset
 
-    voc = detect_format(path) == "voc"
-    source = resolve_dataset(path, split or evaluation_split(path), images, classes=classes if voc else None)
-    for note in source.notes:
+    fmt = detect_format(path)
+    chosen = split or evaluation_split(path)
+    source = resolve_dataset(path, chosen, images, classes=classes if fmt == "voc" else None)
+    notes = list(source.notes)
+    if fmt != "coco" and split is None and chosen == default_splits(path)[0]:
+        notes.append(f"{path} has no test or val split: scoring its training split '{chosen}' (a fit to the training "
+                     "data, not a measure of accuracy on new images); pass --split to choose")
+    for note in notes:
         console.print(note_line(note))
     return source.annotations, source.images
 

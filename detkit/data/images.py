@@ -44,11 +44,19 @@ _FIX_REPLACE = "replace it or drop it from the annotations"
 
 class ImageError(DataError):
     """An image file that cannot be used. ``state`` says how (what ``detkit data check`` reports:
-    ``missing``, ``unreadable``, ``truncated`` or ``too_large``) and ``detail`` why, in a few words."""
+    ``missing``, ``unreadable``, ``truncated`` or ``too_large``) and ``detail`` why, in a few words.
 
-    def __init__(self, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> None:
-        super().__init__(f"{path}: {headline or detail}; {fix}")
-        self.state, self.detail = state, detail
+    Constructible from the message alone, as every exception must be: a data-loader worker's
+    exception is rebuilt in the main process as ``type(error)(message)``.
+    """
+
+    def __init__(self, message: str, state: str = "unreadable", detail: str = "") -> None:
+        super().__init__(message)
+        self.state, self.detail = state, detail or message
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> "ImageError":
+        return cls(f"{path}: {headline or detail}; {fix}", state, detail)
 
 
 def max_image_pixels() -> int | None:
@@ -72,13 +80,13 @@ def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
 def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
     if not os.path.lexists(path):
-        raise ImageError(path, "missing", "image not found", _FIX_MISSING)
+        raise ImageError.of(path, "missing", "image not found", _FIX_MISSING)
     try:
         return read_regular_bytes(path, max_bytes=MAX_IMAGE_BYTES)
     except FileNotFoundError:  # a symlink to nowhere
-        raise ImageError(path, "missing", "image not found (a broken link)", _FIX_MISSING) from None
+        raise ImageError.of(path, "missing", "image not found (a broken link)", _FIX_MISSING) from None
     except OSError as error:
-        raise ImageError(path, "unreadable", f"cannot read image ({error.strerror})", _FIX_REPLACE) from None
+        raise ImageError.of(path, "unreadable", f"cannot read image ({error.strerror})", _FIX_REPLACE) from None
 
 
 def decode_image_rgb(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
@@ -86,7 +94,7 @@ def decode_image_rgb(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
     cut = truncation(data)
     if cut:
         # OpenCV would decode what is there and fill the rest with grey: training on that teaches garbage.
-        raise ImageError(
+        raise ImageError.of(
             path, "truncated", cut, "replace the file, or drop it with `detkit data check ANNOTATIONS --images DIR --fix OUT.json`",
             headline=f"truncated image ({cut}: an interrupted download or copy)",
         )
@@ -94,14 +102,14 @@ def decode_image_rgb(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
     check_pixel_count(header, path)
     bgr = _decode(data, path)
     if bgr is None:
-        raise ImageError(path, "unreadable", "not a readable image", "replace it with a valid JPEG or PNG or drop it from the annotations")
+        raise ImageError.of(path, "unreadable", "not a readable image", "replace it with a valid JPEG or PNG or drop it from the annotations")
     return apply_orientation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), header.orientation if header else 1)
 
 
 def check_pixel_count(header: ImageHeader | None, path: str | os.PathLike[str]) -> None:
     limit = max_image_pixels()
     if header is not None and limit is not None and header.pixels > limit:
-        raise ImageError(
+        raise ImageError.of(
             path, "too_large", f"{header.width} x {header.height} pixels is over the limit of {limit:,}",
             f"downscale or tile the image, or raise {MAX_IMAGE_PIXELS_ENV} (0 for no limit)",
         )
@@ -114,9 +122,9 @@ def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray | None:
         return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
     except cv2.error as error:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(error):  # OpenCV's own limit (formats detkit reads no header of)
-            raise ImageError(path, "too_large", "over OpenCV's pixel limit",
+            raise ImageError.of(path, "too_large", "over OpenCV's pixel limit",
                              "downscale the image, or raise OPENCV_IO_MAX_IMAGE_PIXELS") from None
-        raise ImageError(path, "unreadable", f"OpenCV cannot decode it ({_first_line(error)})", _FIX_REPLACE) from None
+        raise ImageError.of(path, "unreadable", f"OpenCV cannot decode it ({_first_line(error)})", _FIX_REPLACE) from None
 
 
 def _first_line(error: Exception) -> str:

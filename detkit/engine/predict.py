@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,7 +45,9 @@ def find_images(inputs: list[str]) -> list[Path]:
             found.extend(sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES))
         else:
             raise DataError(f"{item}: no such file or folder; pass image files, folders or quoted glob patterns")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
+    # realpath, not Path.resolve: it raises on a symlink loop (Python < 3.13); the loop is then a file
+    # that cannot be read, named by read_image_rgb like any other.
+    unique = list(dict.fromkeys(Path(os.path.realpath(p)) for p in found))
     if not unique:
         raise DataError(f"{' '.join(inputs)}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return unique

@@ -8,6 +8,12 @@ shallow copies and the caller's ground truth and results stay as they were.
 
 A stat of -1 means what it means in pycocotools: that slice has no ground truth (e.g. APs on a
 dataset without small objects).
+
+The copies also number images, categories and annotations 1..N (``_renumbered``). Both libraries
+store the id of the ground truth a detection matched and read 0 as "no match", so a file whose
+annotation ids start at 0 would score a perfect detection of that object as a false positive; and
+faster-coco-eval indexes ids as 64-bit integers. With private ids neither can happen, whatever ids
+the file uses, and the numbers are the ones the protocol defines.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from detkit.errors import ConfigError, DataError, DetkitError
-from detkit.evaluation.results import load_results_json, validate_results
+from detkit.evaluation.results import load_results_json, match_file_names, validate_results
 from detkit.io import read_json
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -48,6 +54,7 @@ class CocoMetrics:
     backend: str
     num_images: int
     num_detections: int
+    notes: tuple[str, ...] = ()  # what the user should know about the inputs (e.g. an annotation id 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +67,7 @@ def evaluate_coco(
     iou_type: str = "bbox",
     backend: str = "auto",
     image_ids: Sequence[int] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
 ) -> CocoMetrics:
     """Evaluate COCO result records (xywh boxes, dataset category ids) against ground truth.
 
@@ -69,26 +77,31 @@ def evaluate_coco(
     json. image_ids: the images to score (default: every image of the ground truth, including
     images without annotations, where any detection is a false positive). backend: "auto"
     (faster-coco-eval when installed, else pycocotools), "pycocotools" or "faster_coco_eval".
+    A record with a ``file_name`` (as ``detkit detect`` writes) is scored on the ground-truth image of
+    that name (``image_dir``: the folder the ground truth's names are relative to), whatever its
+    ``image_id``: detect numbers images by position, not by any dataset's ids.
     """
     if iou_type not in IOU_TYPES:
         raise ConfigError(f"iou_type {iou_type!r} is not supported; use one of {', '.join(IOU_TYPES)}")
     backend_name = resolve_backend(backend)
     dataset, gt_source = _load_ground_truth(ground_truth, iou_type)
     records, results_source = _load_results(results)
+    records = match_file_names(records, dataset["images"], image_dir, results_source, gt_source)
     eval_image_ids = _evaluation_image_ids(dataset, image_ids, gt_source)
     _check_results_fit(records, dataset, iou_type, gt_source, results_source)
+    notes = _notes(dataset)
 
     wanted = set(eval_image_ids)
     records = [record for record in records if record["image_id"] in wanted]
     if not records:
-        return _metrics_without_detections(dataset, iou_type, backend_name, eval_image_ids)
+        return _metrics_without_detections(dataset, iou_type, backend_name, eval_image_ids, notes)
 
     run = _run_faster_coco_eval if backend_name == "faster_coco_eval" else _run_pycocotools
+    private = _renumbered(dataset, records, eval_image_ids)
     # Both libraries print progress to stdout; detkit's library code never prints.
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = run(_private_dataset(dataset), [dict(r) for r in records], iou_type, eval_image_ids)
-    names = {c["id"]: c["name"] for c in dataset["categories"]}
-    per_class_ap, per_class_ap50 = _per_class_ap(evaluator, names)
+        evaluator = run(private.dataset, private.records, iou_type, private.image_ids)
+    per_class_ap, per_class_ap50 = _per_class_ap(evaluator, private.names)
     return CocoMetrics(
         iou_type=iou_type,
         stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)])},
@@ -97,6 +110,7 @@ def evaluate_coco(
         backend=backend_name,
         num_images=len(eval_image_ids),
         num_detections=len(records),
+        notes=notes,
     )
 
 
@@ -189,11 +203,11 @@ def _per_class_ap(evaluator: Any, names: dict[int, str]) -> tuple[dict[str, floa
 
 
 def _metrics_without_detections(
-    dataset: dict, iou_type: str, backend: str, image_ids: list[int]
+    dataset: dict, iou_type: str, backend: str, image_ids: list[int], notes: tuple[str, ...] = ()
 ) -> CocoMetrics:
     """No detections: every stat is 0 (pycocotools' ``loadRes`` cannot even take an empty list)."""
     wanted = set(image_ids)
-    names = {c["id"]: c["name"] for c in dataset["categories"]}
+    names = {c["id"]: str(c.get("name", c["id"])) for c in dataset["categories"]}
     present = {
         ann["category_id"]
         for ann in dataset["annotations"]
@@ -208,6 +222,7 @@ def _metrics_without_detections(
         backend=backend,
         num_images=len(image_ids),
         num_detections=0,
+        notes=notes,
     )
 
 
@@ -236,14 +251,24 @@ def _check_ground_truth(dataset: Any, source: str, iou_type: str) -> None:
     for key in ("images", "annotations", "categories"):
         if not isinstance(dataset.get(key), list):
             raise DataError(f"{source}: has no '{key}' list; pass a COCO instances json")
+    for key in ("images", "categories"):
+        for index, record in enumerate(dataset[key]):
+            if not isinstance(record, dict) or not _is_int(record.get("id")):
+                raise DataError(f"{source}: {key}[{index}] has no integer 'id'; fix the record (`detkit data check` lists them all)")
     required = ("id", "image_id", "category_id", "bbox", "area") + (("segmentation",) if iou_type == "segm" else ())
     for index, ann in enumerate(dataset["annotations"]):
+        if not isinstance(ann, dict):
+            raise DataError(f"{source}: annotation {index} is not an object; fix or drop it (`detkit data check --fix`)")
         missing = [key for key in required if key not in ann]
         if missing:
             raise DataError(
                 f"{source}: annotation {index} has no '{missing[0]}'; add it or drop the record "
                 f"({iou_type} evaluation needs {', '.join(required)})"
             )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _load_results(results: Any) -> tuple[list[dict], str]:
@@ -294,11 +319,42 @@ def _check_results_fit(records: list[dict], dataset: dict, iou_type: str, gt_sou
             )
 
 
-def _private_dataset(dataset: dict) -> dict:
-    """A copy evaluation may write into: annotation dicts are copied, images and categories are read-only."""
-    return {
+@dataclass(frozen=True)
+class _Private:
+    """What the backends see: copies with ids 1..N, the results and image ids in those ids, and the
+    category names by private id."""
+
+    dataset: dict
+    records: list[dict]
+    image_ids: list[int]
+    names: dict[int, str]
+
+
+def _renumbered(dataset: dict, records: list[dict], image_ids: list[int]) -> _Private:
+    """Copies evaluation may write into, with images, categories and annotations numbered 1..N (see
+    the module docstring). Annotations naming an image or category the file does not list cannot
+    match anything scored and are left out."""
+    image_id = {int(image["id"]): new for new, image in enumerate(dataset["images"], start=1)}
+    category_id = {int(c["id"]): new for new, c in enumerate(dataset["categories"], start=1)}
+    annotations = []
+    for ann in dataset["annotations"]:
+        if ann["image_id"] in image_id and ann["category_id"] in category_id:
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id[ann["image_id"]],
+                                "category_id": category_id[ann["category_id"]]})
+    private = {
         "info": dataset.get("info", {}),
-        "images": list(dataset["images"]),
-        "categories": list(dataset["categories"]),
-        "annotations": [dict(ann) for ann in dataset["annotations"]],
+        "images": [{**image, "id": image_id[int(image["id"])]} for image in dataset["images"]],
+        "categories": [{**c, "id": category_id[int(c["id"])]} for c in dataset["categories"]],
+        "annotations": annotations,
     }
+    renamed = [{**r, "image_id": image_id[r["image_id"]], "category_id": category_id[r["category_id"]]} for r in records]
+    names = {category_id[int(c["id"])]: str(c.get("name", c["id"])) for c in dataset["categories"]}
+    return _Private(private, renamed, sorted(image_id[i] for i in image_ids), names)
+
+
+def _notes(dataset: dict) -> tuple[str, ...]:
+    if any(ann.get("id") == 0 for ann in dataset["annotations"]):
+        return ("the ground truth has an annotation id 0, which pycocotools alone would score as unmatched (a perfect "
+                "detection of it counted as a false positive); detkit scores with its own ids; "
+                "`detkit data check --fix` writes a file without it",)
+    return ()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from detkit.errors import DataError
+from detkit.errors import DataError, quoted
 from detkit.io import atomic_write_json, read_json
 from detkit.structures import Detections
 
@@ -134,6 +134,65 @@ def validate_results(records: Any, source: str) -> None:
         problem = _record_problem(record)
         if problem is not None:
             raise DataError(f"{source}: record {index} {problem}; {_FIX}")
+
+
+def match_file_names(
+    records: list[dict], images: list[dict], image_dir: str | os.PathLike[str] | None, source: str, gt_source: str
+) -> list[dict]:
+    """``records`` with the ``image_id`` of the ground-truth image their ``file_name`` names (records
+    without one are kept as they are). ``detkit detect`` numbers images by position, so its ids mean
+    nothing to a dataset; the file name does. A name matches a ground-truth ``file_name`` exactly, or
+    the same file under ``image_dir``, or a unique base name; one that matches no image, or two, is
+    a ``DataError``: scoring it against the wrong image would give a wrong AP with no word."""
+    if not any("file_name" in record for record in records):
+        return records
+    index = _FileNameIndex(images, image_dir)
+    matched = []
+    for number, record in enumerate(records):
+        if "file_name" not in record:
+            matched.append(record)
+            continue
+        image_id = index.find(record["file_name"])
+        if image_id is None:
+            raise DataError(
+                f"{source}: record {number} has file_name {quoted(record['file_name'], 80)}, which is no image of "
+                f"{gt_source}{index.ambiguity(record['file_name'])}; evaluate against the dataset the detections were "
+                "made on (and its --images folder), or drop the file_name to score by image_id"
+            )
+        matched.append({**record, "image_id": image_id})
+    return matched
+
+
+class _FileNameIndex:
+    """Ground-truth images by ``file_name``, by resolved path under the image folder, and by base name."""
+
+    def __init__(self, images: list[dict], image_dir: str | os.PathLike[str] | None) -> None:
+        self.by_name: dict[str, int] = {}
+        self.by_path: dict[str, int] = {}
+        self.by_base: dict[str, list[int]] = {}
+        for image in images:
+            name, image_id = image.get("file_name"), image.get("id")
+            if not isinstance(name, str) or not _is_int(image_id):
+                continue
+            self.by_name.setdefault(name, image_id)
+            if image_dir is not None:
+                self.by_path.setdefault(os.path.realpath(os.path.join(image_dir, name)), image_id)
+            self.by_base.setdefault(os.path.basename(name.replace("\\", "/")), []).append(image_id)
+
+    def find(self, file_name: Any) -> int | None:
+        if not isinstance(file_name, str):
+            return None
+        if file_name in self.by_name:
+            return self.by_name[file_name]
+        path = self.by_path.get(os.path.realpath(file_name)) if "\0" not in file_name else None
+        if path is not None:
+            return path
+        bases = self.by_base.get(os.path.basename(file_name.replace("\\", "/")), [])
+        return bases[0] if len(set(bases)) == 1 else None
+
+    def ambiguity(self, file_name: Any) -> str:
+        bases = self.by_base.get(os.path.basename(str(file_name).replace("\\", "/")), [])
+        return f" (its base name is shared by images {sorted(set(bases))[:4]})" if len(set(bases)) > 1 else ""
 
 
 def _record_problem(record: Any) -> str | None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
@@ -255,3 +257,52 @@ def test_image_ids_restrict_the_evaluation(tiny_coco, perturbed):
     classes_there = {tiny_coco.cats[a["category_id"]]["name"] for a in tiny_coco.loadAnns(
         tiny_coco.getAnnIds(imgIds=first, iscrowd=False))}
     assert set(metrics.per_class_ap) == classes_there
+
+
+# ----------------------------------------------------------------------------- ids and names from files
+
+
+@settings(max_examples=25, deadline=None)
+@given(ids=st.lists(st.one_of(st.just(0), st.integers(-5, 5), st.integers(2**62, 2**66), st.integers(1, 10**30)),
+                    min_size=9, max_size=9, unique=True))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ground_truth_as_detections_scores_one_whatever_the_ids(backend, ids):
+    """Annotation id 0 (which both libraries read as "unmatched"), negative ids and ids past int64 score
+    the ground truth as detections at exactly 1: the evaluators only ever see detkit's own ids 1..N."""
+    image_ids, category_ids, ann_ids = ids[:2], ids[2:4], ids[4:]
+    dataset = {
+        "images": [{"id": i, "width": 100, "height": 100} for i in image_ids],
+        "categories": [{"id": c, "name": f"c{n}"} for n, c in enumerate(category_ids)],
+        "annotations": [
+            {"id": a, "image_id": image_ids[k % 2], "category_id": category_ids[k // 3 % 2],
+             "bbox": [5 + 15 * k, 10, 12, 20], "area": 240, "iscrowd": 0} for k, a in enumerate(ann_ids)
+        ],
+    }
+    metrics = evaluate_coco(dataset, ground_truth_as_results(_as_coco(dataset)), backend=backend)
+    assert metrics.stats["AP"] == pytest.approx(1.0) and metrics.stats["AP50"] == pytest.approx(1.0)
+    assert set(metrics.per_class_ap) == {"c0", "c1"}
+    assert bool(metrics.notes) == (0 in ann_ids)
+
+
+def _as_coco(dataset: dict):
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(dataset)
+        coco.createIndex()
+    return coco
+
+
+def test_records_with_file_names_are_scored_on_the_image_of_that_name(tmp_path):
+    """detect numbers images by position; its file_name decides which ground-truth image a record is for."""
+    dataset = _hand_ground_truth([[10, 10, 30, 30]])
+    dataset["images"][0]["file_name"], dataset["images"][1]["file_name"] = "b.jpg", "sub/a.jpg"
+    swapped = [{**_det([10, 10, 30, 30], 0.9, image_id=1), "file_name": str(tmp_path / "b.jpg")}]  # detect's id 1 is a.jpg
+    swapped[0]["image_id"] = 2
+    assert evaluate_coco(dataset, swapped, image_dir=tmp_path).stats["AP"] == pytest.approx(1.0)
+    assert evaluate_coco(dataset, [{**swapped[0], "file_name": "b.jpg"}]).stats["AP"] == pytest.approx(1.0)  # exact
+    assert evaluate_coco(dataset, [{**swapped[0], "file_name": "/elsewhere/b.jpg"}]).stats["AP"] == pytest.approx(1.0)  # base name
+    with pytest.raises(DataError, match="record 0 has file_name 'c.jpg', which is no image of ground truth"):
+        evaluate_coco(dataset, [{**swapped[0], "file_name": "c.jpg"}])
+    dataset["images"][1]["file_name"] = "other/b.jpg"
+    with pytest.raises(DataError, match=r"base name is shared by images \[1, 2\]"):
+        evaluate_coco(dataset, [{**swapped[0], "file_name": "/elsewhere/b.jpg"}])

@@ -1,0 +1,43 @@
+"""Options several commands share, and the checks of their values (one ``ConfigError`` line each).
+
+No torch import here: ``detkit --help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+AllowOutsideImages = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-images",
+        help="Read images whose file_name leads outside the image folder (absolute paths elsewhere, '..'); "
+        "refused by default, since an annotation file chooses them.",
+    ),
+]
+
+
+def apply_path_policy(allow_outside_images: bool) -> None:
+    """Opt in to images outside their folder for this process and the ones it starts."""
+    if allow_outside_images:
+        from detkit.data.image_paths import allow_outside_images as allow
+
+        allow()
+
+
+def check_range(option: str, value: float | int | None, *, low: float | None = None, high: float | None = None) -> None:
+    """Refuse ``value`` outside ``[low, high]`` (either bound optional; None is "not given")."""
+    import math
+
+    from detkit.errors import ConfigError
+
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{option} {value}: must be a finite number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else (
+            f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise ConfigError(f"{option} {value}: must be {bounds}")
