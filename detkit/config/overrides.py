@@ -1,7 +1,9 @@
 """Build configs from dicts, files and ``--set a.b=c`` strings, checked against the dataclass types.
 
 An unknown key is an error naming the nearest valid key; a value that does not parse as the
-field's type is an error naming the expected type.
+field's type is an error naming the expected type; a value outside what the field takes (its
+``Annotated`` constraints, ``constraints.py``) is an error saying what it must be, e.g.
+``solver.lr=-1.0 is out of range; must be > 0``. ``check_config`` checks a config built in code.
 """
 
 from __future__ import annotations
@@ -10,11 +12,21 @@ import ast
 import dataclasses
 import difflib
 import json
+import math
+import os
+import stat
 import typing
 from pathlib import Path
 from typing import Any
 
-from detkit.errors import ConfigError
+from detkit.config.constraints import Below, Constraint, field_hints, label, split_annotation
+from detkit.errors import ConfigError, quoted
+
+# Configs are a few hundred bytes; anything near this is not one (and YAML parses slowly in Python).
+MAX_CONFIG_BYTES = 1 << 20
+# The longest tuple a field takes: config tuples hold a few sizes or levels, never thousands (a YAML
+# file of aliases could otherwise hand a nested field billions of elements to check).
+MAX_SEQUENCE = 256
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -28,15 +40,18 @@ def config_from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
 
 
 def update_config(cfg: Any, values: dict[str, Any], where: str = "") -> Any:
-    """``cfg`` with the nested ``values`` applied, each checked against its field's type."""
+    """``cfg`` with the nested ``values`` applied, each checked against its field's type and constraints."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys to values, got {type(values).__name__}")
-    hints = typing.get_type_hints(type(cfg))
+    hints = field_hints(type(cfg))
     changes = {}
     for key, value in values.items():
+        if not isinstance(key, str):
+            example = next(iter(hints))
+            raise ConfigError(f"{where or 'config'}: key {quoted(key)} is not a name; keys are words such as {example}")
         path = f"{where}.{key}" if where else key
         if key not in hints:
-            raise ConfigError(f"unknown config key {path!r}{_suggestion(key, hints, where)}")
+            raise ConfigError(f"unknown config key {_key(path)}{_suggestion(key, hints, where)}")
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current):
             changes[key] = update_config(current, value, path)
@@ -45,18 +60,50 @@ def update_config(cfg: Any, values: dict[str, Any], where: str = "") -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+def check_config(cfg: Any, where: str = "") -> None:
+    """Raise ConfigError unless every value of ``cfg`` (nested dataclasses included) is of its field's
+    type and inside its constraints, and every ``Below`` relation between fields holds. For configs
+    built in code (presets, command-line options); files and ``--set`` are checked as they are read."""
+    hints = field_hints(type(cfg))
+    for item in dataclasses.fields(cfg):
+        value, path = getattr(cfg, item.name), f"{where}.{item.name}" if where else item.name
+        base, _ = split_annotation(hints[item.name])
+        if dataclasses.is_dataclass(base):
+            if type(value) is not base:
+                raise ConfigError(f"{path}: expected a {base.__name__}, got {quoted(value)}")
+            check_config(value, path)
+        else:
+            coerce(value, hints[item.name], path)
+    for item in dataclasses.fields(cfg):
+        value, path = getattr(cfg, item.name), f"{where}.{item.name}" if where else item.name
+        for relation in split_annotation(hints[item.name])[1]:
+            problem = relation.problem(value, getattr(cfg, relation.other)) if isinstance(relation, Below) else None
+            if problem:
+                raise ConfigError(f"{label(path, value)} {problem}")
+
+
+class _SetNumber:
+    """A ``--set`` value that parsed as a number, with the text typed: a string field takes the text."""
+
+    def __init__(self, value: int | float, text: str) -> None:
+        self.value, self.text = value, text
+
+
 def apply_overrides(cfg: Any, assignments: list[str]) -> Any:
     """Apply ``["model.rpn.nms_thresh=0.6", ...]``; values are parsed as Python/YAML literals."""
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set solver.lr=0.01")
+            raise ConfigError(f"--set {quoted(assignment)}: expected KEY=VALUE, e.g. --set solver.lr=0.01")
         nested: dict[str, Any] = {}
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = parse_literal(raw.strip())
+        value = parse_literal(raw.strip())
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = _SetNumber(value, raw.strip())
+        node[parts[-1]] = value
         cfg = update_config(cfg, nested)
     return cfg
 
@@ -64,22 +111,89 @@ def apply_overrides(cfg: Any, assignments: list[str]) -> Any:
 def load_config_file(cfg: Any, path: str | Path) -> Any:
     """Apply a YAML or JSON file of nested overrides on top of ``cfg``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass an existing .yaml or .json file to --config")
-    text = path.read_text(encoding="utf-8")
+    text = _read_config_text(path)
     try:
         if path.suffix.lower() == ".json":
             values = json.loads(text)
         else:
             import yaml
 
-            values = yaml.safe_load(text) or {}
+            # libyaml's parser where installed: the same values, 3x faster on a file near the size cap.
+            values = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except Exception as error:  # noqa: BLE001 - any parse failure is the user's file
-        raise ConfigError(f"{path}: cannot parse config ({error.__class__.__name__}: {error}); fix the syntax") from None
+        raise ConfigError(f"{_file(path)}: cannot parse config ({_parse_problem(error)}); fix the syntax") from None
     try:
         return update_config(cfg, values)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{_file(path)}: {error}") from None
+
+
+def _read_config_text(path: Path) -> str:
+    """The file's text, refused (one line naming it) unless it is a regular UTF-8 file of at most
+    MAX_CONFIG_BYTES. Opened non-blocking: a FIFO put in its place after the stat must not hang the read."""
+    shown, data, size = _file(path), b"", 0
+    try:
+        kind = _not_regular(os.stat(path))
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                kind = _not_regular(info)
+                data = b"" if kind or info.st_size > MAX_CONFIG_BYTES else handle.read(MAX_CONFIG_BYTES + 1)
+                size = max(info.st_size, len(data))
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in the path
+        raise ConfigError(f"{shown}: config file not found; pass an existing .yaml or .json file to --config") from None
+    except OSError as error:
+        reason = error.strerror or error
+        raise ConfigError(f"{shown}: cannot read the config file ({reason}); check its permissions") from None
+    if kind:
+        raise ConfigError(f"{shown}: not a regular file ({kind}); pass a .yaml or .json file to --config")
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{shown}: {size} bytes is too large for a config file (at most {MAX_CONFIG_BYTES // 2**20} MiB); "
+            "pass a YAML or JSON file of overrides"
+        )
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not content
+    except UnicodeDecodeError as error:
+        where = f"byte 0x{data[error.start]:02x} at offset {error.start}"
+        raise ConfigError(f"{shown}: not UTF-8 text ({where}); save it as UTF-8") from None
+
+
+def _not_regular(info: os.stat_result) -> str | None:
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def _parse_problem(error: Exception) -> str:
+    """One line: the parser's complaint and where, without the multi-line snippet YAML adds."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is not None:
+        problem = f"{getattr(error, 'problem', None) or error} at line {mark.line + 1}, column {mark.column + 1}"
+    elif isinstance(error, json.JSONDecodeError):
+        problem = f"{error.msg} at line {error.lineno}, column {error.colno}"
+    else:
+        problem = str(error)
+    return f"{error.__class__.__name__}: {_one_line(problem)}"
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _file(path: Path) -> str:
+    text = str(path)
+    return text if text.isprintable() else quoted(text)
+
+
+def _key(path: str) -> str:
+    return repr(path) if len(path) <= 100 else quoted(path)
 
 
 def parse_literal(raw: str) -> Any:
@@ -88,40 +202,66 @@ def parse_literal(raw: str) -> Any:
         return lowered == "true"
     try:
         return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return raw  # a bare word is a string
 
 
 def coerce(value: Any, annotation: Any, path: str) -> Any:
-    """Convert ``value`` to ``annotation`` (int, float, bool, str, tuple[...]) or raise ConfigError."""
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        return _coerce_tuple(value, typing.get_args(annotation), path)
-    if annotation is bool:
+    """``value`` as ``annotation`` (int, float, bool, str, tuple[...], each maybe ``Annotated`` with
+    constraints), or ConfigError. Nothing is converted to a string but a number typed on ``--set``."""
+    base, metadata = split_annotation(annotation)
+    if isinstance(value, _SetNumber):
+        value = value.text if base is str else value.value
+    converted = _convert(value, base, path)
+    for constraint in metadata:
+        if isinstance(constraint, Constraint):
+            problem = constraint.problem(converted)
+            if problem:
+                raise ConfigError(f"{label(path, converted, metadata)} {problem}")
+    return converted
+
+
+def _convert(value: Any, base: Any, path: str) -> Any:
+    if typing.get_origin(base) is tuple:
+        return _coerce_tuple(value, typing.get_args(base), path)
+    if base is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{path}: expected true or false, got {value!r}")
-    if annotation is int:
+        raise ConfigError(f"{path}: expected true or false, got {quoted(value)}")
+    if base is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
-    if annotation is str:
-        return str(value)
-    raise ConfigError(f"{path}: cannot set a value of type {annotation}")
+        raise ConfigError(f"{path}: expected an integer, got {quoted(value)}")
+    if base is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a number, got {quoted(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{path}={quoted(value)} is not a finite number; give one such as 0.5")
+        return number
+    if base is str:
+        if isinstance(value, str):
+            return value
+        hint = "" if isinstance(value, (list, tuple, dict, set)) else "; quote it"  # YAML read 2024 as a number
+        raise ConfigError(f"{path}: expected a string, got {quoted(value)}{hint}")
+    raise ConfigError(f"{path}: cannot set a value of type {base}")
 
 
 def _coerce_tuple(value: Any, args: tuple, path: str) -> tuple:
-    if isinstance(value, (int, float, str)) and not (len(args) == 2 and args[1] is Ellipsis and typing.get_origin(args[0]) is tuple):
+    variadic = len(args) == 2 and args[1] is Ellipsis
+    nested = variadic and typing.get_origin(split_annotation(args[0])[0]) is tuple
+    if isinstance(value, (int, float, str)) and not nested:
         value = (value,)  # a single number where a tuple of numbers is expected
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{path}: expected a list, got {value!r}")
-    if len(args) == 2 and args[1] is Ellipsis:
+        raise ConfigError(f"{path}: expected a list, got {quoted(value)}")
+    if len(value) > MAX_SEQUENCE:
+        raise ConfigError(f"{path}: {len(value)} values is too many; a config list holds at most {MAX_SEQUENCE}")
+    if variadic:
         return tuple(coerce(item, args[0], f"{path}[{i}]") for i, item in enumerate(value))
     if len(value) != len(args):
         raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
@@ -129,7 +269,7 @@ def _coerce_tuple(value: Any, args: tuple, path: str) -> tuple:
 
 
 def _suggestion(key: str, hints: dict[str, Any], where: str) -> str:
-    close = difflib.get_close_matches(key, list(hints), n=1, cutoff=0.5)
+    close = difflib.get_close_matches(key, list(hints), n=1, cutoff=0.5) if len(key) <= 100 else []
     if close:
         return f"; did you mean {(where + '.' if where else '') + close[0]!r}?"
     return f"; valid keys{' under ' + repr(where) if where else ''}: {', '.join(hints)}"

@@ -13,9 +13,9 @@ from detkit.config.schema import (
     AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, MaskHeadConfig, ModelConfig, RCNNConfig, RoIHeadsConfig, RPNConfig,
     SolverConfig, TransformConfig, YOLOConfig,
 )
+from detkit.config.schema import PIPELINE_NAMES  # the CLI and the engine import it from here too
 from detkit.errors import ConfigError
 
-PIPELINE_NAMES = ("rcnn", "fast_rcnn", "faster_rcnn", "mask_rcnn", "yolo")
 SYNTHETIC_ROOT = "datasets/synthetic"
 
 
