@@ -3,7 +3,26 @@
 A checkpoint is data, never code: it is written with plain tensors, dicts, lists, strings and
 numbers only, and read with ``torch.load(weights_only=True)``. A file holding a pickled object is
 refused. Writes are atomic (temporary file + rename), so an interrupted save leaves the previous
-checkpoint intact.
+checkpoint intact; a write the disk refuses (full, read-only, no permission) is a ``StorageError``
+naming the destination, and leaves no partial file.
+
+Everything in a loaded file is checked before it is used, and a problem is a ``CheckpointError``
+naming the file, the field and the fix, never an error deep inside torch:
+
+- the payload's fields (``_from_payload``): class names are strings, category ids distinct integers,
+  one per class, the weights a dict of tensors, the config a tree of plain values that
+  ``config_from_dict`` accepts;
+- the weights against the model they are loaded into (``check_weights_fit``): no missing or
+  unexpected tensor, every shape equal, the same kind of values (``load_state_dict`` would cast int8
+  or bool values into a float parameter silently) and only finite floating-point values.
+
+A checkpoint never chooses a location. Its config is the resolved config of the run that wrote
+it, so it holds that run's paths: where it wrote (``output_dir``, ``name``), what it read
+(``data.*``, ``model.backbone.weights_path``) and its proposal cache. A file received from
+elsewhere must not decide where ``detect``, ``eval`` or ``train --weights`` read and write on this
+machine, so ``load_checkpoint`` resets ``LOCATION_FIELDS`` to their defaults (``reset_locations``);
+the command's own options and config choose them. ``model.init_weights`` stays, as the record of
+what the run started from: no command reads it from a checkpoint (``train --weights`` sets its own).
 
 A raw torchvision detection state dict (such as ``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``) is
 recognised and converted on load, with COCO class names when it has torchvision's 91 outputs.
@@ -11,7 +30,9 @@ recognised and converted on load, with COCO class names when it has torchvision'
 
 from __future__ import annotations
 
+import errno
 import pickle
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,10 +43,24 @@ from torch import nn
 import detkit
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import config_from_dict, config_to_dict
-from detkit.errors import CheckpointError
+from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
 from detkit.io import atomic_write
+from detkit.modeling.state_checks import DAMAGED, check_tensor_dict, check_weights_fit
 
 FORMAT = "detkit-checkpoint-v1"
+
+
+# Config fields (dotted keys) that name places on disk; see the module docstring.
+LOCATION_FIELDS: tuple[str, ...] = (
+    "output_dir",
+    "name",  # the run folder under output_dir
+    "model.backbone.weights_path",
+    "model.proposals.cache_dir",
+    "data.train_annotations",
+    "data.train_images",
+    "data.val_annotations",
+    "data.val_images",
+)
 
 
 @dataclass
@@ -46,7 +81,33 @@ class Checkpoint:
         return self.config.model.pipeline
 
 
+def reset_locations(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with every ``LOCATION_FIELDS`` entry at its default, ``name`` at the pipeline's name (the
+    run name its presets use): the locations of a config that came from a file another run wrote."""
+    defaults = ExperimentConfig()
+    for dotted in LOCATION_FIELDS:
+        value = cfg.model.pipeline if dotted == "name" else _get_field(defaults, dotted)
+        cfg = _with_field(cfg, dotted, value)
+    return cfg
+
+
+def _get_field(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _with_field(obj: Any, dotted: str, value: Any) -> Any:
+    head, _, rest = dotted.partition(".")
+    return replace(obj, **{head: _with_field(getattr(obj, head), rest, value) if rest else value})
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` atomically; a write the disk refuses is a ``StorageError`` and leaves no file."""
     payload = {
         "format": FORMAT,
         "detkit_version": checkpoint.detkit_version,
@@ -58,11 +119,60 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "model": checkpoint.model_state,
         "training_state": checkpoint.training_state,
     }
-    atomic_write(path, lambda handle: torch.save(payload, handle))
+    path = Path(path)
+    try:
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+    except OSError as error:
+        raise StorageError(f"{path}: cannot write the checkpoint ({_os_reason(error, path.parent)})") from None
+    except RuntimeError as error:
+        # torch.save's zip writer reports a short write as "[enforce fail at inline_container.cc:672] .
+        # unexpected pos 66880 vs 66776", not as the OSError(ENOSPC) that caused it.
+        first_line = str(error).strip().splitlines()[0][:120] if str(error).strip() else "no message"
+        raise StorageError(
+            f"{path}: cannot write the checkpoint, the disk is likely full ({_free_space(path.parent)}; "
+            f"torch: {first_line}); {_ELSEWHERE}"
+        ) from None
+
+
+_ELSEWHERE = "free some space there or write the run elsewhere with --output"
+
+
+def _os_reason(error: OSError, folder: Path) -> str:
+    """Why the disk refused a write, and what to do about it."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full: {_free_space(folder)}; {_ELSEWHERE}"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied in {folder}; make it writable or write the run elsewhere with --output"
+    if error.errno == errno.EROFS:
+        return f"{folder} is on a read-only filesystem; write the run elsewhere with --output"
+    reason = error.strerror or error.__class__.__name__
+    return f"{reason}; {_free_space(folder)}; check the disk, or write the run elsewhere with --output"
+
+
+def _free_space(folder: Path) -> str:
+    """``"12.3 MiB free in FOLDER"`` (the nearest existing folder above it when it was never created)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return f"free space in {folder} unknown"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if free >= size:
+            return f"{free / size:.1f} {unit} free in {existing}"
+    return f"{free} bytes free in {existing}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a detkit checkpoint or a torchvision detection state dict; never executes pickled code."""
+    """Read a detkit checkpoint or a torchvision detection state dict; never executes pickled code.
+
+    Every field is checked (see the module docstring); the config's locations are reset to defaults.
+    """
     path = Path(path)
     payload = _load_data(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
@@ -78,7 +188,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
-    """Build the checkpoint's pipeline and load its weights strictly."""
+    """Build the checkpoint's pipeline and load its weights, once ``check_weights_fit`` passed them.
+
+    The model is first built on the meta device (shapes and dtypes, no memory): the config comes from
+    the file, and a damaged one may describe a model of terabytes; only weights that match a model the
+    file's own tensors fill are then built for real.
+    """
     from detkit.pipelines import PIPELINES
 
     model_cfg = checkpoint.config.model
@@ -87,19 +202,41 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     model_cfg = replace(model_cfg, backbone=replace(model_cfg.backbone, pretrained=False))
     if model_cfg.pipeline not in PIPELINES:
         raise CheckpointError(
-            f"{checkpoint.source}: pipeline {model_cfg.pipeline!r} is not available in this detkit "
+            f"{checkpoint.source}: pipeline {shown(model_cfg.pipeline)} is not available in this detkit "
             f"({', '.join(PIPELINES)}); upgrade detkit"
         )
+    with torch.device("meta"):
+        layout = _build_from_file_config(PIPELINES[model_cfg.pipeline], model_cfg, checkpoint)
+    what = f"a {model_cfg.pipeline} model with {model_cfg.num_classes} classes"
+    check_weights_fit(layout, checkpoint.model_state, checkpoint.source, what)
     model = PIPELINES[model_cfg.pipeline](model_cfg)
-    try:
-        model.load_state_dict(checkpoint.model_state, strict=True)
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{checkpoint.source}: weights do not fit a {model_cfg.pipeline} model with "
-            f"{model_cfg.num_classes} classes ({first_line}); was it written by another detkit version?"
-        ) from None
+    model.load_state_dict(checkpoint.model_state, strict=True)
     return model
+
+
+def _build_from_file_config(builder: Any, model_cfg: Any, checkpoint: Checkpoint) -> nn.Module:
+    """``builder(model_cfg)``; a config it refuses is the file's problem. Values no detkit writes (a
+    negative channel count, an empty anchor list) fail in whatever way torch's layers fail, so those
+    errors are the file's too, reported with their class and first line."""
+    try:
+        return builder(model_cfg)
+    except ConfigError as error:
+        raise CheckpointError(f"{checkpoint.source}: its config does not build a model ({error}); {_NEWER}") from None
+    except (ValueError, TypeError, RuntimeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(
+            f"{checkpoint.source}: its config does not build a {model_cfg.pipeline} model "
+            f"({error.__class__.__name__}: {reason}); {DAMAGED}"
+        ) from None
+
+
+_NEWER = (
+    f"the checkpoint may come from a newer detkit than this one ({detkit.__version__}): upgrade detkit or re-train it"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The file and its fields
 
 
 def _load_data(path: Path) -> Any:
@@ -138,21 +275,104 @@ def _foreign_kind(path: Path) -> str:
     return next((what for signature, what in _OTHER_SIGNATURES.items() if stripped.startswith(signature)), "unrecognised bytes")
 
 
+_REQUIRED = ("config", "model", "class_names", "category_ids")
+
+
 def _from_payload(payload: dict[str, Any], path: Path) -> Checkpoint:
-    try:
-        return Checkpoint(
-            config=config_from_dict(ExperimentConfig, payload["config"]),
-            model_state=payload["model"],
-            class_names=list(payload["class_names"]),
-            category_ids=[int(c) for c in payload["category_ids"]],
-            metrics=payload.get("metrics", {}),
-            training_state=payload.get("training_state", {}),
-            detkit_version=payload.get("detkit_version", "?"),
-            source=str(path),
+    """A ``Checkpoint`` from a detkit payload, each field checked: what a later step would trip over
+    (a name that is not text, a config from a newer detkit) is refused here, naming the field."""
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing[0]!r}; {DAMAGED}")
+    version = payload.get("detkit_version", "?")
+    if not isinstance(version, str):
+        raise CheckpointError(f"{path}: detkit_version is {shown(version)}, not text; {DAMAGED}")
+    class_names = _class_names(payload["class_names"], path)
+    config = _config(payload["config"], path)
+    if config.model.num_classes != len(class_names):
+        raise CheckpointError(
+            f"{path}: its config says model.num_classes={config.model.num_classes} but it names "
+            f"{len(class_names)} classes; {DAMAGED}"
         )
-    except KeyError as missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {missing}; it is damaged, re-train or re-download it") from None
+    return Checkpoint(
+        config=reset_locations(config),
+        model_state=check_tensor_dict(payload["model"], path, "model"),
+        class_names=class_names,
+        category_ids=_category_ids(payload["category_ids"], len(class_names), path),
+        metrics=_mapping(payload.get("metrics", {}), path, "metrics"),
+        training_state=_mapping(payload.get("training_state", {}), path, "training_state"),
+        detkit_version=version,
+        source=str(path),
+    )
+
+
+def _mapping(value: Any, path: Path, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: {name} is {a_type(value)}, not a mapping; {DAMAGED}")
+    return value
+
+
+def _class_names(value: Any, path: Path) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise CheckpointError(f"{path}: class_names is {a_type(value)}, not a non-empty list of names; {DAMAGED}")
+    for index, name in enumerate(value):
+        if not isinstance(name, str):
+            raise CheckpointError(f"{path}: class_names[{index}] is {shown(name)}, not text; {DAMAGED}")
+    return list(value)
+
+
+_INT64 = 2**63  # category ids become tensor values and JSON numbers
+
+
+def _category_ids(value: Any, count: int, path: Path) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise CheckpointError(f"{path}: category_ids is {a_type(value)}, not a list of integers; {DAMAGED}")
+    for index, category_id in enumerate(value):
+        if isinstance(category_id, bool) or not isinstance(category_id, int) or not -_INT64 <= category_id < _INT64:
+            raise CheckpointError(f"{path}: category_ids[{index}] is {shown(category_id)}, not an integer; {DAMAGED}")
+    if len(value) != count:
+        raise CheckpointError(f"{path}: {len(value)} category_ids for {count} class_names; {DAMAGED}")
+    if len(set(value)) != len(value):
+        repeated = next(c for i, c in enumerate(value) if c in value[:i])
+        raise CheckpointError(f"{path}: category id {repeated} appears twice in category_ids; {DAMAGED}")
+    return list(value)
+
+
+_MAX_CONFIG_DEPTH = 12  # config_to_dict writes at most 6 levels (config.model.anchors.sizes[i][j])
+
+
+def _config(value: Any, path: Path) -> ExperimentConfig:
+    """The payload's config as an ``ExperimentConfig``; a key or value this detkit does not know
+    (``ConfigError``) may be a newer detkit's, so the message says which version this is."""
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: config is {a_type(value)}, not a mapping of keys to values; {DAMAGED}")
+    _check_plain(value, "config", path, 0)
+    try:
+        return config_from_dict(ExperimentConfig, value)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its config does not fit this detkit ({error}); {_NEWER}") from None
+
+
+def _check_plain(value: Any, where: str, path: Path, depth: int) -> None:
+    """Refuse what ``config_to_dict`` never writes, before ``config_from_dict`` quotes it in a message:
+    keys that are not text, tensors (whose repr spans lines), integers of hundreds of digits."""
+    if depth > _MAX_CONFIG_DEPTH:
+        raise CheckpointError(f"{path}: {where} is nested too deeply for a config; {DAMAGED}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CheckpointError(f"{path}: {where} has the key {shown(key)}, not a name; {DAMAGED}")
+            _check_plain(item, f"{where}.{key}", path, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]", path, depth + 1)
+    elif isinstance(value, int) and value.bit_length() > 64:
+        raise CheckpointError(f"{path}: {where} is {quoted(value)}, too large for any setting; {DAMAGED}")
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        raise CheckpointError(f"{path}: {where} is {a_type(value)}, not a plain value; {DAMAGED}")
 
 
 def _looks_like_torchvision_detector(state: dict[str, Any]) -> bool:
-    return "roi_heads.box_predictor.cls_score.weight" in state and any(k.startswith("backbone.body.") for k in state)
+    return "roi_heads.box_predictor.cls_score.weight" in state and any(
+        isinstance(k, str) and k.startswith("backbone.body.") for k in state
+    )

@@ -91,3 +91,15 @@ def quoted(value: Any, limit: int = MAX_QUOTED) -> str:
     """
     text = _BOUNDED_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def a_type(value: Any) -> str:
+    """``value``'s type for a message: "a str", "a Tensor"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}" if value is not None else "None"
+
+
+def shown(value: Any) -> str:
+    """A value from a file as a message shows it: a plain scalar quoted (``errors.quoted``), anything else
+    by its type, since the repr of a tensor, or of a list holding one, spans lines."""
+    return quoted(value) if value is None or isinstance(value, (bool, int, float, str)) else a_type(value)

@@ -6,6 +6,13 @@ differs start fresh: the class-dependent layers when the new data has another nu
 (the class logits and per-class box deltas of the R-CNN heads, YOLO's class branch, the per-class
 mask predictor). A checkpoint of another pipeline is refused: a YOLO trunk and an R-CNN trunk share
 no layer names, so nothing would transfer and the run would silently start from scratch.
+
+A tensor that does transfer must hold what the model's does (``check_weight_values``): floating-point
+values, all finite, where the model has floating-point weights. ``load_state_dict`` would cast int8 or
+bool values silently, and a NaN weight would make every loss of the new run NaN.
+
+The checkpoint chooses no location (see checkpoint.py): the new run's data, output folder and name
+come from this command's options, never from the config of the run that wrote the checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import torch
 from torch import nn
 
 from detkit.checkpoint import Checkpoint, load_checkpoint
+from detkit.modeling.state_checks import check_weight_values
 from detkit.config import ExperimentConfig
 from detkit.engine.events import EventCallback, Notice
 from detkit.errors import CheckpointError, ConfigError
@@ -62,7 +70,8 @@ def check_same_pipeline(checkpoint: Checkpoint, pipeline: str) -> None:
 
 
 def load_initial_weights(model: nn.Module, cfg: ExperimentConfig) -> TransferReport:
-    """Copy the tensors of ``cfg.model.init_weights`` whose name and shape match into ``model``."""
+    """Copy the tensors of ``cfg.model.init_weights`` whose name and shape match into ``model``, once
+    ``check_weight_values`` passed them."""
     checkpoint = load_checkpoint(cfg.model.init_weights)
     check_same_pipeline(checkpoint, cfg.model.pipeline)
     own = model.state_dict()
@@ -72,6 +81,7 @@ def load_initial_weights(model: nn.Module, cfg: ExperimentConfig) -> TransferRep
             f"{checkpoint.source}: none of its tensors fit the model configured now; drop the model.* overrides "
             "(a fine-tuned run keeps the checkpoint's architecture)"
         )
+    check_weight_values(fitting, own, checkpoint.source)
     model.load_state_dict(fitting, strict=False)
     fresh = tuple(name for name in own if name not in fitting)
     return TransferReport(len(fitting), fresh, checkpoint.config.model.num_classes)

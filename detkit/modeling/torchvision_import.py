@@ -4,6 +4,10 @@ detkit's modules keep torchvision's layer names where they can, so importing a t
 detector is a few prefix renames per component. Each function takes the full
 ``model.state_dict()`` of a torchvision detector, picks its component's keys and returns them
 under the names of the detkit detector (whose attributes are ``backbone``, ...).
+
+Nothing is dropped silently: a key no converter maps (a Keypoint R-CNN's keypoint head, the
+convolutional box head of ``fasterrcnn_resnet50_fpn_v2``) is refused, naming the key and the part
+of the model it belongs to, rather than imported as a detector that lacks that part.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import Tensor
 
 from detkit.config.schema import AnchorConfig, BackboneConfig, ExperimentConfig, ModelConfig, RPNConfig, TransformConfig
+from detkit.modeling.state_checks import check_tensor_dict, quoted_name
 from detkit.errors import CheckpointError, ConfigError
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +135,11 @@ def torchvision_model_config(arch: str, num_classes: int, low_resolution: bool =
 
 
 def convert_torchvision_detector(state_dict: dict[str, Tensor], arch: str) -> dict[str, Tensor]:
-    """A whole torchvision Faster R-CNN state dict -> detkit ``TwoStageDetector`` state dict."""
+    """A whole torchvision Faster R-CNN state dict -> detkit ``TwoStageDetector`` state dict.
+
+    A key that none of the renames below maps is a ``CheckpointError`` (``check_all_keys_mapped``).
+    """
+    check_all_keys_mapped(state_dict)
     converted = convert_torchvision_backbone(state_dict, arch)
     for key, value in state_dict.items():
         for pattern, replacement in _HEAD_RENAMES:
@@ -139,12 +148,61 @@ def convert_torchvision_detector(state_dict: dict[str, Tensor], arch: str) -> di
                 converted[new_key] = value
                 break
     for suffix in ("weight", "bias"):
-        cls_score = state_dict[f"roi_heads.box_predictor.cls_score.{suffix}"]
+        cls_score = _predictor(state_dict, f"roi_heads.box_predictor.cls_score.{suffix}")
         converted[f"roi_heads.box_predictor.cls_score.{suffix}"] = torch.cat([cls_score[1:], cls_score[:1]])
-        converted[f"roi_heads.box_predictor.bbox_pred.{suffix}"] = state_dict[f"roi_heads.box_predictor.bbox_pred.{suffix}"][4:]
+        bbox_pred = _predictor(state_dict, f"roi_heads.box_predictor.bbox_pred.{suffix}")
+        converted[f"roi_heads.box_predictor.bbox_pred.{suffix}"] = bbox_pred[4:]
     if has_masks(state_dict):
         converted.update(_convert_mask_head(state_dict))
     return converted
+
+
+_PREDICTOR_KEYS = frozenset(
+    f"roi_heads.{layer}.{suffix}"
+    for layer in ("box_predictor.cls_score", "box_predictor.bbox_pred", "mask_predictor.mask_fcn_logits")
+    for suffix in ("weight", "bias")
+)
+
+# What an unmapped key belongs to, by prefix (first match), and why detkit cannot take it.
+_UNMAPPED_PARTS = (
+    ("roi_heads.keypoint_", "a Keypoint R-CNN's keypoint branch", "detkit has no keypoint pipeline"),
+    ("roi_heads.box_head.", "the box head", "detkit imports torchvision's two-FC box head (fc6, fc7) only"),
+    ("roi_heads.mask_", "the mask branch", "detkit imports maskrcnn_resnet50_fpn's mask head only"),
+    ("rpn.", "the RPN", "detkit imports torchvision's single-conv RPN head only"),
+    ("", "a part of the model detkit does not have", "detkit imports Faster and Mask R-CNN state dicts only"),
+)
+
+
+def check_all_keys_mapped(state_dict: dict[str, Tensor]) -> None:
+    """Refuse a state dict with keys the converters do not map: importing the rest would give a model
+    without that part (a Keypoint R-CNN loaded as a 2-class box detector, its keypoint head gone)."""
+    masks = has_masks(state_dict)
+    unmapped = [key for key in state_dict if not _is_mapped(key, masks)]
+    if not unmapped:
+        return
+    key = unmapped[0]
+    part, why = next((part, why) for prefix, part, why in _UNMAPPED_PARTS if key.startswith(prefix))
+    raise CheckpointError(
+        f"torchvision key {quoted_name(key)} belongs to {part}, which detkit cannot import ({len(unmapped)} such "
+        f"key{'s' * (len(unmapped) > 1)}): {why}; pass a fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn "
+        "or maskrcnn_resnet50_fpn state dict"
+    )
+
+
+def _is_mapped(key: str, masks: bool) -> bool:
+    if key.startswith("backbone.") or key in _PREDICTOR_KEYS or (masks and _MASK_CONV.match(key)):
+        return True  # every backbone.* key is converted or refused by _backbone_key
+    return any(pattern.match(key) for pattern, _ in _HEAD_RENAMES)
+
+
+def _predictor(state_dict: dict[str, Tensor], key: str) -> Tensor:
+    """A predictor tensor whose rows are per class (the converters slice off torchvision's background)."""
+    if key not in state_dict:
+        raise CheckpointError(f"no {key!r} in the state dict; the file is damaged or not a whole torchvision detector")
+    tensor = state_dict[key]
+    if tensor.ndim == 0:
+        raise CheckpointError(f"{key} is a single number, not one row per class; the file is damaged, re-download it")
+    return tensor
 
 
 def has_masks(state_dict: dict[str, Tensor]) -> bool:
@@ -161,7 +219,8 @@ def _convert_mask_head(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
             converted[f"roi_heads.mask_branch.head.convs.{2 * index}.{match.group(3)}"] = value
     for suffix in ("weight", "bias"):
         # torchvision predicts a mask for its background class too (channel 0); detkit has none.
-        converted[f"roi_heads.mask_branch.predictor.{suffix}"] = state_dict[f"roi_heads.mask_predictor.mask_fcn_logits.{suffix}"][1:]
+        logits = _predictor(state_dict, f"roi_heads.mask_predictor.mask_fcn_logits.{suffix}")
+        converted[f"roi_heads.mask_branch.predictor.{suffix}"] = logits[1:]
     return converted
 
 
@@ -173,19 +232,35 @@ def checkpoint_from_torchvision(state_dict: dict[str, Tensor], path: Path):
     """
     from detkit.checkpoint import Checkpoint
 
-    arch = detect_torchvision_arch(state_dict)
-    num_classes = int(state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1
+    check_tensor_dict(state_dict, path, "the state dict")
+    try:
+        arch = detect_torchvision_arch(state_dict)
+        num_classes = _num_classes(state_dict)
+        model_state = convert_torchvision_detector(state_dict, arch)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name, masks=has_masks(state_dict))
     names = _coco_names() if num_classes == 90 else [f"class_{k + 1}" for k in range(num_classes)]
     return Checkpoint(
         config=ExperimentConfig(name=f"torchvision_{arch}", model=model),
-        model_state=convert_torchvision_detector(state_dict, arch),
+        model_state=model_state,
         class_names=names,
         category_ids=list(range(1, num_classes + 1)),
         metrics={},
         detkit_version="torchvision",
         source=str(path),
     )
+
+
+def _num_classes(state_dict: dict[str, Tensor]) -> int:
+    """Foreground classes: the rows of the class logits' weight, less torchvision's background row."""
+    weight = state_dict["roi_heads.box_predictor.cls_score.weight"]
+    if weight.ndim != 2 or weight.shape[0] < 2:
+        raise CheckpointError(
+            f"roi_heads.box_predictor.cls_score.weight has shape {list(weight.shape)}, not [classes + 1, features] "
+            "with at least one class; the file is damaged, re-download it"
+        )
+    return int(weight.shape[0]) - 1
 
 
 def _coco_names() -> list[str]:
