@@ -9,6 +9,7 @@ import typer
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.console import note_line, styled
+from detkit.cli.options import AllowOutsideImages, apply_path_policy
 
 
 @reports_errors
@@ -40,6 +41,7 @@ def train_command(
     workers: Annotated[Optional[int], typer.Option(help="Data-loader processes per training process.")] = None,
     sync_bn: Annotated[Optional[bool], typer.Option("--sync-bn/--no-sync-bn", help="BatchNorm statistics over all processes (CUDA).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Also write last.pt every N optimizer steps (0: at epoch ends).")] = None,
+    allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Train a detector and write checkpoints, a metrics log and training curves to runs/NAME."""
     from dataclasses import replace
@@ -50,6 +52,7 @@ def train_command(
     from detkit.config.presets import default_preset
     from detkit.config.presets import preset as load_preset
 
+    apply_path_policy(allow_outside_images)
     if resume is not None:
         from detkit.engine.runs import run_config
 

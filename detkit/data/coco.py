@@ -127,6 +127,11 @@ class CocoDetection(Dataset):
         self.image_ids: list[int] = sorted(images)
 
     @property
+    def num_trainable_boxes(self) -> int:
+        """Usable non-crowd boxes of the known categories (before the real image size may clip more)."""
+        return sum(not record.iscrowd for records in self._records.values() for record in records)
+
+    @property
     def num_classes(self) -> int:
         """K, the number of foreground classes."""
         return len(self.category_ids)

@@ -24,11 +24,14 @@ class StopRequest:
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread only
             for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                # An ignored signal stays ignored: a shell starts background jobs (`detkit train &`,
+                # `nohup ... &`) with SIGINT ignored so that Ctrl-C at the prompt does not reach them.
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        for signum, handler in self._previous.items():
+        for signum, handler in self._previous.items():  # whatever was there before, not the default
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
 

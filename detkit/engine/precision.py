@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from detkit.config import ExperimentConfig, SolverConfig
+from detkit.config.overrides import check_config
 from detkit.engine.distributed import BACKENDS, rank_from_environment
 from detkit.errors import ConfigError
 
@@ -86,7 +87,9 @@ def dense_network(model: nn.Module) -> tuple[nn.Module, str]:
 
 
 def check_runtime(cfg: ExperimentConfig) -> None:
-    """Refuse impossible performance and runtime settings before any process is started."""
+    """Refuse impossible settings before any process is started: every value against its constraint
+    (``config.check_config``), then the performance and runtime settings against this machine."""
+    check_config(cfg)
     solver, runtime = cfg.solver, cfg.runtime
     if solver.amp_dtype not in AMP_DTYPES:
         raise ConfigError(f"solver.amp_dtype={solver.amp_dtype!r}: choose bf16 or fp16")

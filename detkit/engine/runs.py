@@ -7,20 +7,24 @@ detect`` and ``detkit eval`` use it when no ``--weights`` is given.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from detkit.errors import CheckpointError
-from detkit.io import atomic_write_json
+from detkit.errors import CheckpointError, ConfigError, quoted
+from detkit.io import atomic_write_json, read_regular_bytes
 
 LATEST = "latest.json"
 CONFIG = "config.json"
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
-    """``output_dir/name``, or ``name-2``, ``name-3``... when taken; created empty."""
+    """``output_dir/name``, or ``name-2``, ``name-3``... when taken; created empty. ``name`` must be one
+    path component (the config refuses others; checked again here, where the folder is made)."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(f"run name {quoted(name)} must be a single folder name (no '/', '\\', '..'); pass another --name")
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     candidate, index = root / name, 1
@@ -50,11 +54,14 @@ def record_latest(output_dir: str | Path, checkpoint: Path) -> None:
 
 def latest_checkpoint(output_dir: str | Path = "runs") -> Path:
     pointer = Path(output_dir) / LATEST
-    if not pointer.is_file():
+    if not os.path.lexists(pointer):
         raise CheckpointError(f"{pointer}: no trained model yet; run `detkit train` first or pass --weights CHECKPOINT")
     try:
-        checkpoint = Path(json.loads(pointer.read_text())["checkpoint"])
-    except (ValueError, KeyError, TypeError):
+        target = json.loads(read_regular_bytes(pointer, max_bytes=1 << 16))["checkpoint"]
+        if not isinstance(target, str) or not target or "\0" in target:
+            raise TypeError(target)
+        checkpoint = Path(target)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise CheckpointError(f"{pointer}: damaged pointer file; delete it and pass --weights CHECKPOINT") from None
     if not checkpoint.is_file():
         raise CheckpointError(f"{pointer}: points to {checkpoint}, which no longer exists; pass --weights CHECKPOINT or re-train")
@@ -62,12 +69,23 @@ def latest_checkpoint(output_dir: str | Path = "runs") -> Path:
 
 
 def run_config(resume_from: str | Path):
-    """The resolved ``ExperimentConfig`` a run was started with (``<run>/config.json``)."""
+    """The resolved ``ExperimentConfig`` a run was started with (``<run>/config.json``), placed where the
+    run is: its output folder and name are the run directory's own, whatever the file says, and the
+    proposal cache is the default one (``--set`` places it again). A run directory can come from
+    anyone; the files it holds must not choose where detkit writes."""
+    from dataclasses import replace
+
     from detkit.config import ExperimentConfig
     from detkit.config.overrides import config_from_dict
+    from detkit.errors import ConfigError
     from detkit.io import read_json
 
     source = Path(resume_from)
     run_dir = source if source.is_dir() else source.parent
     values = read_json(run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`")
-    return config_from_dict(ExperimentConfig, values)
+    try:
+        cfg = config_from_dict(ExperimentConfig, values)
+    except ConfigError as error:
+        raise ConfigError(f"{run_dir / CONFIG}: {error}; was the run made by another detkit version?") from None
+    proposals = replace(cfg.model.proposals, cache_dir="")
+    return replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name, model=replace(cfg.model, proposals=proposals))

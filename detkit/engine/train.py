@@ -63,14 +63,12 @@ from detkit.engine.precision import Precision, check_runtime
 from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
-from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint, truncate_log
-from detkit.errors import ConfigError, TrainingError, TrainingInterrupted
-from detkit.io import atomic_write_text
+from detkit.engine.metrics_log import METRICS_LOG, logged_before, read_log, truncate_log
+from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint
+from detkit.errors import ConfigError, DataError, TrainingError, TrainingInterrupted
+from detkit.io import atomic_write_text, same_file
 from detkit.pipelines import MASK_PIPELINES, PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 from detkit.proposals.cache import ProposalCache
-
-METRICS_LOG = "metrics.jsonl"
-
 
 @dataclass
 class TrainResult:
@@ -138,7 +136,32 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
     )
     for dataset in (train_set, val_set):
         dataset.require_image_files()
+    require_something_to_train(train_set)
     return train_set, val_set
+
+
+def require_something_to_train(dataset: CocoDetection) -> None:
+    """A run over no image, or over images without one box to learn from, would write a checkpoint of
+    untrained weights and point ``runs/latest.json`` at it: refuse it instead."""
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.annotation_file}: lists no images; there is nothing to train on")
+    if dataset.num_trainable_boxes == 0:
+        report = dataset.report
+        raise DataError(
+            f"{dataset.annotation_file}: no box to train on ({report.num_annotations} annotations; none is a usable, "
+            f"non-crowd box of a known category); check it with `detkit data check {dataset.annotation_file}`"
+        )
+
+
+def validation_notice(cfg: ExperimentConfig) -> Notice | None:
+    """Say so when validation runs on the training data: its scores measure the fit, not accuracy."""
+    data = cfg.data
+    if data.val_annotations and not same_file(data.val_annotations, data.train_annotations):
+        return None
+    return Notice(
+        f"validating on the training data ({data.train_annotations}): scores measure the fit to it, not accuracy "
+        "on new images; pass --val-data (or a dataset with a val split) to measure that"
+    )
 
 
 def epoch_loader(
@@ -186,6 +209,9 @@ class _Trainer:
         self.train_set, self.val_set = load_datasets(self.cfg)
         if self.rank.is_main:
             _report_dataset(self.train_set, self.on_event)
+            notice = validation_notice(self.cfg)
+            if notice is not None:
+                self.on_event(notice)
         if self.cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
             self._precompute_proposals()
         self.cfg = replace(self.cfg, model=replace(self.cfg.model, num_classes=len(self.train_set.category_ids)))
@@ -225,11 +251,15 @@ class _Trainer:
     def _run_dir(self, resumed: Checkpoint | None) -> Path:
         if resumed is not None:
             run_dir = resume_into(resumed, self.cfg, self._parts(), self.state, self.rank, self.on_event)
+            _refuse_a_finished_run(run_dir, self.state.epoch, self.cfg)  # before anything in the run is rewritten
         else:
             run_dir = broadcast_from_main(new_run_dir(self.cfg.output_dir, self.cfg.name) if self.rank.is_main else None)
         if self.rank.is_main:
             atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(self.cfg), indent=2))
-            truncate_log(run_dir / METRICS_LOG, self.state)  # records past the checkpoint would be repeated
+            # Records past the checkpoint would be repeated; a line cut short by a kill is dropped.
+            partial = truncate_log(run_dir / METRICS_LOG, lambda record: logged_before(record, self.state.step, self.state.epoch))
+            if partial:
+                self.on_event(Notice(f"{run_dir / METRICS_LOG}: {partial} unreadable line(s) dropped (a write cut short)"))
         return run_dir
 
     def _parts(self) -> dict[str, Any]:
@@ -267,8 +297,9 @@ class _Trainer:
             save_checkpoint(self.run_dir / "last.pt", checkpoint)
             if is_best:  # weights only: resuming reads last.pt, and optimizer state would double the file
                 save_checkpoint(self.run_dir / "best.pt", replace(checkpoint, training_state={}))
-            plot_training_curves(_read_log(self.run_dir), self.run_dir / "curves.png")
         self._log({"epoch": state.epoch, "train_images_per_second": round(images_per_second, 3), **({"val": metrics} if metrics else {})})
+        if self.rank.is_main:  # after the log line: the curves show this epoch's validation, not the last one's
+            plot_training_curves(read_log(self.run_dir / METRICS_LOG), self.run_dir / "curves.png")
         self.on_event(EpochFinished(
             state.epoch, cfg.solver.epochs, losses, metrics, is_best, time.perf_counter() - epoch_start, images_per_second,
         ))
@@ -387,6 +418,15 @@ class _Trainer:
                 handle.write(json.dumps(record) + "\n")
 
 
+def _refuse_a_finished_run(run_dir: Path, epochs_done: int, cfg: ExperimentConfig) -> None:
+    """Resuming after the last epoch would train nothing and still repoint ``runs/latest.json``."""
+    if epochs_done >= cfg.solver.epochs:
+        raise ConfigError(
+            f"--resume {run_dir}: the run has trained all its {epochs_done} epochs; pass --epochs with more "
+            "to train on (the schedule then follows the new total)"
+        )
+
+
 def _handle_nonfinite(losses: dict[str, torch.Tensor], count: int, cfg: ExperimentConfig, step: int, on_event) -> None:
     bad = ", ".join(k for k, v in losses.items() if not torch.isfinite(v)) or "on another process"
     if count >= cfg.solver.max_nonfinite_steps:
@@ -400,15 +440,11 @@ def _handle_nonfinite(losses: dict[str, torch.Tensor], count: int, cfg: Experime
 
 def _report_dataset(dataset: CocoDetection, on_event) -> None:
     report = dataset.report
-    if report.num_clipped or report.num_dropped_degenerate:
+    outside = report.num_outside_json_frame
+    if report.num_clipped or report.num_dropped_degenerate or outside:
         on_event(Notice(
-            f"{dataset.annotation_file}: {report.num_clipped} boxes clipped to their image and "
-            f"{report.num_dropped_degenerate} degenerate boxes dropped (run `detkit data check` for details)"
+            f"{dataset.annotation_file}: {report.num_clipped} boxes past their image's border (clipped), "
+            f"{report.num_dropped_degenerate} degenerate boxes dropped"
+            + (f", {outside} boxes outside the json's width/height (the image files' sizes decide)" if outside else "")
+            + " (run `detkit data check` for details)"
         ))
-
-
-def _read_log(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS_LOG
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

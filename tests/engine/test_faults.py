@@ -35,7 +35,17 @@ def assert_same_weights(expected_path: Path, actual_path: Path) -> None:
         torch.testing.assert_close(actual.model_state[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_ctrl_c_mid_epoch_saves_and_the_resumed_run_matches(tiny_data, tmp_path):
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT handled as in a terminal. A suite started in the background (`pytest &`) inherits it
+    ignored, which StopRequest rightly leaves ignored (test_an_ignored_signal_stays_ignored_...)."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_epoch_saves_and_the_resumed_run_matches(tiny_data, tmp_path, terminal_sigint):
     cfg = replace(tiny_config(tiny_data, tmp_path / "a", epochs=2), runtime=RuntimeConfig(deterministic=True))
     straight = train(cfg)
 
@@ -49,7 +59,7 @@ def test_ctrl_c_mid_epoch_saves_and_the_resumed_run_matches(tiny_data, tmp_path)
     run_dir = tmp_path / "b" / "tiny"
     saved = load_checkpoint(run_dir / "last.pt").training_state
     assert (saved["epoch"], saved["batches_done"], saved["step"]) == (0, 2, 2)  # mid-epoch 1 of 3 batches
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is handed back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler there before is handed back
     resumed = train(stopped, resume_from=run_dir)
     assert_same_weights(straight.last_checkpoint, resumed.last_checkpoint)
     steps = [json.loads(line).get("iter") for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -115,3 +125,24 @@ def test_ctrl_c_in_a_terminal_exits_130_with_a_resumable_checkpoint(tiny_data, t
     assert "interrupted:" in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     assert load_checkpoint(tmp_path / "runs" / "stopped" / "last.pt").training_state["step"] >= 1
     assert not list((tmp_path / "runs").rglob("*.tmp"))
+
+
+def test_an_ignored_signal_stays_ignored_and_handlers_are_restored():
+    from detkit.engine.interrupt import StopRequest
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def mine(signum, frame):
+        return None
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, mine)
+        with StopRequest() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a background job's Ctrl-C stays ignored
+            signal.raise_signal(signal.SIGTERM)
+            assert stop.requested
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
