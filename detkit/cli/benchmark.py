@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.options import AllowOutsideImages
 
 ALL = "all"
 
@@ -37,10 +38,12 @@ def benchmark_command(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value of the random-weight pipelines: KEY=VALUE (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for benchmark.json, benchmark.md and the two charts (default: runs/benchmark, -2, ...).")] = None,
+    allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training speed, AP."""
     import torch
 
+    from detkit.cli.options import apply_path_policy, check_range
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import benchmark_tables
     from detkit.config.presets import PIPELINE_NAMES
@@ -52,8 +55,10 @@ def benchmark_command(
     from detkit.errors import ConfigError
 
     for name, value in (("--batch-size", batch_size), ("--runs", runs), ("--warmup", warmup), ("--images", images), ("--threads", threads)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} {value}: must be at least 1")
+        check_range(name, value, low=1)
+    check_range("--image-size", image_size, low=32)  # 0 once fell back to 640 without a word
+    check_range("--max-seconds", max_seconds, low=0.0)
+    apply_path_policy(allow_outside_images)
     if compare not in (None, "torchvision"):
         raise ConfigError(f"--compare {compare!r}: the only comparison is 'torchvision'")
     chosen = _pipelines(pipelines, has_weights=bool(weights), known=PIPELINE_NAMES)

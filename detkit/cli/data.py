@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,7 @@ import typer
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.console import note_line
+from detkit.cli.options import AllowOutsideImages, apply_path_policy
 
 app = typer.Typer(help="Create, convert and check datasets.", no_args_is_help=True)
 
@@ -58,13 +60,15 @@ def convert_command(
     split: Annotated[Optional[str], typer.Option(help="Convert only this split (VOC/YOLO); for a COCO file, the name its split gets.")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json; VOC: default JPEGImages/).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="VOC class names in label order, comma-separated (default: sorted).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists (only once the new output is complete).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if an earlier `detkit data convert` wrote it (only once the new output is complete).")] = False,
+    allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Convert a dataset between COCO, Pascal VOC and YOLO. Images are referenced from COCO output and
     hard-linked (copied across file systems) into VOC and YOLO output."""
     from detkit.cli.data_check import render_conversion
     from detkit.data.formats import convert_dataset
 
+    apply_path_policy(allow_outside_images)
     class_names = [name.strip() for name in classes.split(",")] if classes is not None else None
     report = convert_dataset(source, out, to.lower(), split=split, images=images, classes=class_names, replace=overwrite)
     render_conversion(console, report)
@@ -77,6 +81,7 @@ def check_command(
     images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of a VOC or YOLO dataset (default: its train split).")] = None,
     fix: Annotated[Optional[Path], typer.Option(help="Write a cleaned COCO json here and report what changed.")] = None,
+    allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Decode every image and check every record; exit 2 when errors are found (warnings alone exit 0).
     With --fix, the exit code is that of the cleaned file."""
@@ -85,7 +90,12 @@ def check_command(
     from detkit.data.coco_fields import read_coco_json
     from detkit.data.fix import fix_dataset
     from detkit.data.formats import default_splits, detect_format, resolve_dataset
+    from detkit.errors import DataError
+    from detkit.io import same_file
 
+    apply_path_policy(allow_outside_images)
+    if fix is not None and os.path.lexists(fix) and same_file(fix, annotations):
+        raise DataError(f"--fix {fix}: is the file being checked; write the cleaned copy to another path (the original stays as it is)")
     if detect_format(annotations) != "coco":
         split = split or default_splits(annotations)[0]
         console.print(f"checking split '{split}' of {annotations}")
@@ -96,7 +106,7 @@ def check_command(
         report = check_dataset(source.annotations, source.images, progress=progress)
     render_check(console, report, suggest_fix=fix is None)
     if fix is not None:
-        result = fix_dataset(source.annotations, report.images, fix)
+        result = fix_dataset(source.annotations, report.images, fix, image_dir=source.images)
         after = check_coco(read_coco_json(fix), fix, source.images, images=report.images)
         render_fix(console, result, after)
         report = after

@@ -62,6 +62,8 @@ def verdict_line(report, *, suggest_fix: bool = True) -> Text:
     errors, warnings = _codes(report.errors), _codes(report.warnings)
     if errors:
         hint = "; fix them, or pass --fix OUT.json for a cleaned copy" if suggest_fix else ""
+        if report.wrong_image_folder:  # --fix would drop those records: the folder is the likely mistake
+            hint = f"; {report.missing_images} of {report.num_images} images are not in {report.image_dir}: check --images first"
         return Text(f"errors: {errors}; warnings: {warnings or 'none'}{hint}", style="bold red")
     if warnings:
         return Text(f"no errors; warnings: {warnings}", style="yellow")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.options import AllowOutsideImages
 
 
 @reports_errors
@@ -21,8 +22,10 @@ def proposals_command(
     workers: Annotated[int, typer.Option(help="Processes (0 = one per core).")] = 0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default: $DETKIT_CACHE_DIR or ~/.cache/detkit/proposals).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the report as json here.")] = None,
+    allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Compute (or read from the cache) selective search proposals for every image and report their recall."""
+    from detkit.cli.options import apply_path_policy, check_range
     from detkit.cli.progress import RichProgress
     from detkit.config import ProposalConfig
     from detkit.data.formats.coco_reader import default_image_dir
@@ -30,6 +33,11 @@ def proposals_command(
     from detkit.io import atomic_write_json
     from detkit.proposals.cache import ProposalCache
 
+    check_range("--max-image-size", max_image_size, low=1)
+    check_range("--min-box-size", min_box_size, low=0.0)
+    check_range("--topk", topk, low=1)
+    check_range("--workers", workers, low=0)
+    apply_path_policy(allow_outside_images)
     cfg = ProposalConfig(
         mode=mode, max_image_size=max_image_size, min_box_size=min_box_size, topk=topk,
         cache_dir=str(cache_dir) if cache_dir else "",

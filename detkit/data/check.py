@@ -155,6 +155,17 @@ class CheckReport:
     def finding(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)
 
+    @property
+    def missing_images(self) -> int:
+        finding = self.finding("missing_image")
+        return finding.count if finding is not None else 0
+
+    @property
+    def wrong_image_folder(self) -> bool:
+        """At least half the image files are missing: the likely fix is another ``--images``, not
+        ``--fix`` (which would drop those records)."""
+        return self.num_images > 0 and self.missing_images * 2 >= self.num_images
+
 
 class _Findings:
     """Counts and first examples per code, in the order of ``CHECKS``."""

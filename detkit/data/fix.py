@@ -25,6 +25,7 @@ The output is written atomically; every other key of the json (``info``, ``licen
 from __future__ import annotations
 
 import copy
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ from detkit.data.coco_fields import (
     xyxy_to_xywh,
 )
 from detkit.data.image_scan import ImageStatus
-from detkit.io import atomic_write_json
+from detkit.errors import DataError
+from detkit.io import atomic_write_json, same_file
 
 # Changes, in report order: key -> how it reads with its count in front.
 _CHANGES = {
@@ -79,10 +81,22 @@ class FixResult:
     changes: tuple[tuple[int, str], ...]
 
 
-def fix_dataset(annotation_file: Path, images: dict[str, ImageStatus], output: Path) -> FixResult:
+def fix_dataset(annotation_file: Path, images: dict[str, ImageStatus], output: Path, *, image_dir: Path | None = None) -> FixResult:
     """Write a cleaned copy of the COCO json at ``annotation_file`` to ``output``; ``images`` is the
-    scan of ``CheckReport.images`` (every file_name's decoded status)."""
+    scan of ``CheckReport.images`` (every file_name's decoded status), of the folder ``image_dir``.
+
+    Refused (``DataError``, nothing written) when ``output`` is the file being fixed, or when no image
+    file was found at all: dropping every record is not a fix, the image folder is wrong.
+    """
+    if os.path.lexists(output) and same_file(output, annotation_file):
+        raise DataError(f"--fix {output}: is the file being checked; write the cleaned copy to another path (the original stays as it is)")
     dataset = read_coco_json(Path(annotation_file))
+    statuses = [images.get(r["file_name"]) for r in dataset["images"] if isinstance(r, dict) and isinstance(r.get("file_name"), str)]
+    if statuses and all(status is not None and status.state == "missing" for status in statuses):
+        raise DataError(
+            f"{annotation_file}: none of its {len(statuses)} images is in {image_dir or 'the image folder'}, so --fix would "
+            "drop every record; pass --images with the folder that holds them (nothing was written)"
+        )
     fixed, counts = fix_coco(dataset, images)
     atomic_write_json(output, fixed)
     return FixResult(Path(output), tuple((counts[key], text) for key, text in _CHANGES.items() if counts[key]))

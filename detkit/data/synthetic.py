@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from detkit.io import atomic_write_bytes, atomic_write_json
+from detkit.io import atomic_write_bytes, atomic_write_json, read_regular_bytes
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "triangle", "square", "star", "cross")
 CATEGORY_IDS: tuple[int, ...] = tuple(range(1, len(CLASS_NAMES) + 1))
@@ -92,7 +92,7 @@ def synthetic_dataset_ready(
     """Whether ``root`` holds a complete dataset generated with exactly these parameters."""
     root = Path(root)
     try:
-        manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+        manifest = json.loads(read_regular_bytes(root / MANIFEST_NAME, max_bytes=1 << 20))
     except (OSError, ValueError):
         return False
     if manifest != _manifest(num_train, num_val, image_size, seed):

@@ -39,7 +39,7 @@ def find_images(inputs: list[str]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.is_file():
+        elif path.is_file() or os.path.lexists(path):  # not a regular file: read_image_rgb says what it is
             found.append(path)
         elif any(ch in item for ch in "*?["):
             found.extend(sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES))

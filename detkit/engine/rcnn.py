@@ -42,7 +42,7 @@ from detkit.engine.proposals import propose_and_report
 from detkit.engine.runs import CONFIG, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.errors import ConfigError
-from detkit.io import atomic_write, atomic_write_text
+from detkit.io import atomic_write, atomic_write_text, read_regular_bytes
 from detkit.pipelines.rcnn.features import SHARD_IMAGES, RegionSet, read_feature_shards, shard_bytes, write_feature_shards
 from detkit.pipelines.rcnn.model import RCNNDetector
 from detkit.pipelines.rcnn.regression import fit_box_regressors
@@ -293,7 +293,7 @@ class _StageLog:
 
     def __init__(self, path: Path, writable: bool = True) -> None:
         self.path, self.writable = path, writable  # data-parallel, only rank 0 writes it
-        self.entries: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.entries: dict[str, Any] = json.loads(read_regular_bytes(path)) if path.is_file() else {}
 
     def is_current(self, stage: str, key: str, output: Path) -> bool:
         return self.entries.get(stage, {}).get("key") == key and output.exists()
@@ -314,7 +314,7 @@ def _digest(*parts: Any) -> str:
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+    return hashlib.blake2b(read_regular_bytes(path), digest_size=16).hexdigest()
 
 
 def _images_digest(dataset: CocoDetection) -> str:

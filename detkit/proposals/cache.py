@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from detkit.config import ProposalConfig
-from detkit.io import atomic_write, atomic_write_text
+from detkit.io import atomic_write, atomic_write_text, open_regular
 from detkit.proposals.selective_search import selective_search
 
 # Fields that do not change the boxes are left out of the key.
 _NOT_KEYED = ("cache_dir", "cache")
 # Bump when the selective search wrapper changes what it returns for the same parameters.
 _FORMAT_VERSION = 2  # 2: rank order seeded (see selective_search)
+_HEADER_BYTES = 4096  # an .npy header is 64-byte aligned and a few hundred bytes at most
 
 
 def default_cache_dir() -> Path:
@@ -62,13 +63,8 @@ class ProposalCache:
         return self.folder / key[:2] / f"{key}.npy"
 
     def load(self, image: np.ndarray) -> np.ndarray | None:
-        """The cached proposals of ``image``, or None when absent or unreadable (a miss, recomputed)."""
-        path = self.path_for(image)
-        try:
-            boxes = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        return boxes if boxes.ndim == 2 and boxes.shape[1] == 4 else None
+        """The cached proposals of ``image``, or None when absent or not a sane entry (a miss, recomputed)."""
+        return read_entry(self.path_for(image), max_rows=self.cfg.topk)
 
     def store(self, image: np.ndarray, boxes: np.ndarray) -> None:
         self._write_params()
@@ -94,6 +90,27 @@ class ProposalCache:
         params = self.folder / "params.json"
         if not params.exists():
             atomic_write_text(params, _params_text(self.cfg, indent=2))
+
+
+def read_entry(path: Path, max_rows: int) -> np.ndarray | None:
+    """A cache entry's ``float32 [P, 4]`` boxes, or None unless it is exactly that.
+
+    The cache folder is shared and long-lived, so an entry is read only when it is a regular file
+    (a FIFO planted there would block ``np.load`` forever) whose ``.npy`` header declares float32
+    ``[P, 4]`` with ``P <= max_rows`` (selective search keeps at most ``topk``) and whose size is that
+    header's: a header declaring 10^12 rows is refused before anything is allocated.
+    """
+    try:
+        with open_regular(path, max_bytes=_HEADER_BYTES + 16 * max_rows) as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(handle)
+            if fortran_order or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != 4 or not 0 <= shape[0] <= max_rows:
+                return None
+            data = handle.read(16 * shape[0] + 1)
+    except (OSError, ValueError, TypeError):
+        return None
+    return np.frombuffer(data, dtype="<f4").reshape(shape).copy() if len(data) == 16 * shape[0] else None
 
 
 def _params_text(cfg: ProposalConfig, indent: int | None = None) -> str:

@@ -75,6 +75,47 @@ def _write_bad_files(bad: Path, data: Path) -> None:
     (bad / "garbage.pt").write_bytes(os.urandom(256))
     (bad / "image.pt").write_bytes(photo)
     (bad / "a_file").write_text("")
+    _write_hostile_files(bad, data)
+
+
+def _write_hostile_files(bad: Path, data: Path) -> None:
+    """What a careless user or an attacker hands detkit: names leading out of the image folder, alias
+    bombs, non-UTF-8 text, a decompression bomb, data with nothing to train on."""
+    train = json.loads((data / "annotations/instances_train.json").read_text())
+    escaping = json.loads(json.dumps(train))
+    escaping["images"][0]["file_name"] = "../../../../../../etc/passwd"
+    (bad / "escaping.json").write_text(json.dumps(escaping))
+    (bad / "no_images_listed.json").write_text(json.dumps({**train, "images": [], "annotations": []}))
+    (bad / "no_boxes.json").write_text(json.dumps({**train, "annotations": []}))
+    listed = [{"image_id": 1, "category_id": train["categories"][0]["id"], "bbox": [0, 0, 4, 4], "score": 0.5, "file_name": "nowhere.png"}]
+    (bad / "results_unknown_file.json").write_text(json.dumps(listed))
+    (bad / "latin1.yaml").write_bytes("solver: {lr: 0.01}  # d\xe9j\xe0 vu\n".encode("latin-1"))
+    (bad / "nan_lr.yaml").write_text("solver: {lr: .nan}\n")
+    (bad / "alias_bomb.yaml").write_text(_alias_bomb("name"))
+    (bad / "yolo_bomb").mkdir()
+    (bad / "yolo_bomb" / "data.yaml").write_text("names: [a]\n" + _alias_bomb("val"))
+    (bad / "bomb.png").write_bytes(_png_declaring(20000, 20000))
+    (bad / "users_folder").mkdir()
+    (bad / "users_folder" / "thesis.tex").write_text("keep me")
+
+
+def _alias_bomb(key: str) -> str:
+    """Nine levels of nine YAML aliases under one key: ~1 KB of text, 9^9 items when walked."""
+    lines = [f"{key}:", '  - &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A complete (IEND-terminated) PNG of a few bytes whose header declares ``width`` x ``height``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def _dataset_with(folder: Path, data: Path, damage) -> Path:
@@ -176,6 +217,39 @@ CASES = {
     "check/json-list": Case(["data", "check", "{bad}/list.json", "--fix", "{out}/fixed.json"], 2, "not a JSON object"),
     "check/csv": Case(["data", "check", "{bad}/table.csv"], 2, "not a dataset detkit reads"),
     "synth/output-is-a-file": Case(["data", "synth", "--out", "{bad}/a_file/synthetic", "--num-train", "1", "--num-val", "1"], 2, "a_file"),
+    # paths from data and options that place files
+    "train/file-name-outside-the-image-folder": Case(["train", "--data", "{bad}/escaping.json", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 2, "leads outside the image folder"),
+    "train/run-name-escaping-the-output": Case(["train", "--name", "../../escaped", "--config", "{tiny}", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"], 3, "name"),
+    "train/absolute-run-name": Case(["train", "--name", "/tmp/escaped", "--config", "{tiny}", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"], 3, "name"),
+    "convert/file-name-outside-the-image-folder": Case(["data", "convert", "{bad}/escaping.json", "{out}/yolo", "--to", "yolo", "--images", "{data}/train"], 2, "leads outside the image folder"),
+    "check/fix-over-the-source": Case(["data", "check", "{bad}/escaping.json", "--images", "{data}/train", "--fix", "{bad}/escaping.json"], 2, "is the file being checked"),
+    "check/fix-with-a-wrong-image-folder": Case(["data", "check", "{val}", "--images", "{bad}", "--fix", "{out}/fixed.json"], 2, "none of its 2 images is in"),
+    "convert/overwrite-a-folder-detkit-did-not-write": Case(["data", "convert", "{val}", "{bad}/users_folder", "--to", "yolo", "--images", "{data}/val", "--overwrite"], 2, "was not written by `detkit data convert`"),
+    "detect/out-is-the-input-folder": Case(["detect", "{data}/val", "--weights", "{faster}", "--out", "{data}/val"], 2, "is a folder of the input images"),
+    "eval/out-is-the-ground-truth": Case(["eval", "--coco", "{val}", "--images", "{data}/val", "--weights", "{faster}", "--out", "{val}"], 2, "which writing the metrics would replace"),
+    "eval/out-is-the-results": Case(["eval", "--coco", "{val}", "--results", "{bad}/results_no_score.json", "--out", "{bad}/results_no_score.json"], 2, "would replace"),
+    "eval/results-for-an-image-not-in-the-ground-truth": Case(["eval", "--coco", "{train}", "--results", "{bad}/results_unknown_file.json", "--out", "{out}/m.json"], 2, "which is no image of"),
+    # inputs that exhaust memory or time
+    "detect/decompression-bomb-png": Case(["detect", "{bad}/bomb.png", "--weights", "{faster}", "--out", "{out}"], 2, "20000 x 20000 pixels is over the limit"),
+    "train/config-alias-bomb": Case(["train", "--config", "{bad}/alias_bomb.yaml", "--output", "{out}"], 3, "alias_bomb.yaml"),
+    "check/data-yaml-alias-bomb": Case(["data", "check", "{bad}/yolo_bomb"], 2, "must be a path or a list of paths"),
+    # nothing to train on
+    "train/no-images": Case(["train", "--data", "{bad}/no_images_listed.json", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 2, "lists no images"),
+    "train/no-boxes": Case(["train", "--data", "{bad}/no_boxes.json", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 2, "no box to train on"),
+    "train/zero-epochs": Case(["train", "--epochs", "0", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "epochs"),
+    "train/resume-a-finished-run": Case(["train", "--resume", "{faster_run}"], 3, "has trained all its 1 epochs"),
+    # out-of-range values
+    "train/batch-size-0": Case(["train", "--batch-size", "0", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "batch_size"),
+    "train/negative-learning-rate": Case(["train", "--set", "solver.lr=-1", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "solver.lr"),
+    "train/nan-learning-rate": Case(["train", "--config", "{bad}/nan_lr.yaml", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"], 3, "solver.lr"),
+    "train/zero-min-size": Case(["train", "--set", "model.transform.min_size=[0]", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "min_size"),
+    "train/non-utf8-config": Case(["train", "--config", "{bad}/latin1.yaml", "--output", "{out}"], 3, "UTF-8"),
+    "detect/score-thresh-over-1": Case(["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--score-thresh", "2", "--out", "{out}"], 3, "--score-thresh 2.0: must be between 0 and 1"),
+    "detect/negative-batch-size": Case(["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--batch-size", "-1", "--out", "{out}"], 3, "--batch-size -1: must be at least 1"),
+    "detect/batch-size-0": Case(["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--batch-size", "0", "--out", "{out}"], 3, "--batch-size 0: must be at least 1"),
+    "eval/negative-score-thresh": Case(["eval", "--coco", "{val}", "--images", "{data}/val", "--weights", "{faster}", "--score-thresh", "-0.1", "--out", "{out}/m.json"], 3, "--score-thresh"),
+    "benchmark/image-size-0": Case(["benchmark", "--weights", "{faster}", "--image-size", "0", "--out", "{out}/b"], 3, "--image-size 0: must be at least 32"),
+    "proposals/topk-0": Case(["proposals", "{bad}/photo.jpg", "--topk", "0", "--out", "{out}/p.json"], 3, "--topk 0: must be at least 1"),
 }
 
 

@@ -26,7 +26,7 @@ from detkit.data.formats.convert import read_split
 from detkit.data.formats.detect import detect_format
 from detkit.data.formats.voc import default_voc_splits, voc_source_files, voc_splits
 from detkit.data.formats.yolo import default_yolo_splits, yolo_source_files, yolo_splits
-from detkit.io import atomic_write_json
+from detkit.io import atomic_write_json, read_regular_bytes
 
 # Bump when a reader changes what it writes for the same source, so old entries are not reused.
 CONVERTER_VERSION = 1
@@ -106,7 +106,7 @@ def _load_entry(entry: Path, split: str) -> CocoSource | None:
     """The cached conversion, or None when absent or incomplete (then it is made again)."""
     annotations = entry / f"instances_{split}.json"
     try:
-        meta = json.loads((entry / _SOURCE_FILE).read_text(encoding="utf-8"))
+        meta = json.loads(read_regular_bytes(entry / _SOURCE_FILE, max_bytes=1 << 20))
         return CocoSource(annotations, Path(meta["images"]), tuple(meta["notes"])) if annotations.is_file() else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -125,7 +125,7 @@ def source_digest(path: Path, split: str, images: Path | None, classes: Sequence
     for file in content_files:
         digest.update(f"\nfile {file}\n".encode())
         try:
-            digest.update(file.read_bytes())
+            digest.update(read_regular_bytes(file))
         except OSError:
             digest.update(b"<absent>")
     for file in image_files:

@@ -12,6 +12,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from detkit.errors import DataError
+from detkit.io import read_regular_bytes
+
+MAX_XML_BYTES = 16 << 20  # a VOC annotation file is a few kilobytes; 16 MiB is a file gone wrong
 
 # "<!DOCTYPE" opens the only place entities can be declared; "<!ENTITY" is checked too in case
 # a parser is ever lenient. Both in every encoding expat reads.
@@ -22,7 +25,7 @@ def parse_xml_file(path: Path, *, what: str) -> ET.Element:
     """The root element of the XML file at ``path``; ``DataError`` naming the file when it is
     missing, unreadable, malformed or declares a DTD. ``what`` names the file's role."""
     try:
-        data = path.read_bytes()
+        data = read_regular_bytes(path, max_bytes=MAX_XML_BYTES)
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found; add the file or remove it from the split list") from None
     except OSError as error:

@@ -36,6 +36,7 @@ from detkit.data.image_paths import image_path
 from detkit.data.formats.safe_xml import parse_xml_file
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
 from detkit.errors import DataError, quoted
+from detkit.io import read_regular_bytes
 
 ANNOTATIONS = "Annotations"
 IMAGES = "JPEGImages"
@@ -103,7 +104,7 @@ def split_ids(root: Path, split: str) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: VOC split '{split}' not found; choose one of {', '.join(voc_splits(root))}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular_bytes(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read the split list ({error}); save it as UTF-8 text, one image id a line") from None
     # A line may carry more columns (class lists add 1/-1); the id is the first.

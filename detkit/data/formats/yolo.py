@@ -38,6 +38,7 @@ from detkit.errors import DataError, quoted
 from detkit.io import read_regular_bytes
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml")
+MAX_YAML_BYTES = 1 << 20  # a data.yaml is a few hundred bytes
 IMAGE_EXTENSIONS = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 # data.yaml keys that are not splits (Ultralytics' own and common extras).
 _NOT_SPLITS = frozenset({"path", "names", "nc", "download", "yaml_file", "kpt_shape", "flip_idx", "channels"})
@@ -85,7 +86,7 @@ def load_data_yaml(path: Path) -> YoloConfig:
     if yaml_path is None:
         raise DataError(f"{path}: no data.yaml; a YOLO dataset has data.yaml with 'names' and split paths")
     try:
-        data = yaml.safe_load(yaml_path.read_bytes())
+        data = yaml.safe_load(read_regular_bytes(yaml_path, max_bytes=MAX_YAML_BYTES))
     except OSError as error:
         raise DataError(f"{yaml_path}: cannot read ({error.strerror}); check its permissions") from None
     except yaml.YAMLError as error:
@@ -232,7 +233,7 @@ def label_path(image: Path) -> Path:
 def parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> list[YoloLabel]:
     """The labels of one image of ``size`` ``(H, W)``; [] when the file does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_bytes(path).decode("utf-8")
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as error:
@@ -321,7 +322,7 @@ def _relative_name(image: Path, image_dir: Path) -> str:
 
 def _label_lines(path: Path) -> list[str]:
     try:
-        return [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        return [line for line in read_regular_bytes(path).decode("utf-8", errors="replace").splitlines() if line.strip()]
     except OSError:
         return []
 
