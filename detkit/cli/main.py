@@ -9,6 +9,9 @@ import typer
 from detkit import __version__
 from detkit.cli import benchmark, data, detect, evaluate, proposals, train
 from detkit.cli.common import state
+from detkit.data.pixel_limit import limit_opencv_decoders
+
+limit_opencv_decoders()  # before anything imports OpenCV, which reads its limit once
 
 app = typer.Typer(
     name="detkit",

@@ -6,9 +6,8 @@ viewer, browser and labelling tool applies it, so a phone's portrait photo (stor
 Annotations (and a COCO json's ``width``/``height``) must be in that frame. Other formats are read
 as stored.
 
-Before decoding, the header's pixel count is checked against ``max_image_pixels()`` (like Pillow's
-``MAX_IMAGE_PIXELS``): a few kilobytes of PNG can declare 20000 x 20000 pixels and make a decoder
-allocate gigabytes before it finds the data missing.
+Before decoding, the header's pixel count is checked against ``pixel_limit.max_image_pixels()``
+(like Pillow's ``MAX_IMAGE_PIXELS``; see ``pixel_limit.py``).
 """
 
 from __future__ import annotations
@@ -23,17 +22,14 @@ import torch
 from torch import Tensor
 
 from detkit.data.image_header import ImageHeader, read_header
-from detkit.errors import ConfigError, DataError
+from detkit.data.pixel_limit import MAX_IMAGE_PIXELS_ENV, max_image_pixels
+from detkit.errors import DataError
 from detkit.io import read_regular_bytes
 
 # Decode the stored pixels; orientation is applied by ``apply_orientation`` from detkit's own reading
 # of the header, so the size the header gives and the pixels decoded can never disagree.
 READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
-MAX_IMAGE_PIXELS_ENV = "DETKIT_MAX_IMAGE_PIXELS"
-# Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): about 13,400 x 13,400, seven times
-# a 24-megapixel photo. Decoded to float32 for the network such an image is already 2 GB.
-DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
 MAX_IMAGE_BYTES = 2 << 30  # no photo or scan of the allowed pixel count is larger
 
 _JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
@@ -57,17 +53,6 @@ class ImageError(DataError):
     @classmethod
     def of(cls, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> "ImageError":
         return cls(f"{path}: {headline or detail}; {fix}", state, detail)
-
-
-def max_image_pixels() -> int | None:
-    """The largest image (height x width) detkit decodes: ``$DETKIT_MAX_IMAGE_PIXELS`` (0: no limit),
-    else ``DEFAULT_MAX_IMAGE_PIXELS``."""
-    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_IMAGE_PIXELS
-    if not text.isdigit():
-        raise ConfigError(f"{MAX_IMAGE_PIXELS_ENV}={text[:40]!r}: write a whole number of pixels (0 for no limit)")
-    return int(text) or None
 
 
 def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
@@ -122,8 +107,8 @@ def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray | None:
         return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
     except cv2.error as error:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(error):  # OpenCV's own limit (formats detkit reads no header of)
-            raise ImageError.of(path, "too_large", "over OpenCV's pixel limit",
-                             "downscale the image, or raise OPENCV_IO_MAX_IMAGE_PIXELS") from None
+            raise ImageError.of(path, "too_large", "over the pixel limit",
+                             f"downscale the image, or raise {MAX_IMAGE_PIXELS_ENV} (0 for no limit)") from None
         raise ImageError.of(path, "unreadable", f"OpenCV cannot decode it ({_first_line(error)})", _FIX_REPLACE) from None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tokenize
 from dataclasses import asdict
 from pathlib import Path
 
@@ -108,8 +109,8 @@ def read_entry(path: Path, max_rows: int) -> np.ndarray | None:
             if fortran_order or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != 4 or not 0 <= shape[0] <= max_rows:
                 return None
             data = handle.read(16 * shape[0] + 1)
-    except (OSError, ValueError, TypeError):
-        return None
+    except (OSError, ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError):
+        return None  # what numpy's header parser raises on a damaged header (it is Python literal syntax)
     return np.frombuffer(data, dtype="<f4").reshape(shape).copy() if len(data) == 16 * shape[0] else None
 
 

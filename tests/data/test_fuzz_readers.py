@@ -402,4 +402,4 @@ def test_image_reader_gives_pixels_or_a_data_error(folder, extension, data):
     if image is not None:
         assert image.dtype.name == "uint8" and image.ndim == 3 and image.shape[2] == 3
         assert not truncation(payload), "a truncated file must be refused, not decoded with grey rows"
-    assert inspect_image(path).state in ("ok", "unreadable", "truncated")
+    assert inspect_image(path).state in ("ok", "unreadable", "truncated", "too_large")  # a flipped header byte can declare a giant
