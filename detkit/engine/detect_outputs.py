@@ -30,9 +30,9 @@ ANNOTATED_SUFFIXES = (".png", ".jpg", ".jpeg")
 class DetectionWriter:
     """Writes each image's results as it arrives (``add``) and the COCO results json at ``close``.
 
-    ``inputs`` are the image files (and anything else the run reads, such as the weights): an output
-    that would replace one of them, or annotated copies in the folder of the input images, is refused
-    before anything is written.
+    ``images`` are the input files and ``read_also`` anything else the run reads (the weights): an
+    output that would replace one of them, or annotated copies in the folder of the input images, is
+    refused before anything is written.
     """
 
     def __init__(
@@ -40,6 +40,7 @@ class DetectionWriter:
         save_images: bool, read_also: tuple[Path, ...] = (),
     ) -> None:
         self.out, self.class_names, self.category_ids, self.save_images = Path(out), class_names, category_ids, save_images
+        self._name_of = dict(zip(category_ids, class_names))
         self.annotated = annotated_names(images) if save_images else {}
         _refuse_outputs_over_inputs(self.out, images, list(read_also), self.planned_outputs(), save_images)
         self._created_out = not self.out.exists()
@@ -85,9 +86,8 @@ class DetectionWriter:
                 self.out.rmdir()
 
     def _stream_record(self, record: dict) -> dict:
-        name = self.class_names[self.category_ids.index(record["category_id"])]
         kept = {key: value for key, value in record.items() if key not in ("image_id", "file_name")}
-        return {**kept, "category": name}
+        return {**kept, "category": self._name_of[record["category_id"]]}
 
 
 def annotated_names(images: list[Path]) -> dict[Path, str]:
