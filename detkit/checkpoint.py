@@ -20,8 +20,8 @@ A checkpoint never chooses a location. Its config is the resolved config of the 
 it, so it holds that run's paths: where it wrote (``output_dir``, ``name``), what it read
 (``data.*``, ``model.backbone.weights_path``) and its proposal cache. A file received from
 elsewhere must not decide where ``detect``, ``eval`` or ``train --weights`` read and write on this
-machine, so ``load_checkpoint`` resets ``LOCATION_FIELDS`` to their defaults (``reset_locations``);
-the command's own options and config choose them. ``model.init_weights`` stays, as the record of
+machine, so ``load_checkpoint`` reads the config without ``LOCATION_FIELDS`` (their defaults apply;
+the run name becomes the pipeline's); the command's own options and config choose them. ``model.init_weights`` stays, as the record of
 what the run started from: no command reads it from a checkpoint (``train --weights`` sets its own).
 
 A raw torchvision detection state dict (such as ``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``) is
@@ -42,7 +42,7 @@ from torch import nn
 
 import detkit
 from detkit.config import ExperimentConfig
-from detkit.config.overrides import config_from_dict, config_to_dict
+from detkit.config.overrides import config_from_dict, config_to_dict, without_keys
 from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
 from detkit.io import atomic_write
 from detkit.modeling.state_checks import DAMAGED, check_tensor_dict, check_weights_fit
@@ -79,27 +79,6 @@ class Checkpoint:
     @property
     def pipeline(self) -> str:
         return self.config.model.pipeline
-
-
-def reset_locations(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with every ``LOCATION_FIELDS`` entry at its default, ``name`` at the pipeline's name (the
-    run name its presets use): the locations of a config that came from a file another run wrote."""
-    defaults = ExperimentConfig()
-    for dotted in LOCATION_FIELDS:
-        value = cfg.model.pipeline if dotted == "name" else _get_field(defaults, dotted)
-        cfg = _with_field(cfg, dotted, value)
-    return cfg
-
-
-def _get_field(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _with_field(obj: Any, dotted: str, value: Any) -> Any:
-    head, _, rest = dotted.partition(".")
-    return replace(obj, **{head: _with_field(getattr(obj, head), rest, value) if rest else value})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +274,7 @@ def _from_payload(payload: dict[str, Any], path: Path) -> Checkpoint:
             f"{len(class_names)} classes; {DAMAGED}"
         )
     return Checkpoint(
-        config=reset_locations(config),
+        config=config,
         model_state=check_tensor_dict(payload["model"], path, "model"),
         class_names=class_names,
         category_ids=_category_ids(payload["category_ids"], len(class_names), path),
@@ -348,9 +327,12 @@ def _config(value: Any, path: Path) -> ExperimentConfig:
         raise CheckpointError(f"{path}: config is {a_type(value)}, not a mapping of keys to values; {DAMAGED}")
     _check_plain(value, "config", path, 0)
     try:
-        return config_from_dict(ExperimentConfig, value)
+        # Locations are dropped before parsing, not reset after: a value no command will use must not
+        # make the file unreadable (a run named '../x' by an older detkit, which allowed it).
+        cfg = config_from_dict(ExperimentConfig, without_keys(value, LOCATION_FIELDS))
     except ConfigError as error:
         raise CheckpointError(f"{path}: its config does not fit this detkit ({error}); {_NEWER}") from None
+    return replace(cfg, name=cfg.model.pipeline)
 
 
 def _check_plain(value: Any, where: str, path: Path, depth: int) -> None:

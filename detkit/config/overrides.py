@@ -34,6 +34,26 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def without_keys(values: Any, dotted_keys: tuple[str, ...]) -> Any:
+    """A copy of the nested dict ``values`` without the ``dotted_keys`` (``"model.proposals.cache_dir"``),
+    for reading a file's config while ignoring what it says of those fields; non-dicts are returned as
+    they are (``update_config`` refuses them)."""
+    if not isinstance(values, dict):
+        return values
+    heads: dict[str, list[str]] = {}
+    for key in dotted_keys:
+        head, _, rest = key.partition(".")
+        heads.setdefault(head, []).append(rest)
+    kept = {}
+    for key, value in values.items():
+        rests = heads.get(key) if isinstance(key, str) else None
+        if rests is None:
+            kept[key] = value
+        elif all(rests):  # only keys below this one are dropped
+            kept[key] = without_keys(value, tuple(rests))
+    return kept
+
+
 def config_from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
     """Instantiate dataclass ``cls`` from a (possibly partial) nested dict; missing fields keep their defaults."""
     return update_config(cls(), values, where)

@@ -18,6 +18,9 @@ from detkit.io import atomic_write_json, read_regular_bytes
 
 LATEST = "latest.json"
 CONFIG = "config.json"
+# What a run's config.json may not decide on --resume: the run folder is where it is found, and the
+# proposal cache is the default one unless --set places it.
+RUN_LOCATIONS = ("output_dir", "name", "model.proposals.cache_dir")
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -76,16 +79,15 @@ def run_config(resume_from: str | Path):
     from dataclasses import replace
 
     from detkit.config import ExperimentConfig
-    from detkit.config.overrides import config_from_dict
+    from detkit.config.overrides import config_from_dict, without_keys
     from detkit.errors import ConfigError
     from detkit.io import read_json
 
     source = Path(resume_from)
     run_dir = source if source.is_dir() else source.parent
     values = read_json(run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`")
-    try:
-        cfg = config_from_dict(ExperimentConfig, values)
+    try:  # the file's placement fields are not even parsed: they are the run folder's own
+        cfg = config_from_dict(ExperimentConfig, without_keys(values, RUN_LOCATIONS))
     except ConfigError as error:
         raise ConfigError(f"{run_dir / CONFIG}: {error}; was the run made by another detkit version?") from None
-    proposals = replace(cfg.model.proposals, cache_dir="")
-    return replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name, model=replace(cfg.model, proposals=proposals))
+    return replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name)
