@@ -74,6 +74,7 @@ class DetkitTrain:
         with open(config.parent / f"{name}.out", "w") as out, open(self.stderr_path, "w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "detkit", "train", "--config", str(config), "--device", "cpu", *extra], stdout=out, stderr=err,
+                preexec_fn=_as_a_foreground_job,
             )
 
     def wait(self, seconds: float = 300) -> int:
@@ -82,6 +83,12 @@ class DetkitTrain:
     @property
     def stderr(self) -> str:
         return self.stderr_path.read_text()
+
+
+def _as_a_foreground_job() -> None:
+    """SIGINT as a terminal's foreground job has it: a suite started in the background (`pytest &`)
+    passes it on ignored, and detkit rightly leaves an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(path: Path, run: DetkitTrain, seconds: float = 120) -> None:
