@@ -14,7 +14,6 @@ import difflib
 import json
 import math
 import os
-import stat
 import typing
 from pathlib import Path
 from typing import Any
@@ -150,24 +149,21 @@ def load_config_file(cfg: Any, path: str | Path) -> Any:
 
 def _read_config_text(path: Path) -> str:
     """The file's text, refused (one line naming it) unless it is a regular UTF-8 file of at most
-    MAX_CONFIG_BYTES. Opened non-blocking: a FIFO put in its place after the stat must not hang the read."""
-    shown, data, size = _file(path), b"", 0
+    MAX_CONFIG_BYTES (``io.open_regular``: a FIFO in its place is named, not waited on)."""
+    from detkit.io import FileRefused, open_regular
+
+    shown = _file(path)
     try:
-        kind = _not_regular(os.stat(path))
-        if kind is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-            with os.fdopen(fd, "rb") as handle:
-                info = os.fstat(handle.fileno())
-                kind = _not_regular(info)
-                data = b"" if kind or info.st_size > MAX_CONFIG_BYTES else handle.read(MAX_CONFIG_BYTES + 1)
-                size = max(info.st_size, len(data))
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = b"" if size > MAX_CONFIG_BYTES else handle.read(MAX_CONFIG_BYTES + 1)
     except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in the path
         raise ConfigError(f"{shown}: config file not found; pass an existing .yaml or .json file to --config") from None
+    except FileRefused as refused:
+        raise ConfigError(f"{shown}: {refused.strerror}; pass a .yaml or .json file to --config") from None
     except OSError as error:
-        reason = error.strerror or error
-        raise ConfigError(f"{shown}: cannot read the config file ({reason}); check its permissions") from None
-    if kind:
-        raise ConfigError(f"{shown}: not a regular file ({kind}); pass a .yaml or .json file to --config")
+        raise ConfigError(f"{shown}: cannot read the config file ({error.strerror or error}); check its permissions") from None
+    size = max(size, len(data))
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"{shown}: {size} bytes is too large for a config file (at most {MAX_CONFIG_BYTES // 2**20} MiB); "
@@ -178,15 +174,6 @@ def _read_config_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         where = f"byte 0x{data[error.start]:02x} at offset {error.start}"
         raise ConfigError(f"{shown}: not UTF-8 text ({where}); save it as UTF-8") from None
-
-
-def _not_regular(info: os.stat_result) -> str | None:
-    mode = info.st_mode
-    if stat.S_ISREG(mode):
-        return None
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
-    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _parse_problem(error: Exception) -> str:

@@ -405,7 +405,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     path = tmp_path / "pipe.yaml"
     os.mkfifo(path)
     error = load_in_thread(path, timeout=5, unblock=lambda: os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK)))
-    assert isinstance(error, ConfigError) and "pipe.yaml: not a regular file (a named pipe)" in str(error)
+    assert isinstance(error, ConfigError) and "pipe.yaml: not a regular file (a FIFO)" in str(error)
 
 
 def test_an_oversize_file_or_a_folder_is_refused(tmp_path):
