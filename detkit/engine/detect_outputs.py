@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from detkit.engine.drawing import draw_detections, save_image_rgb
+from detkit.viz.detections import draw_detections, save_image_rgb
 from detkit.errors import DataError
 from detkit.evaluation.results import detections_to_coco_results, write_results_json
 from detkit.io import input_replaced_by, same_file

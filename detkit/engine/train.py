@@ -45,7 +45,7 @@ from detkit.data.mosaic import MosaicDataset
 from detkit.data.sampler import DetectionBatchSampler
 from detkit.data.seeded import SeededItems, hash_ints
 from detkit.data.transforms import Compose, RandomHorizontalFlip, RandomPhotometric
-from detkit.engine.curves import plot_training_curves
+from detkit.viz.curves import plot_training_curves
 from detkit.engine.device import deterministic_algorithms, seed_everything
 from detkit.engine.distributed import (
     SINGLE_PROCESS, Rank, backend_for, barrier, broadcast_buffers_from_main, broadcast_from_main, cpu_threads_per_process, process_group,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detkit.engine.benchmark.charts import render_accuracy_chart, render_stage_chart
-from detkit.engine.benchmark.report import BenchmarkReport
-from detkit.engine.plotting import write_png
+from detkit.engine.benchmark.report import BenchmarkReport, stage_columns
 from detkit.io import atomic_write_json, atomic_write_text
+from detkit.viz.benchmark_charts import render_accuracy_chart, render_stage_chart
+from detkit.viz.plotting import write_png
 
 
 def save_report(report: BenchmarkReport, folder: Path) -> dict[str, Path]:
@@ -25,6 +25,6 @@ def save_report(report: BenchmarkReport, folder: Path) -> dict[str, Path]:
     }
     atomic_write_json(paths["json"], report.to_dict(), indent=2)
     atomic_write_text(paths["markdown"], report.markdown())
-    write_png(paths["stages"], render_stage_chart(report.results, f"Where each image's time goes ({subtitle})"))
+    write_png(paths["stages"], render_stage_chart(report.results, stage_columns(report.results), f"Where each image's time goes ({subtitle})"))
     write_png(paths["accuracy"], render_accuracy_chart(report.results, f"Accuracy against latency ({subtitle})"))
     return paths

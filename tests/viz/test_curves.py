@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from detkit.engine.curves import PANEL_SIZE, TITLE_HEIGHT, _val_panel, plot_training_curves, render_training_curves
+from detkit.viz.curves import PANEL_SIZE, TITLE_HEIGHT, _val_panel, plot_training_curves, render_training_curves
 
 EXPECTED_SHAPE = (TITLE_HEIGHT + PANEL_SIZE[0], 2 * PANEL_SIZE[1], 3)
 

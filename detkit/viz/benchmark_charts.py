@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from detkit.engine.benchmark.report import PipelineResult, stage_columns
-from detkit.engine.plotting import FONT, GRID, PALETTE, TEXT, format_tick, nice_ticks, put_centered
+from detkit.viz.plotting import FONT, GRID, PALETTE, TEXT, format_tick, nice_ticks, put_centered
 
 WIDTH = 1280
 _ROW, _BAR = 44, 26
@@ -23,9 +24,18 @@ _LABEL_W, _GAP, _RIGHT = 170, 60, 30
 _TOP, _AXIS_H, _LEGEND_H = 60, 50, 40
 
 
-def render_stage_chart(results: list[PipelineResult], title: str) -> np.ndarray:
-    """``[H, WIDTH, 3]`` BGR uint8; H grows with the number of results."""
-    stages = stage_columns(results)
+class ChartRow(Protocol):
+    """What a chart reads of one benchmark result (``engine.benchmark.report.PipelineResult``)."""
+
+    name: str
+    stages_ms: dict[str, float]
+    ms_per_image: float
+    ap: float | None
+
+
+def render_stage_chart(results: Sequence[ChartRow], stages: Sequence[str], title: str) -> np.ndarray:
+    """``[H, WIDTH, 3]`` BGR uint8, one stacked bar of ``stages`` (in that order) per result; H grows
+    with the number of results."""
     height = _TOP + _ROW * len(results) + _AXIS_H + _LEGEND_H
     canvas = np.full((height, WIDTH, 3), 255, dtype=np.uint8)
     put_centered(canvas, title, (WIDTH // 2, 22), 0.65, 2)
@@ -52,7 +62,7 @@ def render_stage_chart(results: list[PipelineResult], title: str) -> np.ndarray:
     return canvas
 
 
-def render_accuracy_chart(results: list[PipelineResult], title: str) -> np.ndarray:
+def render_accuracy_chart(results: Sequence[ChartRow], title: str) -> np.ndarray:
     """``[560, WIDTH, 3]`` BGR uint8."""
     height = 560
     canvas = np.full((height, WIDTH, 3), 255, dtype=np.uint8)

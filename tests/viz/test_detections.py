@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.engine.drawing import class_color, draw_detections, save_image_rgb
+from detkit.viz.detections import class_color, draw_detections, save_image_rgb
 from detkit.errors import DetkitError
 from detkit.structures import Detections
 
