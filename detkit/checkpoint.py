@@ -46,6 +46,14 @@ from detkit.config.overrides import config_from_dict, config_to_dict, without_ke
 from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
 from detkit.io import atomic_write
 from detkit.modeling.state_checks import DAMAGED, check_tensor_dict, check_weights_fit
+from detkit.modeling.torchvision_import import (
+    coco_class_names,
+    convert_torchvision_detector,
+    detect_torchvision_arch,
+    has_masks,
+    torchvision_model_config,
+    torchvision_num_classes,
+)
 
 FORMAT = "detkit-checkpoint-v1"
 
@@ -157,8 +165,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return _from_payload(payload, path)
     if isinstance(payload, dict) and _looks_like_torchvision_detector(payload):
-        from detkit.modeling.torchvision_import import checkpoint_from_torchvision
-
         return checkpoint_from_torchvision(payload, path)
     raise CheckpointError(
         f"{path}: not a detkit checkpoint nor a torchvision Faster/Mask R-CNN state dict; "
@@ -357,4 +363,30 @@ def _check_plain(value: Any, where: str, path: Path, depth: int) -> None:
 def _looks_like_torchvision_detector(state: dict[str, Any]) -> bool:
     return "roi_heads.box_predictor.cls_score.weight" in state and any(
         isinstance(k, str) and k.startswith("backbone.body.") for k in state
+    )
+
+
+def checkpoint_from_torchvision(state_dict: dict[str, torch.Tensor], path: Path) -> Checkpoint:
+    """A detkit ``Checkpoint`` for a torchvision detector's ``.pth`` (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth).
+
+    With torchvision's 91 outputs the classes are COCO's: label k is COCO category id k + 1, named
+    from torchvision's weight metadata (ids COCO leaves unused are named "N/A").
+    """
+    check_tensor_dict(state_dict, path, "the state dict")
+    try:
+        arch = detect_torchvision_arch(state_dict)
+        num_classes = torchvision_num_classes(state_dict)
+        model_state = convert_torchvision_detector(state_dict, arch)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name, masks=has_masks(state_dict))
+    names = coco_class_names() if num_classes == 90 else [f"class_{k + 1}" for k in range(num_classes)]
+    return Checkpoint(
+        config=ExperimentConfig(name=f"torchvision_{arch}", model=model),
+        model_state=model_state,
+        class_names=names,
+        category_ids=list(range(1, num_classes + 1)),
+        metrics={},
+        detkit_version="torchvision",
+        source=str(path),
     )

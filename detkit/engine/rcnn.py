@@ -39,11 +39,18 @@ from detkit.engine.evaluate import evaluate_detector
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.fine_tune import start_from_checkpoint
 from detkit.engine.proposals import propose_and_report
-from detkit.engine.runs import CONFIG, new_run_dir, record_latest, removed_on_failure
+from detkit.engine.runs import CONFIG, TrainResult, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
+from detkit.engine.training_data import epoch_loader
 from detkit.errors import ConfigError
 from detkit.io import atomic_write, atomic_write_text, read_regular_bytes
-from detkit.pipelines.rcnn.features import SHARD_IMAGES, RegionSet, read_feature_shards, shard_bytes, write_feature_shards
+from detkit.pipelines.rcnn.features import (
+    SHARD_IMAGES,
+    RegionSet,
+    read_feature_shards,
+    shard_bytes,
+    write_feature_shards,
+)
 from detkit.pipelines.rcnn.model import RCNNDetector
 from detkit.pipelines.rcnn.regression import fit_box_regressors
 from detkit.pipelines.rcnn.svm import SVMRound, train_svms
@@ -62,8 +69,6 @@ def train_rcnn(
     process extracts the features of its own shards, rank 0 fits the SVMs and regressors (the
     others read them from the run directory) and evaluation is shared.
     """
-    from detkit.engine.train import TrainResult
-
     started = time.perf_counter()
     seed_everything(cfg.seed)
     device = device or resolve_device(cfg.device)
@@ -177,8 +182,6 @@ def _finetune_stage(cfg, model: RCNNDetector, train_set, data_key, run_dir, log,
 def _finetune(cfg, model: RCNNDetector, train_set, device, rank: Rank, on_event) -> list[float]:
     """SGD/AdamW (the solver config) on the K+1-way window classification loss, ``finetune_iters`` steps
     (data-parallel across the processes, each on its slice of every global batch)."""
-    from detkit.engine.train import epoch_loader
-
     iters = cfg.model.rcnn.finetune_iters
     optimizer = build_optimizer(model.cnn, cfg.solver)
     scheduler = build_scheduler(optimizer, replace(cfg.solver, epochs=1), iters)

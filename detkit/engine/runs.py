@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from detkit.errors import CheckpointError, ConfigError, quoted
@@ -21,6 +22,17 @@ CONFIG = "config.json"
 # What a run's config.json may not decide on --resume: the run folder is where it is found, and the
 # proposal cache is the default one unless --set places it.
 RUN_LOCATIONS = ("output_dir", "name", "model.proposals.cache_dir")
+
+
+@dataclass
+class TrainResult:
+    """Where a finished training run is, its checkpoints, its best validation numbers and how long it took."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    metrics: dict[str, float]  # the best validation epoch's COCO numbers
+    seconds: float
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from detkit.config.schema import AnchorConfig, BackboneConfig, ExperimentConfig, ModelConfig, RPNConfig, TransformConfig
-from detkit.modeling.state_checks import check_tensor_dict, quoted_name
+from detkit.config.schema import AnchorConfig, BackboneConfig, ModelConfig, RPNConfig, TransformConfig
 from detkit.errors import CheckpointError, ConfigError
+from detkit.modeling.state_checks import quoted_name
 
 # --------------------------------------------------------------------------------------------
 # Backbone: ``backbone.body.*`` (trunk) and ``backbone.fpn.*`` (FeaturePyramidNetwork)
@@ -224,35 +223,7 @@ def _convert_mask_head(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return converted
 
 
-def checkpoint_from_torchvision(state_dict: dict[str, Tensor], path: Path):
-    """A detkit ``Checkpoint`` for a torchvision detector's ``.pth`` (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth).
-
-    With torchvision's 91 outputs the classes are COCO's: label k is COCO category id k + 1, named
-    from torchvision's weight metadata (ids COCO leaves unused are named "N/A").
-    """
-    from detkit.checkpoint import Checkpoint
-
-    check_tensor_dict(state_dict, path, "the state dict")
-    try:
-        arch = detect_torchvision_arch(state_dict)
-        num_classes = _num_classes(state_dict)
-        model_state = convert_torchvision_detector(state_dict, arch)
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
-    model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name, masks=has_masks(state_dict))
-    names = _coco_names() if num_classes == 90 else [f"class_{k + 1}" for k in range(num_classes)]
-    return Checkpoint(
-        config=ExperimentConfig(name=f"torchvision_{arch}", model=model),
-        model_state=model_state,
-        class_names=names,
-        category_ids=list(range(1, num_classes + 1)),
-        metrics={},
-        detkit_version="torchvision",
-        source=str(path),
-    )
-
-
-def _num_classes(state_dict: dict[str, Tensor]) -> int:
+def torchvision_num_classes(state_dict: dict[str, Tensor]) -> int:
     """Foreground classes: the rows of the class logits' weight, less torchvision's background row."""
     weight = state_dict["roi_heads.box_predictor.cls_score.weight"]
     if weight.ndim != 2 or weight.shape[0] < 2:
@@ -263,7 +234,7 @@ def _num_classes(state_dict: dict[str, Tensor]) -> int:
     return int(weight.shape[0]) - 1
 
 
-def _coco_names() -> list[str]:
+def coco_class_names() -> list[str]:
     # Reading an enum's metadata is offline; only .get_state_dict() would download.
     from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
 
