@@ -42,6 +42,7 @@ from torch import nn
 
 import detkit
 from detkit.config import ExperimentConfig
+from detkit.config.legacy import upgrade
 from detkit.config.overrides import config_from_dict, config_to_dict, without_keys
 from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
 from detkit.io import atomic_write
@@ -335,7 +336,7 @@ def _config(value: Any, path: Path) -> ExperimentConfig:
     try:
         # Locations are dropped before parsing, not reset after: a value no command will use must not
         # make the file unreadable (a run named '../x' by an older detkit, which allowed it).
-        cfg = config_from_dict(ExperimentConfig, without_keys(value, LOCATION_FIELDS))
+        cfg = config_from_dict(ExperimentConfig, without_keys(upgrade(value), LOCATION_FIELDS))
     except ConfigError as error:
         raise CheckpointError(f"{path}: its config does not fit this detkit ({error}); {_NEWER}") from None
     return replace(cfg, name=cfg.model.pipeline)

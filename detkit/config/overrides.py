@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from detkit.config.constraints import Below, Constraint, field_hints, label, split_annotation
+from detkit.config.legacy import moved_to
 from detkit.errors import ConfigError, quoted
 
 # Configs are a few hundred bytes; anything near this is not one (and YAML parses slowly in Python).
@@ -70,7 +71,9 @@ def update_config(cfg: Any, values: dict[str, Any], where: str = "") -> Any:
             raise ConfigError(f"{where or 'config'}: key {quoted(key)} is not a name; keys are words such as {example}")
         path = f"{where}.{key}" if where else key
         if key not in hints:
-            raise ConfigError(f"unknown config key {_key(path)}{_suggestion(key, hints, where)}")
+            moved = moved_to(path)
+            hint = f"; it moved to {moved!r}" if moved else _suggestion(key, hints, where)
+            raise ConfigError(f"unknown config key {_key(path)}{hint}")
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current):
             changes[key] = update_config(current, value, path)

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from detkit.config.schema import (
-    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, MaskHeadConfig, ModelConfig, RCNNConfig, RoIHeadsConfig, RPNConfig,
+    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, LossWeights, MaskHeadConfig, ModelConfig, RCNNConfig,
+    RoIHeadsConfig, RPNConfig,
     SolverConfig, TransformConfig, YOLOConfig,
 )
 from detkit.config.schema import PIPELINE_NAMES  # the CLI and the engine import it from here too
@@ -165,6 +166,10 @@ def mask_rcnn_synthetic() -> ExperimentConfig:
     )
 
 
+# YOLOX weighs its IoU loss 5 times the objectness and class terms (Ge et al. 2021, section 2.1).
+YOLO_LOSS_WEIGHTS = LossWeights(loss_box=5.0)
+
+
 def yolo() -> ExperimentConfig:
     """A YOLOX-s-sized single-shot detector (width 0.5, depth 0.33) on ImageNet MobileNetV2 at 640 px:
     mosaic, flip and colour jitter, AdamW, EMA weights, mosaic off for the last 15% of epochs."""
@@ -178,7 +183,7 @@ def yolo() -> ExperimentConfig:
         data=DataConfig(batch_size=16, color_jitter=0.3, mosaic_prob=1.0, mosaic_off_epochs=15),
         solver=SolverConfig(
             optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=100, schedule="cosine", warmup_iters=500,
-            ema_decay=0.9998, ema_ramp_steps=2000,
+            ema_decay=0.9998, ema_ramp_steps=2000, loss_weights=YOLO_LOSS_WEIGHTS,
         ),
     )
 
@@ -196,7 +201,7 @@ def yolo_synthetic() -> ExperimentConfig:
         ),
         data=replace(base.data, batch_size=16, color_jitter=0.3, mosaic_prob=0.5, mosaic_off_epochs=2),
         # A run of ~1000 steps: the EMA must average over tens of steps, not YOLOX's thousands.
-        solver=replace(base.solver, epochs=16, ema_decay=0.999, ema_ramp_steps=200),
+        solver=replace(base.solver, epochs=16, ema_decay=0.999, ema_ramp_steps=200, loss_weights=YOLO_LOSS_WEIGHTS),
     )
 
 

@@ -192,8 +192,7 @@ class YOLOConfig:
     center_radius: NonNegative = 2.5
     candidate_topk: PositiveInt = 10
     iou_cost_weight: NonNegative = 3.0
-    box_loss: Annotated[str, Choice(*BOX_LOSSES)] = "giou"
-    box_loss_weight: NonNegative = 5.0
+    box_loss: Annotated[str, Choice(*BOX_LOSSES)] = "giou"  # its weight is solver.loss_weights.loss_box
     score_thresh: Probability = 0.001  # on sigmoid(objectness) * sigmoid(class)
     nms_thresh: Probability = 0.65
     pre_nms_topk: PositiveInt = 1000  # (point, class) candidates per image before NMS
@@ -245,6 +244,23 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class LossWeights:
+    """How much each loss a detector returns counts in the sum the engine differentiates (by name).
+
+    Detectors return raw losses (each stage's mean over its samples); a loss not named here counts 1.
+    The defaults are the papers' (Faster and Mask R-CNN weigh their terms equally); the YOLO presets
+    set ``loss_box`` to 5, YOLOX's weight of its IoU loss.
+    """
+
+    loss_rpn_cls: NonNegative = 1.0
+    loss_rpn_box: NonNegative = 1.0
+    loss_cls: NonNegative = 1.0
+    loss_box: NonNegative = 1.0
+    loss_mask: NonNegative = 1.0
+    loss_obj: NonNegative = 1.0
+
+
+@dataclass(frozen=True)
 class SolverConfig:
     optimizer: Annotated[str, Choice(*OPTIMIZERS)] = "sgd"
     lr: Positive = 0.02
@@ -268,6 +284,7 @@ class SolverConfig:
     # the decay ramps up as ema_decay * (1 - exp(-step / ema_ramp_steps)). 0 disables.
     ema_decay: Decay = 0.0
     ema_ramp_steps: PositiveInt = 2000
+    loss_weights: LossWeights = field(default_factory=LossWeights)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def run_config(resume_from: str | Path):
     from dataclasses import replace
 
     from detkit.config import ExperimentConfig
+    from detkit.config.legacy import upgrade
     from detkit.config.overrides import config_from_dict, without_keys
     from detkit.errors import ConfigError
     from detkit.io import read_json
@@ -99,7 +100,7 @@ def run_config(resume_from: str | Path):
     run_dir = source if source.is_dir() else source.parent
     values = read_json(run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`")
     try:  # the file's placement fields are not even parsed: they are the run folder's own
-        cfg = config_from_dict(ExperimentConfig, without_keys(values, RUN_LOCATIONS))
+        cfg = config_from_dict(ExperimentConfig, without_keys(upgrade(values), RUN_LOCATIONS))
     except ConfigError as error:
         raise ConfigError(f"{run_dir / CONFIG}: {error}; was the run made by another detkit version?") from None
     return replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name)

@@ -1,8 +1,9 @@
 """The training loop of every gradient-trained pipeline, in one process or data-parallel in many.
 
-One optimizer step: ``solver.accumulate_steps`` batches, each a forward with targets -> weighted sum of
-``loss_*`` -> backward (under autocast with ``solver.amp``; fp16 through a gradient scaler), then
-clip -> step -> per-iteration warm-up + cosine/step schedule -> EMA update. After each validation
+One optimizer step (``step.TrainingStep``, shared with R-CNN fine-tuning): ``solver.accumulate_steps``
+batches, each a forward with targets -> sum of ``loss_*`` weighted by ``solver.loss_weights`` -> backward
+(under autocast with ``solver.amp``; fp16 through a gradient scaler), then clip -> step -> per-iteration
+warm-up + cosine/step schedule -> EMA update. After each validation
 epoch: COCO box AP on the val split (each process predicts its share of the images, rank 0 scores
 them all), ``last.pt`` and (when AP improved) ``best.pt`` written atomically by rank 0, a JSON-lines
 metrics log and a training-curve PNG in the run directory.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,6 @@ from detkit.engine.distributed import (
     cpu_threads_per_process,
     process_group,
     rank_from_environment,
-    sum_over_processes,
     training_device,
 )
 from detkit.engine.ema import ModelEMA
@@ -74,9 +73,10 @@ from detkit.engine.proposals import propose_and_report
 from detkit.engine.rcnn import train_rcnn
 from detkit.engine.runs import CONFIG, TrainResult, new_run_dir, record_latest, removed_on_failure
 from detkit.engine.solver import build_optimizer, build_scheduler
+from detkit.engine.step import TrainingStep, reweighted
 from detkit.engine.training_data import epoch_loader, load_datasets, report_dataset, validation_notice
 from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint
-from detkit.errors import ConfigError, TrainingError, TrainingInterrupted
+from detkit.errors import ConfigError, TrainingInterrupted
 from detkit.io import atomic_write_text
 from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
 from detkit.viz.curves import plot_training_curves
@@ -119,7 +119,6 @@ class _Trainer:
         self.cfg, self.rank, self.device, self.stop, self.on_event = cfg, rank, device, stop, on_event
         self.precision = Precision.of_solver(cfg.solver)
         self.state = TrainingState()
-        self.stop_agreed = False  # some process was asked to stop (all learn it from the same collective)
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -168,6 +167,10 @@ class _Trainer:
         self.optimizer = build_optimizer(self.model, cfg.solver)
         self.scheduler = build_scheduler(self.optimizer, cfg.solver, steps_per_epoch)
         self.scaler = self.precision.grad_scaler(device)
+        self.step = TrainingStep(
+            cfg, self.trained, self.model, self.optimizer, self.scheduler, self.scaler, self.rank, device,
+            ema=self.ema, on_event=self.on_event,
+        )
 
     def _run_dir(self, resumed: Checkpoint | None) -> Path:
         if resumed is not None:
@@ -242,19 +245,24 @@ class _Trainer:
         for images, targets in loader:
             group_size = min(cfg.solver.accumulate_steps, total - state.batches_done)
             closes_group = micro == group_size - 1
-            reduced, names = self._forward_backward(images, targets, micro, closes_group, group_size)
-            if reduced is None:  # non-finite: this step's gradients are dropped everywhere
+            torch.manual_seed(hash_ints(cfg.seed, self.rank.rank, state.step, micro))  # see the module docstring
+            batch = self.step.forward_backward(
+                images, targets, group_size=group_size, closes_group=closes_group, stop_requested=self.stop.requested,
+                step=state.step,
+            )
+            if batch.values is None:  # non-finite: this step's gradients are dropped everywhere
                 state.batches_done += micro + 1
                 micro, group_sum = 0, None
                 self._stop_if_asked()
                 continue
-            group_sum = reduced if group_sum is None else group_sum + reduced
+            group_sum = batch.values if group_sum is None else group_sum + batch.values
             micro += 1
             if not closes_group:
                 continue
-            self._optimizer_step()
+            self.step.optimizer_step()
+            state.step += 1
             state.batches_done += group_size
-            values = dict(zip(names, (group_sum / (group_size * self.rank.world_size)).tolist()))
+            values = dict(zip(batch.names, (group_sum / (group_size * self.rank.world_size)).tolist()))
             micro, group_sum = 0, None
             running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
             self._after_step(epoch, values, running)
@@ -262,51 +270,13 @@ class _Trainer:
         self.on_event(StageFinished("train"))
         return running, num_images
 
-    def _forward_backward(self, images, targets, micro: int, closes_group: bool, group_size: int) -> tuple[torch.Tensor | None, list[str]]:
-        """One batch's losses and gradients; returns the losses summed over processes (None when non-finite).
-
-        The one collective per batch (loss values plus the stop flag) tells every process the same:
-        whether to skip the step, whether to stop after it, and the global batch's losses for the log.
-        """
-        cfg, state = self.cfg, self.state
-        torch.manual_seed(hash_ints(cfg.seed, self.rank.rank, state.step, micro))  # see the module docstring
-        images = [image.to(self.device, non_blocking=True) for image in images]
-        targets = [target.to(self.device) for target in targets]
-        no_sync = self.trained.no_sync() if self.rank.joined and not closes_group else nullcontext()
-        with no_sync:
-            with self.precision.autocast(self.device):
-                losses = self.trained(images, targets).losses
-            loss = sum(losses.values())
-            names = ["loss", *losses]
-            reduced = sum_over_processes(torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values()),
-                                                      torch.tensor(float(self.stop.requested), device=loss.device)]))
-            self.stop_agreed = self.stop_agreed or bool(reduced[-1] > 0)
-            if not torch.isfinite(reduced[0]):
-                state.nonfinite_in_a_row += 1
-                _handle_nonfinite(losses, state.nonfinite_in_a_row, cfg, state.step, self.on_event)
-                self.optimizer.zero_grad(set_to_none=True)
-                return None, names
-            self.scaler.scale(loss / group_size).backward()
-        state.nonfinite_in_a_row = 0
-        return reduced[:-1].cpu(), names
-
-    def _optimizer_step(self) -> None:
-        if self.cfg.solver.clip_grad_norm > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.solver.clip_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.model)
-        self.state.step += 1
-
     def _after_step(self, epoch: int, values: dict[str, float], running: dict[str, float]) -> None:
         runtime, state = self.cfg.runtime, self.state
         lr = self.optimizer.param_groups[0]["lr"]
         if state.step == 1 or state.step % max(runtime.log_every_steps, 1) == 0:
-            self._log({"epoch": epoch + 1, "iter": state.step, "lr": lr, **values})
+            # "loss" is the weighted total; each loss_* raw, and weighted under "weighted" where its weight is not 1.
+            weighted = reweighted(values, self.cfg.solver.loss_weights)
+            self._log({"epoch": epoch + 1, "iter": state.step, "lr": lr, **values, **({"weighted": weighted} if weighted else {})})
         if runtime.checkpoint_every_steps > 0 and state.step % runtime.checkpoint_every_steps == 0 and self.rank.is_main:
             save_checkpoint(self.run_dir / "last.pt", self._checkpoint({}))
         self.on_event(StageAdvanced("train", completed=state.batches_done, info={**running, "lr": lr}))
@@ -314,7 +284,7 @@ class _Trainer:
     def _stop_if_asked(self) -> None:
         """After a completed (or skipped) optimizer step that a process was asked to stop at: every process
         stops at this same step; rank 0 saves where the run stands, then all exit."""
-        if not self.stop_agreed:
+        if not self.step.stop_agreed:
             return
         last = self.run_dir / "last.pt"
         if self.rank.is_main:
@@ -346,14 +316,3 @@ def _refuse_a_finished_run(run_dir: Path, epochs_done: int, cfg: ExperimentConfi
             f"--resume {run_dir}: the run has trained all its {epochs_done} epochs; pass --epochs with more "
             "to train on (the schedule then follows the new total)"
         )
-
-
-def _handle_nonfinite(losses: dict[str, torch.Tensor], count: int, cfg: ExperimentConfig, step: int, on_event) -> None:
-    bad = ", ".join(k for k, v in losses.items() if not torch.isfinite(v)) or "on another process"
-    if count >= cfg.solver.max_nonfinite_steps:
-        raise TrainingError(
-            f"{count} non-finite losses in a row at step {step} ({bad}); likely causes: learning rate too high "
-            f"(now {cfg.solver.lr}, try --set solver.lr={cfg.solver.lr / 10:g}), degenerate boxes in the annotations "
-            "(run `detkit data check`), or AMP overflow (try without --amp, or --amp-dtype bf16)"
-        )
-    on_event(Notice(f"step {step}: non-finite {bad}; step skipped ({count}/{cfg.solver.max_nonfinite_steps})"))

@@ -39,7 +39,6 @@ class TrainingState:
     step: int = 0  # optimizer steps taken
     best_ap: float = -1.0
     best_metrics: dict[str, float] | None = None
-    nonfinite_in_a_row: int = 0  # consecutive skipped steps, across epoch boundaries
 
 
 def training_checkpoint(

@@ -7,7 +7,8 @@
   centre lies in a crowd region (neither object nor background: they are not scored).
 - loss_cls: BCE of foreground points' class logits against one-hot * IoU of their prediction: the
   class score learns to predict localisation quality too (YOLOX's IoU-aware target).
-- loss_box: 1 - GIoU (or CIoU) of foreground predictions with their boxes, times ``box_loss_weight``.
+- loss_box: 1 - GIoU (or CIoU) of foreground predictions with their boxes (YOLOX weighs it 5x in the
+  total: ``solver.loss_weights.loss_box``, applied by the engine).
 
 All three are summed and divided by the number of foreground points in the batch (at least 1), so an
 image without objects adds objectness negatives only and its box loss is exactly 0.
@@ -69,7 +70,7 @@ class YOLOLoss:
         loss_box = self.box_loss(fg_boxes.float(), torch.cat(box_targets).float(), reduction="sum")
         return {
             "loss_cls": loss_cls / num_foreground,
-            "loss_box": self.cfg.box_loss_weight * loss_box / num_foreground,
+            "loss_box": loss_box / num_foreground,
             "loss_obj": loss_obj / num_foreground,
         }
 
