@@ -47,6 +47,7 @@ from detkit.config.overrides import config_from_dict, config_to_dict, without_ke
 from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
 from detkit.io import atomic_write
 from detkit.modeling.state_checks import DAMAGED, check_tensor_dict, check_weights_fit
+from detkit.pipelines import PIPELINES
 from detkit.modeling.torchvision_import import (
     coco_class_names,
     convert_torchvision_detector,
@@ -180,8 +181,6 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     the file, and a damaged one may describe a model of terabytes; only weights that match a model the
     file's own tensors fill are then built for real.
     """
-    from detkit.pipelines import PIPELINES
-
     model_cfg = checkpoint.config.model
     # The checkpoint holds every weight: building the trunk must not look for ImageNet files, which a
     # machine that only received the checkpoint does not have.
@@ -192,10 +191,10 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
             f"({', '.join(PIPELINES)}); upgrade detkit"
         )
     with torch.device("meta"):
-        layout = _build_from_file_config(PIPELINES[model_cfg.pipeline], model_cfg, checkpoint)
+        layout = _build_from_file_config(PIPELINES[model_cfg.pipeline].build, model_cfg, checkpoint)
     what = f"a {model_cfg.pipeline} model with {model_cfg.num_classes} classes"
     check_weights_fit(layout, checkpoint.model_state, checkpoint.source, what)
-    model = PIPELINES[model_cfg.pipeline](model_cfg)
+    model = PIPELINES[model_cfg.pipeline].build(model_cfg)
     model.load_state_dict(checkpoint.model_state, strict=True)
     return model
 

@@ -27,7 +27,7 @@ def small_config() -> ExperimentConfig:
 
 def test_round_trip_is_self_describing(tmp_path):
     cfg = small_config()
-    model = PIPELINES["faster_rcnn"](cfg.model)
+    model = PIPELINES["faster_rcnn"].build(cfg.model)
     path = tmp_path / "model.pt"
     save_checkpoint(path, Checkpoint(cfg, model.state_dict(), ["cat", "dog"], [3, 7], metrics={"AP": 0.5}))
     loaded = load_checkpoint(path)
@@ -58,7 +58,7 @@ def test_missing_truncated_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     cfg = small_config()
     path = tmp_path / "good.pt"
-    save_checkpoint(path, Checkpoint(cfg, PIPELINES["faster_rcnn"](cfg.model).state_dict(), ["a", "b"], [1, 2]))
+    save_checkpoint(path, Checkpoint(cfg, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["a", "b"], [1, 2]))
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="truncated"):
@@ -71,7 +71,7 @@ def test_missing_truncated_and_foreign_files(tmp_path):
 
 def test_weights_for_another_class_count_are_rejected(tmp_path):
     cfg = small_config()
-    state = PIPELINES["faster_rcnn"](cfg.model).state_dict()
+    state = PIPELINES["faster_rcnn"].build(cfg.model).state_dict()
     wrong = ExperimentConfig(model=ModelConfig(num_classes=5, backbone=cfg.model.backbone, transform=cfg.model.transform))
     with pytest.raises(CheckpointError, match="do not fit"):
         model_from_checkpoint(Checkpoint(wrong, state, ["x"] * 5, [1, 2, 3, 4, 5], source="ckpt.pt"))
@@ -86,7 +86,7 @@ def valid_payload(tmp_path_factory) -> dict:
     """What ``torch.load`` returns for a valid tiny checkpoint (the model is built once per module)."""
     cfg = small_config()
     path = tmp_path_factory.mktemp("valid") / "valid.pt"
-    save_checkpoint(path, Checkpoint(cfg, PIPELINES["faster_rcnn"](cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
+    save_checkpoint(path, Checkpoint(cfg, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
     return torch.load(path, weights_only=True)
 
 
@@ -224,7 +224,7 @@ def test_missing_and_unexpected_tensors_are_counted_and_the_first_named(tmp_path
 
 def test_weights_for_another_class_count_name_the_tensor_and_shapes():
     cfg = small_config()
-    state = PIPELINES["faster_rcnn"](cfg.model).state_dict()
+    state = PIPELINES["faster_rcnn"].build(cfg.model).state_dict()
     wrong = ExperimentConfig(model=replace(cfg.model, num_classes=5))
     with pytest.raises(CheckpointError, match=r"ckpt\.pt: weights do not fit a faster_rcnn model with 5 cl") as caught:
         model_from_checkpoint(Checkpoint(wrong, state, ["x"] * 5, [1, 2, 3, 4, 5], source="ckpt.pt"))
@@ -292,7 +292,7 @@ def test_a_checkpoint_chooses_no_location(tmp_path):
         ),
     )
     path = tmp_path / "placed.pt"
-    save_checkpoint(path, Checkpoint(placed, PIPELINES["faster_rcnn"](cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
+    save_checkpoint(path, Checkpoint(placed, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
     loaded = load_checkpoint(path).config
     # init_weights stays, as the record of what the run started from: no command reads it from a checkpoint.
     assert loaded.model.init_weights == f"{elsewhere}/init.pt"
@@ -304,7 +304,7 @@ def test_a_checkpoint_chooses_no_location(tmp_path):
     # everything else is kept
     assert (loaded.model.rpn.nms_thresh, loaded.model.proposals.topk, loaded.data.batch_size) == (0.6, 500, 7)
     # A location no command will use does not make the file unreadable: older detkits allowed '../x' names.
-    save_checkpoint(path, Checkpoint(replace(placed, name="../../x"), PIPELINES["faster_rcnn"](cfg.model).state_dict(),
+    save_checkpoint(path, Checkpoint(replace(placed, name="../../x"), PIPELINES["faster_rcnn"].build(cfg.model).state_dict(),
                                      ["cat", "dog"], [3, 7]))
     assert load_checkpoint(path).config == loaded
     assert set(LOCATION_FIELDS) >= {"output_dir", "name", "model.proposals.cache_dir", "data.val_images"}
@@ -317,7 +317,7 @@ def test_fine_tuning_takes_no_location_from_the_checkpoint(tmp_path):
     theirs = replace(cfg.data, train_images="/their/images")
     placed = replace(cfg, output_dir=str(tmp_path / "theirs"), name="their_run", data=theirs)
     path = tmp_path / "placed.pt"
-    save_checkpoint(path, Checkpoint(placed, PIPELINES["faster_rcnn"](cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
+    save_checkpoint(path, Checkpoint(placed, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
     tuned = fine_tune_config(path, None, None)
     chosen = (tuned.output_dir, tuned.name, tuned.data.train_images, tuned.model.init_weights)
     assert chosen == ("runs", "faster_rcnn", "", str(path))
@@ -380,7 +380,7 @@ def test_an_os_error_while_saving_is_a_storage_error_that_leaves_no_file(tmp_pat
 def _training_parts(cfg: ExperimentConfig) -> dict:
     from detkit.engine.solver import build_optimizer, build_scheduler
 
-    model = PIPELINES["faster_rcnn"](cfg.model)
+    model = PIPELINES["faster_rcnn"].build(cfg.model)
     optimizer = build_optimizer(model, cfg.solver)
     scheduler = build_scheduler(optimizer, cfg.solver, iters_per_epoch=4)
     return {"model": model, "ema": None, "optimizer": optimizer, "scheduler": scheduler,
@@ -501,5 +501,5 @@ def test_fine_tuning_refuses_damaged_tensors(tmp_path, valid_payload, make, need
     cfg = small_config()
     cfg = replace(cfg, model=replace(cfg.model, init_weights=str(path)))
     with pytest.raises(CheckpointError) as caught:
-        load_initial_weights(PIPELINES["faster_rcnn"](cfg.model), cfg)
+        load_initial_weights(PIPELINES["faster_rcnn"].build(cfg.model), cfg)
     assert str(caught.value).startswith(f"{path}: tensor 'backbone.body.conv1.weight' ") and needle in str(caught.value)

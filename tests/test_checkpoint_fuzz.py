@@ -45,7 +45,7 @@ def tiny_config() -> ExperimentConfig:
 def tiny_state() -> dict[str, torch.Tensor]:
     """The tiny model's weights, built once per module (strategies draw tensor names and originals from it)."""
     torch.manual_seed(0)
-    return PIPELINES["faster_rcnn"](tiny_config().model).state_dict()
+    return PIPELINES["faster_rcnn"].build(tiny_config().model).state_dict()
 
 
 @pytest.fixture(scope="module")

@@ -46,22 +46,17 @@ def benchmark_command(
     from detkit.cli.options import apply_path_policy, check_range
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import benchmark_tables
-    from detkit.config.presets import PIPELINE_NAMES
     from detkit.engine.benchmark.outputs import save_report
-    from detkit.engine.precision import Precision
     from detkit.engine.benchmark.runner import BenchmarkRequest, BenchmarkSettings, run_benchmark
     from detkit.engine.device import resolve_device
+    from detkit.engine.precision import Precision
     from detkit.engine.runs import new_run_dir
-    from detkit.errors import ConfigError
 
     for name, value in (("--batch-size", batch_size), ("--runs", runs), ("--warmup", warmup), ("--images", images), ("--threads", threads)):
         check_range(name, value, low=1)
     check_range("--image-size", image_size, low=32)  # 0 once fell back to 640 without a word
     check_range("--max-seconds", max_seconds, low=0.0)
     apply_path_policy(allow_outside_images)
-    if compare not in (None, "torchvision"):
-        raise ConfigError(f"--compare {compare!r}: the only comparison is 'torchvision'")
-    chosen = _pipelines(pipelines, has_weights=bool(weights), known=PIPELINE_NAMES)
     if threads:
         torch.set_num_threads(threads)
     settings = BenchmarkSettings(
@@ -69,9 +64,10 @@ def benchmark_command(
         batch_size=batch_size, runs=runs, warmup=warmup, max_seconds=max_seconds, train=train, isolate=isolate,
     )
     request = BenchmarkRequest(
-        settings=settings, pipelines=chosen, weights=tuple(weights or ()), backbone=None if backbone == "preset" else backbone,
-        long_side=image_size, images=images, data=data, data_images=data_images, compare_torchvision=compare is not None,
-        compare_arch=compare_arch, overrides=tuple(set_ or ()),
+        settings=settings, pipelines=_pipelines(pipelines, has_weights=bool(weights)), weights=tuple(weights or ()),
+        backbone=None if backbone == "preset" else backbone, long_side=image_size, images=images, data=data,
+        data_images=data_images, compare_torchvision=_compares_torchvision(compare), compare_arch=compare_arch,
+        overrides=tuple(set_ or ()),
     )
     with RichProgress(console) as progress:
         report = run_benchmark(request, on_event=progress)
@@ -81,10 +77,20 @@ def benchmark_command(
     console.print(f"written: {', '.join(str(path) for path in paths.values())}")
 
 
-def _pipelines(option: str | None, has_weights: bool, known: tuple[str, ...]) -> tuple[str, ...]:
-    """The random-weight rows: all pipelines unless --weights was given; --pipelines names them."""
+def _compares_torchvision(compare: str | None) -> bool:
     from detkit.errors import ConfigError
 
+    if compare not in (None, "torchvision"):
+        raise ConfigError(f"--compare {compare!r}: the only comparison is 'torchvision'")
+    return compare is not None
+
+
+def _pipelines(option: str | None, has_weights: bool) -> tuple[str, ...]:
+    """The random-weight rows: all pipelines unless --weights was given; --pipelines names them."""
+    from detkit.errors import ConfigError
+    from detkit.pipelines import PIPELINES
+
+    known = tuple(PIPELINES)
     if option is None:
         return () if has_weights else known
     names = known if option.strip() == ALL else tuple(name.strip() for name in option.split(",") if name.strip())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,27 +27,12 @@ def synth_command(
     force: Annotated[bool, typer.Option(help="Regenerate even when a matching dataset exists.")] = False,
 ) -> None:
     """Write the deterministic synthetic shapes dataset (COCO json with masks, train and val splits)."""
-    generate_with_progress(out, num_train=num_train, num_val=num_val, size=size, seed=seed, force=force)
+    from detkit.cli.progress import RichProgress
+    from detkit.engine.train_request import make_synthetic_data
 
-
-def generate_with_progress(root: Path, *, num_train: int = 1000, num_val: int = 200, size: int = 128, seed: int = 0, force: bool = False) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from detkit.data.synthetic import generate_synthetic_coco, synthetic_dataset_ready
-
-    params = dict(num_train=num_train, num_val=num_val, image_size=(size, size), seed=seed)
-    if not force and synthetic_dataset_ready(root, **params):
-        console.print(f"synthetic dataset ready at {root}")
-        return
-    if num_train < 1 or num_val < 1 or size < 32:
-        from detkit.errors import ConfigError
-
-        raise ConfigError("synthetic dataset needs --num-train >= 1, --num-val >= 1 and --size >= 32")
-    columns = (TextColumn("generating synthetic dataset", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("synth", total=num_train + num_val)
-        generate_synthetic_coco(root, **params, progress=lambda done, total: progress.update(task, completed=done))
-    console.print(f"wrote {num_train} train and {num_val} val images to {root}")
+    with RichProgress(console) as progress:
+        written = make_synthetic_data(out, num_train=num_train, num_val=num_val, size=size, seed=seed, force=force, on_event=progress)
+    console.print(f"wrote {num_train} train and {num_val} val images to {out}" if written else f"synthetic dataset ready at {out}")
 
 
 @app.command("convert")
@@ -86,29 +70,17 @@ def check_command(
     """Decode every image and check every record; exit 2 when errors are found (warnings alone exit 0).
     With --fix, the exit code is that of the cleaned file."""
     from detkit.cli.data_check import image_progress, render_check, render_fix
-    from detkit.data.check import check_coco, check_dataset
-    from detkit.data.coco_fields import read_coco_json
-    from detkit.data.fix import fix_dataset
-    from detkit.data.formats import default_splits, detect_format, resolve_dataset
-    from detkit.errors import DataError
-    from detkit.io import same_file
+    from detkit.engine.dataset_check import check_and_fix
 
     apply_path_policy(allow_outside_images)
-    if fix is not None and os.path.lexists(fix) and same_file(fix, annotations):
-        raise DataError(f"--fix {fix}: is the file being checked; write the cleaned copy to another path (the original stays as it is)")
-    if detect_format(annotations) != "coco":
-        split = split or default_splits(annotations)[0]
-        console.print(f"checking split '{split}' of {annotations}")
-    source = resolve_dataset(annotations, split, images)
-    for note in source.notes:
-        console.print(note_line(note))
     with image_progress(console) as progress:
-        report = check_dataset(source.annotations, source.images, progress=progress)
-    render_check(console, report, suggest_fix=fix is None)
-    if fix is not None:
-        result = fix_dataset(source.annotations, report.images, fix, image_dir=source.images)
-        after = check_coco(read_coco_json(fix), fix, source.images, images=report.images)
-        render_fix(console, result, after)
-        report = after
-    if report.errors:
+        outcome = check_and_fix(annotations, images, split, fix, progress=progress)
+    if outcome.split is not None:
+        console.print(f"checking split '{outcome.split}' of {annotations}")
+    for note in outcome.notes:
+        console.print(note_line(note))
+    render_check(console, outcome.report, suggest_fix=fix is None)
+    if outcome.fix is not None and outcome.after is not None:
+        render_fix(console, outcome.fix, outcome.after)
+    if outcome.has_errors:
         raise typer.Exit(2)

@@ -27,33 +27,25 @@ def detect_command(
     from detkit.cli.options import check_range
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import detections_table, proposal_run_line
-    from detkit.engine.detect_outputs import DetectionWriter
-    from detkit.engine.device import resolve_device
-    from detkit.engine.predict import detect_images, find_images, load_detector
-    from detkit.engine.proposals import warm_proposal_cache
+    from detkit.engine.detect_request import DetectRequest, run_detection
+    from detkit.engine.events import ImageDetected
 
     check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
     check_range("--batch-size", batch_size, low=1)
     check_range("--svd-rank", svd_rank, low=0)
-    paths = find_images(images)
-    torch_device = resolve_device(device)
-    model, checkpoint = load_detector(weights, torch_device, score_thresh=score_thresh, svd_rank=svd_rank, overrides=set_)
-    if weights is None:
-        console.print(f"weights: {checkpoint.source} (the last `detkit train`, from runs/latest.json)")
-    writer = DetectionWriter(out, paths, checkpoint.class_names, checkpoint.category_ids, save_images=save_images,
-                             read_also=(Path(checkpoint.source),))
-    try:
-        with RichProgress(console) as progress:
-            warm = warm_proposal_cache(model, paths, on_event=progress)
-            if warm is not None:
-                progress.console.print(proposal_run_line(warm))
-            for item in detect_images(model, paths, torch_device, batch_size=batch_size, on_event=progress):
+    request = DetectRequest(tuple(images), weights, score_thresh, out, device, tuple(set_ or ()), svd_rank, batch_size, save_images)
+    with RichProgress(console) as progress:
+
+        def on_event(event: object) -> None:
+            if isinstance(event, ImageDetected):
                 if not quiet:
-                    progress.console.print(detections_table(f"{item.path.name}: {len(item.detections)} detections", item.detections, checkpoint.class_names))
-                writer.add(item)
-    except BaseException:
-        writer.abort()  # detections.jsonl keeps every image done so far
-        raise
-    results = writer.close()
-    console.print(f"{len(writer.results)} detections in {len(paths)} images; results: {results}"
-                  + (f"; {writer.images_written} annotated images in {out}" if writer.images_written else ""))
+                    title = f"{event.path.name}: {len(event.detections)} detections"
+                    progress.console.print(detections_table(title, event.detections, event.class_names))
+            else:
+                progress(event)
+
+        summary = run_detection(request, on_event=on_event)
+    if summary.proposals is not None:
+        console.print(proposal_run_line(summary.proposals))
+    console.print(f"{summary.num_detections} detections in {summary.num_images} images; results: {summary.results}"
+                  + (f"; {summary.images_written} annotated images in {summary.out}" if summary.images_written else ""))

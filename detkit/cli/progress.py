@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from detkit.cli.console import label_line, printable
+from detkit.cli.console import label_line, printable, styled
 
 _SHOWN_INFO = (
     "loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "lr", "computed", "boxes_per_image",
@@ -50,6 +50,9 @@ class RichProgress:
             self.console.print(_epoch_line(event))
         elif isinstance(event, events.Notice):
             self.console.print(label_line(f"{event.level}:", "yellow", event.message))
+        elif isinstance(event, events.TrainingStarted):
+            across = f" x {event.processes} processes" if event.processes > 1 else ""
+            self.console.print(styled("training ", (event.pipeline, "bold"), f" ({event.name}) on {event.data}{across}"))
 
 
 def _format_info(info: dict[str, float]) -> str:

@@ -28,10 +28,7 @@ def proposals_command(
     from detkit.cli.options import apply_path_policy, check_range
     from detkit.cli.progress import RichProgress
     from detkit.config import ProposalConfig
-    from detkit.data.formats.coco_reader import default_image_dir
-    from detkit.engine.proposals import propose_dataset, propose_images
-    from detkit.io import atomic_write_json
-    from detkit.proposals.cache import ProposalCache
+    from detkit.engine.proposals import ProposalsRequest, run_proposals
 
     check_range("--max-image-size", max_image_size, low=1)
     check_range("--min-box-size", min_box_size, low=0.0)
@@ -43,23 +40,13 @@ def proposals_command(
         cache_dir=str(cache_dir) if cache_dir else "",
     )
     with RichProgress(console) as progress:
-        if data.suffix.lower() == ".json":
-            from detkit.data.coco import CocoDetection
-
-            dataset = CocoDetection(data, images or default_image_dir(data))
-            run = propose_dataset(dataset, cfg, workers=workers, on_event=progress)
-        else:
-            from detkit.engine.predict import find_images
-
-            run = propose_images(find_images([str(data)]), cfg, workers=workers, on_event=progress)
-
-    console.print(_summary_table(run, cfg))
-    if run.recall is not None:
-        console.print(_recall_table(run.recall))
-    console.print(f"cache: {ProposalCache(cfg).folder}")
-    if out is not None:
-        atomic_write_json(out, {"params": cfg.__dict__, **run.to_dict()}, indent=2)
-        console.print(f"report written to {out}")
+        report = run_proposals(ProposalsRequest(data, images, cfg, workers, out), on_event=progress)
+    console.print(_summary_table(report.run, cfg))
+    if report.run.recall is not None:
+        console.print(_recall_table(report.run.recall))
+    console.print(f"cache: {report.cache}")
+    if report.written is not None:
+        console.print(f"report written to {report.written}")
 
 
 def _summary_table(run, cfg):

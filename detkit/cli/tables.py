@@ -48,6 +48,15 @@ def detections_table(title: str, detections, class_names: list[str]) -> Table:
     return table
 
 
+def eval_timing_lines(timing) -> str:
+    """An ``engine.evaluate_request.EvalTiming``: per-image test time split into the model's stages (what is
+    left is image reading and batching), then the pipeline's own counts, one per line."""
+    parts = [f"{name} {ms:.1f}" for name, ms in timing.stage_ms.items()]
+    parts.append(f"image reading and the rest {timing.ms_per_image - sum(timing.stage_ms.values()):.1f}")
+    line = f"{timing.num_images} images in {timing.seconds:.1f} s: {timing.ms_per_image:.1f} ms per image = " + " + ".join(parts) + " ms"
+    return "\n".join([line, *(f"  {extra}" for extra in timing.lines)])
+
+
 def proposal_run_line(run) -> str:
     """One line on a selective search pass (``engine.proposals.ProposalRun``)."""
     line = f"selective search: {run.num_images} images, {run.num_images - run.num_computed} from the cache"

@@ -39,6 +39,25 @@ class EpochFinished:
 
 
 @dataclass
+class TrainingStarted:
+    """A training run is about to start: what it trains, its name, on what, in how many processes."""
+
+    pipeline: str
+    name: str
+    data: str
+    processes: int = 1
+
+
+@dataclass
+class ImageDetected:
+    """One image's detections (``structures.Detections`` in its frame) and the model's class names."""
+
+    path: Any
+    detections: Any
+    class_names: list[str]
+
+
+@dataclass
 class Notice:
     """Something the user should know that does not stop the run (a skipped NaN step, dropped boxes)."""
 

@@ -23,6 +23,7 @@ from detkit.config import ExperimentConfig, SolverConfig
 from detkit.config.overrides import check_config
 from detkit.engine.distributed import BACKENDS, rank_from_environment
 from detkit.errors import ConfigError
+from detkit.pipelines import pipeline
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -66,30 +67,27 @@ class Precision:
             model.to(memory_format=torch.channels_last)
         return model
 
-    def compile_dense(self, model: nn.Module) -> nn.Module:
-        """With ``compile``, replace the model's trunk by its compiled version (in place); return the model."""
+    def compile_dense(self, model: nn.Module, path: str) -> nn.Module:
+        """With ``compile``, replace the model's dense network (the submodule at ``path``, the pipeline's
+        ``PipelineSpec.dense_network``) by its compiled version, in place; return the model."""
         if self.compile:
-            owner, name = dense_network(model)
+            owner, name = dense_network(model, path)
             setattr(owner, name, torch.compile(getattr(owner, name)))
         return model
 
 
-def dense_network(model: nn.Module) -> tuple[nn.Module, str]:
-    """``(owner, attribute)`` of a detector's convolutional trunk: what ``torch.compile`` gets."""
-    for path in ("backbone", "trunk", "cnn.backbone"):
-        *parents, name = path.split(".")
-        owner = model
-        for parent in parents:
-            owner = getattr(owner, parent, None)
-        if isinstance(getattr(owner, name, None), nn.Module):
-            return owner, name
-    raise ConfigError(f"--compile: {type(model).__name__} has no backbone or trunk module to compile")
+def dense_network(model: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """``(owner, attribute)`` of the submodule at dotted ``path`` (``"cnn.backbone"``): what ``torch.compile`` gets."""
+    *parents, name = path.split(".")
+    owner = model.get_submodule(".".join(parents)) if parents else model
+    return owner, name
 
 
 def check_runtime(cfg: ExperimentConfig) -> None:
     """Refuse impossible settings before any process is started: every value against its constraint
     (``config.check_config``), then the performance and runtime settings against this machine."""
     check_config(cfg)
+    pipeline(cfg.model.pipeline)  # a name the pipeline table knows (the config is below the table)
     solver, runtime = cfg.solver, cfg.runtime
     if solver.amp_dtype not in AMP_DTYPES:
         raise ConfigError(f"solver.amp_dtype={solver.amp_dtype!r}: choose bf16 or fp16")

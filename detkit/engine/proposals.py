@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from detkit.config import ProposalConfig
+from detkit.config import ModelConfig, ProposalConfig
 from detkit.data.coco import CocoDetection
+from detkit.data.formats.coco_reader import default_image_dir
+from detkit.data.image_files import find_images
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.evaluation.proposal_recall import ProposalRecall, RecallCounter
-from detkit.modeling.precomputed_proposals import PrecomputedProposals
+from detkit.io import atomic_write_json
+from detkit.pipelines import pipeline
+from detkit.proposals.cache import ProposalCache
 from detkit.proposals.parallel import ImageProposals, propose_files
 
 
@@ -110,11 +113,42 @@ def _run(paths: list[Path], cfg: ProposalConfig, workers: int, on_event: EventCa
 
 
 def warm_proposal_cache(
-    model: nn.Module, paths: Sequence[Path], *, workers: int = 0, on_event: EventCallback = ignore_events
+    model_cfg: ModelConfig, paths: Sequence[Path], *, workers: int = 0, on_event: EventCallback = ignore_events
 ) -> ProposalRun | None:
-    """For a model fed by selective search: compute the images' missing proposals on every core first,
-    so that the model, which runs image by image, only reads the cache. None for other models."""
-    source = getattr(model, "proposal_generator", None)
-    if not isinstance(source, PrecomputedProposals):
+    """For a pipeline fed by selective search: compute the images' missing proposals on every core first,
+    so that the model, which runs image by image, only reads the cache. None for other pipelines."""
+    if not pipeline(model_cfg.pipeline).uses_selective_search:
         return None
-    return propose_images(paths, source.cfg, workers=workers, on_event=on_event)
+    return propose_images(paths, model_cfg.proposals, workers=workers, on_event=on_event)
+
+
+@dataclass(frozen=True)
+class ProposalsRequest:
+    """``detkit proposals``: a COCO json (recall is reported) or image files/folders, the selective
+    search settings, and where the report json goes (None: nowhere)."""
+
+    data: Path
+    images: Path | None
+    cfg: ProposalConfig
+    workers: int = 0
+    out: Path | None = None
+
+
+@dataclass(frozen=True)
+class ProposalsReport:
+    run: ProposalRun
+    cfg: ProposalConfig
+    cache: Path  # the cache folder of these settings
+    written: Path | None
+
+
+def run_proposals(request: ProposalsRequest, on_event: EventCallback = ignore_events) -> ProposalsReport:
+    """Compute (or read from the cache) the proposals of every image, and their recall on a COCO json."""
+    if request.data.suffix.lower() == ".json":
+        dataset = CocoDetection(request.data, request.images or default_image_dir(request.data))
+        run = propose_dataset(dataset, request.cfg, workers=request.workers, on_event=on_event)
+    else:
+        run = propose_images(find_images([str(request.data)]), request.cfg, workers=request.workers, on_event=on_event)
+    if request.out is not None:
+        atomic_write_json(request.out, {"params": asdict(request.cfg), **run.to_dict()}, indent=2)
+    return ProposalsReport(run, request.cfg, ProposalCache(request.cfg).folder, request.out)

@@ -78,7 +78,7 @@ from detkit.engine.training_data import epoch_loader, load_datasets, report_data
 from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint
 from detkit.errors import ConfigError, TrainingInterrupted
 from detkit.io import atomic_write_text
-from detkit.pipelines import PIPELINES, SELECTIVE_SEARCH_PIPELINES, STAGED_PIPELINES
+from detkit.pipelines import pipeline
 from detkit.viz.curves import plot_training_curves
 
 
@@ -107,7 +107,7 @@ def train_rank(
         deterministic_algorithms(cfg.runtime.deterministic),
         StopRequest() as stop,
     ):
-        if cfg.model.pipeline in STAGED_PIPELINES:
+        if pipeline(cfg.model.pipeline).staged:
             return train_rcnn(cfg, rank=rank, device=device, resume_from=resume_from, on_event=on_event)
         return _Trainer(cfg, rank, device, stop, on_event).run(resume_from)
 
@@ -132,11 +132,9 @@ class _Trainer:
             notice = validation_notice(self.cfg)
             if notice is not None:
                 self.on_event(notice)
-        if self.cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
+        if pipeline(self.cfg.model.pipeline).uses_selective_search:
             self._precompute_proposals()
         self.cfg = replace(self.cfg, model=replace(self.cfg.model, num_classes=len(self.train_set.category_ids)))
-        if self.cfg.model.pipeline not in PIPELINES:
-            raise ConfigError(f"unknown pipeline {self.cfg.model.pipeline!r}; choose one of {', '.join(PIPELINES)}")
         self._build_model(fresh=resumed is None)
         self.run_dir = self._run_dir(resumed)
         with removed_on_failure(self.run_dir, fresh=resumed is None, owner=self.rank.is_main):
@@ -152,7 +150,7 @@ class _Trainer:
 
     def _build_model(self, fresh: bool) -> None:
         cfg, device = self.cfg, self.device
-        model = PIPELINES[cfg.model.pipeline](cfg.model)
+        model = pipeline(cfg.model.pipeline).build(cfg.model)
         if fresh and cfg.model.init_weights:
             start_from_checkpoint(model, cfg, self.on_event if self.rank.is_main else ignore_events)
         if cfg.runtime.sync_bn and self.rank.joined:  # CUDA only: check_runtime refused it on CPU

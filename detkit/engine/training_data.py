@@ -1,6 +1,6 @@
 """The data a training run reads: its datasets, checked for something to learn, and each epoch's loader.
 
-Shared by the gradient loop (``train.py``) and the staged R-CNN (``rcnn.py``).
+Shared by the gradient loop (``train.py``) and the staged R-CNN (``rcnn/``).
 """
 
 from __future__ import annotations
@@ -18,19 +18,21 @@ from detkit.engine.distributed import SINGLE_PROCESS, Rank
 from detkit.engine.events import EventCallback, Notice
 from detkit.errors import ConfigError, DataError
 from detkit.io import same_file
-from detkit.pipelines import MASK_PIPELINES, SELECTIVE_SEARCH_PIPELINES
+from detkit.pipelines import pipeline
 from detkit.proposals.cache import ProposalCache
 
 
-def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
+def load_datasets(cfg: ExperimentConfig, *, augment: bool = True) -> tuple[CocoDetection, CocoDetection]:
     """Train and validation sets; a selective-search pipeline's training targets carry cached proposals,
-    a mask pipeline's carry instance masks."""
+    a mask pipeline's carry instance masks. ``augment=False`` leaves the training images as they are
+    (R-CNN: its feature cache stores every region of every image once, unflipped)."""
     data = cfg.data
-    with_masks = cfg.model.pipeline in MASK_PIPELINES
+    spec = pipeline(cfg.model.pipeline)
+    with_masks = spec.masks
     if not data.train_annotations or not data.train_images:
         raise ConfigError("no training data: pass --data, or set data.train_annotations and data.train_images")
     proposals = None
-    if cfg.model.pipeline in SELECTIVE_SEARCH_PIPELINES:
+    if spec.uses_selective_search:
         if data.mosaic_prob > 0:
             raise ConfigError(
                 f"data.mosaic_prob={data.mosaic_prob}: {cfg.model.pipeline} trains on selective-search proposals of "
@@ -38,8 +40,8 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[CocoDetection, CocoDetection]:
             )
         proposals = ProposalCache(cfg.model.proposals).proposals_for
     train_set = CocoDetection(
-        data.train_annotations, data.train_images, transforms=_train_transforms(cfg), with_masks=with_masks,
-        proposals=proposals,
+        data.train_annotations, data.train_images, transforms=_train_transforms(cfg) if augment else None,
+        with_masks=with_masks, proposals=proposals,
     )
     val_set = CocoDetection(
         data.val_annotations or data.train_annotations, data.val_images or data.train_images,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import box_iou
 
 from detkit.config import RoIHeadsConfig
 from detkit.modeling.box_head import BoxPredictor, MLPBoxHead
@@ -25,10 +25,11 @@ from detkit.modeling.poolers import RoIPooler
 from detkit.modeling.rpn import BOX_LOSS_BETA
 from detkit.modeling.stages import stage
 from detkit.ops.box_coder import BoxCoder
-from detkit.ops.boxes import clip_boxes, nonempty_boxes
+from detkit.ops.boxes import clip_boxes
 from detkit.ops.matcher import match_boxes
 from detkit.ops.normalizer import loss_normalizer
 from detkit.ops.sampler import sample_balanced
+from detkit.ops.selection import select_detections
 from detkit.structures import Detections, Target
 
 # Boxes narrower than this (pixels) after decoding are dropped, as torchvision does.
@@ -165,10 +166,11 @@ class RoIHeads(nn.Module):
         """``[R, K]`` foreground scores, ``[R, K*4]`` deltas -> per-class NMS'd detections, best first."""
         # Thresholding before decoding decodes only the candidates: identical boxes, far less work.
         roi_index, labels = torch.where(scores > self.cfg.score_thresh)
-        candidate_deltas = deltas.view(len(deltas), -1, 4)[roi_index, labels]
+        # num_classes, not -1: an image without proposals has [0, 4K] deltas, whose -1 torch cannot infer.
+        candidate_deltas = deltas.view(len(deltas), self.num_classes, 4)[roi_index, labels]
         boxes = clip_boxes(self.box_coder.decode(candidate_deltas, proposals[roi_index])[:, 0], image_size)
-        candidate_scores = scores[roi_index, labels]
-        keep = nonempty_boxes(boxes, MIN_DETECTION_SIZE)
-        boxes, candidate_scores, labels = boxes[keep], candidate_scores[keep], labels[keep]
-        keep = batched_nms(boxes, candidate_scores, labels, self.cfg.nms_thresh)[: self.cfg.detections_per_image]
-        return Detections(boxes=boxes[keep], scores=candidate_scores[keep], labels=labels[keep])
+        return select_detections(
+            boxes, scores[roi_index, labels], labels, score_thresh=self.cfg.score_thresh,
+            nms_thresh=self.cfg.nms_thresh, detections_per_image=self.cfg.detections_per_image,
+            min_size=MIN_DETECTION_SIZE,
+        )

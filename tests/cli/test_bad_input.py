@@ -277,12 +277,12 @@ def test_verbose_shows_the_traceback(world):
 
 def test_a_bug_is_one_line_too(monkeypatch, tmp_path):
     """An exception detkit did not foresee: one line, exit 70, and the way to the traceback."""
-    import detkit.data.synthetic as synthetic
+    import detkit.engine.train_request as synthesis  # where `data synth` calls the generator
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(synthetic, "generate_synthetic_coco", broken)
+    monkeypatch.setattr(synthesis, "generate_synthetic_coco", broken)
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--num-train", "1", "--num-val", "1"])
     assert result.exit_code == 70, result.output
     assert "internal error (ZeroDivisionError: division by zero)" in result.output and "--verbose" in result.output
@@ -320,7 +320,7 @@ def test_fine_tuning_on_another_class_count_starts_those_layers_fresh(world, tmp
     name = "roi_heads.box_predictor.cls_score.weight"
     assert after.model_state[name].shape[0] == 3 and before.model_state[name].shape[0] == len(train["categories"]) + 1  # K + 1 logits
 
-    fresh = PIPELINES["faster_rcnn"](after.config.model)
+    fresh = PIPELINES["faster_rcnn"].build(after.config.model)
     report = load_initial_weights(fresh, replace(after.config, model=replace(after.config.model, init_weights=str(world["faster"]))))
     copied = fresh.state_dict()
     assert all(torch.equal(copied[key], before.model_state[key]) for key in copied if key not in report.fresh)

@@ -2,7 +2,7 @@ import pytest
 
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides, config_from_dict, config_to_dict, load_config_file
-from detkit.config.presets import PRESETS, default_preset, preset
+from detkit.pipelines import PRESETS, preset, preset_for
 from detkit.errors import ConfigError
 
 
@@ -47,7 +47,7 @@ def test_yaml_file(tmp_path):
 
 def test_unknown_pipeline_and_preset():
     with pytest.raises(ConfigError, match="unknown pipeline"):
-        default_preset("detr", synthetic=True)
+        preset_for("detr", None, synthetic=True)
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("nope")
 

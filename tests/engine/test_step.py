@@ -8,7 +8,7 @@ import torch
 from detkit.config import ExperimentConfig, LossWeights
 from detkit.config.legacy import upgrade
 from detkit.config.overrides import apply_overrides, config_from_dict, config_to_dict
-from detkit.config.presets import preset
+from detkit.pipelines import preset
 from detkit.engine.step import reweighted, weighted_total
 from detkit.errors import ConfigError
 

@@ -114,7 +114,9 @@ class _NaNDetector(nn.Module):
 
 
 def test_repeated_nonfinite_losses_stop_with_advice(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setitem(train_module.PIPELINES, "faster_rcnn", lambda cfg: _NaNDetector())
+    from detkit.pipelines import PIPELINES
+
+    monkeypatch.setitem(PIPELINES, "faster_rcnn", replace(PIPELINES["faster_rcnn"], build=lambda cfg: _NaNDetector()))
     cfg = tiny_config(tiny_data, tmp_path, epochs=3)
     cfg = replace(cfg, solver=replace(cfg.solver, max_nonfinite_steps=3))
     notices = []

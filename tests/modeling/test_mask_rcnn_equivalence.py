@@ -27,7 +27,7 @@ def test_same_detections_and_masks_as_torchvision():
     reference = torchvision_mask_rcnn()
     cfg = torchvision_model_config("resnet50_fpn", num_classes=90, masks=True)
     cfg = replace(cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE))
-    model = PIPELINES["mask_rcnn"](cfg)
+    model = PIPELINES["mask_rcnn"].build(cfg)
     model.load_state_dict(convert_torchvision_detector(reference.state_dict(), "resnet50_fpn"), strict=True)
     model.eval()
     inputs = images()

@@ -74,7 +74,7 @@ def detkit_detector(arch: str, state_dict: dict) -> nn.Module:
     cfg = torchvision_model_config(arch, num_classes=90)
     # torchvision builds nn.BatchNorm2d when given no pretrained weights; detkit must compute the same.
     cfg = replace(cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE))
-    model = PIPELINES["faster_rcnn"](cfg)
+    model = PIPELINES["faster_rcnn"].build(cfg)
     model.load_state_dict(convert_torchvision_detector(state_dict, arch), strict=True)
     return model.eval()
 

@@ -12,7 +12,7 @@ def test_amp_training_steps_and_detection_on_cuda(tiny_model_config, tiny_batch)
     images, targets = tiny_batch
     device = torch.device("cuda")
     torch.manual_seed(0)
-    model = PIPELINES["faster_rcnn"](tiny_model_config).to(device).train()
+    model = PIPELINES["faster_rcnn"].build(tiny_model_config).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda")
     images = [image.to(device) for image in images]

@@ -37,7 +37,7 @@ def shapes_batch():
 
 def build(cfg):
     torch.manual_seed(0)
-    return PIPELINES["fast_rcnn"](cfg)
+    return PIPELINES["fast_rcnn"].build(cfg)
 
 
 def test_backbone_is_one_stride_16_map_pooled_by_roi_pool(fast_config):

@@ -7,7 +7,7 @@ from tests.pipelines.training import train_two_steps
 
 def build(cfg):
     torch.manual_seed(0)
-    return PIPELINES["faster_rcnn"](cfg)
+    return PIPELINES["faster_rcnn"].build(cfg)
 
 
 def test_train_two_steps_then_detect(tiny_model_config, tiny_batch):

@@ -27,7 +27,7 @@ def with_masks(targets, images):
 
 def build(cfg):
     torch.manual_seed(0)
-    return PIPELINES["mask_rcnn"](cfg)
+    return PIPELINES["mask_rcnn"].build(cfg)
 
 
 def test_train_two_steps_then_detect_with_masks(mask_config, tiny_batch):

@@ -20,7 +20,7 @@ def yolo_config() -> ModelConfig:
 
 def build(cfg):
     torch.manual_seed(0)
-    return PIPELINES["yolo"](cfg)
+    return PIPELINES["yolo"].build(cfg)
 
 
 def test_train_two_steps_then_detect(yolo_config, tiny_batch):

@@ -9,7 +9,6 @@ path without the mark is the user's (their photos, their original annotations, a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 

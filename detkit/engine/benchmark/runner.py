@@ -41,7 +41,7 @@ from detkit.engine.benchmark.training import training_images_per_second
 from detkit.engine.evaluate import dataset_for_checkpoint, predict_dataset, score_detections
 from detkit.engine.events import EventCallback, Notice, ignore_events
 from detkit.modeling.stages import STAGE_ORDER
-from detkit.pipelines import MASK_PIPELINES
+from detkit.pipelines import pipeline
 from detkit.structures import Target
 
 DEFAULT_LONG_SIDE = 640
@@ -78,11 +78,11 @@ def benchmark_model(
     on_event(Notice(f"{entry.name}: warming up ({len(images)} images, FLOPs counted)", level="info"))
     with torch.inference_mode(), precision.autocast(device):
         gflops = counted_flops(calls) / 1e9 / len(images)
-        precision.compile_dense(model)
+        precision.compile_dense(model, pipeline(entry.pipeline).dense_network)
         warm_up(calls, settings.warmup - 1 + precision.compile)
         on_event(Notice(f"{entry.name}: timing", level="info"))
         times = time_repeatedly(calls, device, settings.runs, settings.max_seconds)
-        tally = _reset_region_tally(model)
+        tally = _reset_region_tally(entry.pipeline, model)
         stages = stage_breakdown(calls, device, num_images=len(images))
     result = PipelineResult(
         name=entry.name, pipeline=entry.pipeline, weights=entry.weights, backbone=entry.config.model.backbone.name,
@@ -125,9 +125,11 @@ def _batches(images: list[Tensor], batch_size: int) -> list[list[Tensor]]:
     return [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
 
 
-def _reset_region_tally(model: torch.nn.Module):
-    """R-CNN's count of images and regions, zeroed so it covers the recorded pass only (None for others)."""
-    tally = getattr(model, "tally", None)
+def _reset_region_tally(pipeline_name: str, model: torch.nn.Module):
+    """The count of images and regions of a pipeline that keeps one (R-CNN), zeroed so it covers the
+    recorded pass only; None for the others."""
+    count = pipeline(pipeline_name).region_tally
+    tally = count(model) if count is not None else None
     if tally is not None:
         tally.images = tally.regions = 0
     return tally
@@ -234,7 +236,7 @@ def _num_classes(request: BenchmarkRequest) -> int:
 def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetection | None:
     if request.data is None:
         return None
-    with_masks = entry.pipeline in MASK_PIPELINES
+    with_masks = pipeline(entry.pipeline).masks
     if entry.checkpoint is not None:
         return dataset_for_checkpoint(entry.checkpoint, request.data, request.data_images, with_masks=with_masks)
     return CocoDetection(request.data, request.data_images or default_image_dir(request.data), with_masks=with_masks)

@@ -22,12 +22,9 @@ from detkit.errors import ConfigError
 from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
 from detkit.pipelines import PIPELINES
 
-TORCHVISION_BUILDERS = {
-    ("faster_rcnn", "resnet50_fpn"): "fasterrcnn_resnet50_fpn",
-    ("faster_rcnn", "mobilenet_v3_large_fpn"): "fasterrcnn_mobilenet_v3_large_fpn",
-    ("mask_rcnn", "resnet50_fpn"): "maskrcnn_resnet50_fpn",
-}
-COMPARABLE_PIPELINES = ("faster_rcnn", "mask_rcnn")
+# (pipeline, torchvision architecture) -> torchvision's builder of the same model (PipelineSpec.torchvision).
+TORCHVISION_BUILDERS = {(name, arch): builder for name, spec in PIPELINES.items() for arch, builder in spec.torchvision.items()}
+COMPARABLE_PIPELINES = tuple(name for name, spec in PIPELINES.items() if spec.torchvision)
 
 
 @dataclass
@@ -68,12 +65,12 @@ def paired_models(pipeline: str, arch: str, image_size: tuple[int, int], seed: i
         weights=None, weights_backbone=None, num_classes=91, min_size=short, max_size=long,
         rpn_nms_thresh=1.0, box_score_thresh=0.0,
     ).eval()
-    cfg = torchvision_model_config(arch, num_classes=90, masks=pipeline == "mask_rcnn")
+    cfg = torchvision_model_config(arch, num_classes=90, masks=PIPELINES[pipeline].masks)
     cfg = replace(
         cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(short,), max_size=long),
         rpn=replace(cfg.rpn, nms_thresh=1.0), roi_heads=replace(cfg.roi_heads, score_thresh=0.0),
     )
-    model = PIPELINES[cfg.pipeline](cfg)
+    model = PIPELINES[cfg.pipeline].build(cfg)
     model.load_state_dict(convert_torchvision_detector(reference.state_dict(), arch), strict=True)
     return model.eval(), reference
 

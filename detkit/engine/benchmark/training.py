@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.config import ExperimentConfig
-from detkit.engine.benchmark.models import uses_selective_search
+from detkit.pipelines import pipeline
 from detkit.engine.precision import Precision
 from detkit.engine.benchmark.timing import time_repeatedly, warm_up
 from detkit.engine.solver import build_optimizer
@@ -31,7 +31,7 @@ def training_images_per_second(
     """Images per second over timed training steps of ``batch_size`` images; ``model`` is trained (its
     weights change: measure it last)."""
     trainee = model.train()
-    if uses_selective_search(cfg.model.pipeline):
+    if pipeline(cfg.model.pipeline).uses_selective_search:
         targets = _with_proposals(trainee, images, targets)
     targets = [target.to(device) for target in targets]
     optimizer = build_optimizer(trainee, replace(cfg.solver, lr=TIMING_LR))

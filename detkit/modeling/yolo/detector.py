@@ -63,6 +63,3 @@ class YOLODetector(nn.Module):
             )
             detections = self.transform.postprocess(detections, batch)
         return DetectorOutput(losses=losses, detections=detections)
-
-    def set_score_thresh(self, score_thresh: float) -> None:
-        self.cfg = replace(self.cfg, score_thresh=score_thresh)

@@ -5,30 +5,31 @@
     -> per-class linear SVM margins ``[R, K]`` -> per-class ridge box regression -> per-class NMS (0.3)
     -> ``Detections`` in the image's frame; scores are sigmoid(margin), which keeps the SVM ranking in [0, 1]
 
-The SVMs and regressors are buffers filled by the training stages (``engine/rcnn.py``), not trained by
+The SVMs and regressors are buffers filled by the training stages (``engine/rcnn/``), not trained by
 backpropagation; only the CNN is, during the optional fine-tuning, through ``forward(images, targets)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import box_iou
 
-from detkit.config import ModelConfig
-from detkit.modeling.backbones import build_backbone
+from detkit.config import RCNNConfig
+from detkit.modeling.backbones import Backbone
 from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.modeling.stages import stage
 from detkit.ops.box_coder import BoxCoder
-from detkit.ops.boxes import clip_boxes, nonempty_boxes
+from detkit.ops.boxes import clip_boxes
 from detkit.ops.normalizer import loss_normalizer
 from detkit.ops.regions import warp_regions
+from detkit.ops.selection import select_detections
 from detkit.structures import Detections, DetectorOutput, Target
 
-MIN_DETECTION_SIZE = 1e-2
 # Regions per CNN pass when the config leaves it to the device (RCNNConfig.feature_batch_size = 0).
 CPU_FEATURE_BATCH, GPU_FEATURE_BATCH = 8, 128
 
@@ -46,36 +47,54 @@ class RCNNTally:
 class RegionCNN(nn.Module):
     """Warped regions ``[R, 3, S, S]`` -> features ``[R, D]``; ``classifier`` gives K+1 logits for fine-tuning."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
+        self.num_classes = num_classes
         self.feature_dim = backbone.out_channels
         self.classifier = nn.Linear(self.feature_dim, num_classes + 1)  # background is the last index, K
 
     def features(self, crops: Tensor) -> Tensor:
-        last = list(self.backbone(crops).values())[-1]
+        maps: dict[str, Tensor] = self.backbone(crops)
+        last = list(maps.values())[-1]
         return last.mean(dim=(2, 3))
 
     def forward(self, crops: Tensor) -> Tensor:
-        return self.classifier(self.features(crops))
+        logits: Tensor = self.classifier(self.features(crops))
+        return logits
 
 
 class RCNNDetector(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    """The parts (``build_rcnn`` makes them from a ``ModelConfig``): ``proposal_generator`` gives an image's
+    selective-search boxes, ``cnn`` its regions' features (K = ``cnn.num_classes``), ``box_coder`` the
+    regressors' deltas; ``cfg`` the warp, scoring and NMS settings; ``image_mean`` / ``image_std`` the
+    per-channel normalization of the CNN's input. Checkpoints hold the CNN and the four buffers below."""
+
+    mean: Tensor
+    std: Tensor
+    feature_scale: Tensor
+    svm_weight: Tensor
+    svm_bias: Tensor
+    regressor_weight: Tensor
+
+    def __init__(
+        self, proposal_generator: PrecomputedProposals, cnn: RegionCNN, box_coder: BoxCoder, cfg: RCNNConfig,
+        image_mean: Sequence[float], image_std: Sequence[float],
+    ) -> None:
         super().__init__()
-        self.cfg = cfg.rcnn
-        self.num_classes = cfg.num_classes
-        self.register_buffer("mean", torch.tensor(cfg.transform.image_mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.transform.image_std).view(3, 1, 1), persistent=False)
-        self.proposal_generator = PrecomputedProposals(cfg.proposals)
-        self.cnn = RegionCNN(build_backbone(cfg.backbone), cfg.num_classes)
-        dim = self.cnn.feature_dim
+        self.cfg = cfg
+        self.num_classes = cnn.num_classes
+        self.register_buffer("mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(image_std).view(3, 1, 1), persistent=False)
+        self.proposal_generator = proposal_generator
+        self.cnn = cnn
+        dim = cnn.feature_dim
         # Filled by the SVM and regression stages. feature_scale brings features to the SVMs' mean norm.
         self.register_buffer("feature_scale", torch.ones(()))
-        self.register_buffer("svm_weight", torch.zeros(cfg.num_classes, dim))
-        self.register_buffer("svm_bias", torch.zeros(cfg.num_classes))
-        self.register_buffer("regressor_weight", torch.zeros(cfg.num_classes, dim + 1, 4))  # last row: bias
-        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))  # the paper's parameterization (appendix C)
+        self.register_buffer("svm_weight", torch.zeros(self.num_classes, dim))
+        self.register_buffer("svm_bias", torch.zeros(self.num_classes))
+        self.register_buffer("regressor_weight", torch.zeros(self.num_classes, dim + 1, 4))  # last row: bias
+        self.box_coder = box_coder
         self.tally = RCNNTally()
 
     def normalize(self, image: Tensor) -> Tensor:
@@ -90,7 +109,7 @@ class RCNNDetector(nn.Module):
         """``[R, D]`` CNN features of ``boxes`` (xyxy pixels of ``image`` ``[3, H, W]`` in [0, 1]), batched."""
         normalized = self.normalize(image)
         chunks = []
-        for part in boxes.split(self.feature_batch_size(image.device)):
+        for part in torch.split(boxes, self.feature_batch_size(image.device)):
             with stage("preprocess"):
                 crops = warp_regions(normalized, part, self.cfg.crop_size, self.cfg.context_padding)
             with stage("backbone"):
@@ -98,8 +117,8 @@ class RCNNDetector(nn.Module):
         return torch.cat(chunks) if chunks else image.new_zeros((0, self.cnn.feature_dim))
 
     def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> DetectorOutput:
-        losses = {} if targets is None else {"loss_cls": self.finetune_loss(images, targets)}
-        detections = None
+        losses: dict[str, Tensor] = {} if targets is None else {"loss_cls": self.finetune_loss(images, targets)}
+        detections: list[Detections] | None = None
         if not self.training:
             detections = [self.detect(image) for image in images]
         return DetectorOutput(losses=losses, detections=detections)
@@ -159,8 +178,7 @@ class RCNNDetector(nn.Module):
             if self.cfg.box_regression and len(boxes):
                 boxes = clip_boxes(self.regress(features[roi_index], boxes, labels), image_size)
         with stage("postprocess"):
-            candidate_scores = scores[roi_index, labels]
-            keep = nonempty_boxes(boxes, MIN_DETECTION_SIZE)
-            boxes, candidate_scores, labels = boxes[keep], candidate_scores[keep], labels[keep]
-            keep = batched_nms(boxes, candidate_scores, labels, self.cfg.nms_thresh)[: self.cfg.detections_per_image]
-        return Detections(boxes=boxes[keep], scores=candidate_scores[keep], labels=labels[keep])
+            return select_detections(
+                boxes, scores[roi_index, labels], labels, score_thresh=self.cfg.score_thresh,
+                nms_thresh=self.cfg.nms_thresh, detections_per_image=self.cfg.detections_per_image,
+            )

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from detkit.engine.benchmark.inputs import four_by_three, scene_inputs
-from detkit.engine.benchmark.models import FULL_LOAD, preset_config, random_model
+from detkit.engine.benchmark.models import preset_config, random_model
+from detkit.pipelines import PIPELINES
 from detkit.engine.precision import Precision, dense_network
 from detkit.errors import ConfigError
 
@@ -19,7 +20,7 @@ def test_scene_inputs_are_images_with_consistent_targets():
             assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
 
 
-@pytest.mark.parametrize("pipeline", sorted(FULL_LOAD))
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
 def test_presets_run_at_the_asked_size_with_the_full_load(pipeline):
     cfg = preset_config(pipeline, "resnet18", 320, ["model.rcnn.crop_size=32"])
     assert cfg.model.backbone.name == "resnet18" and not cfg.model.backbone.pretrained
@@ -57,7 +58,7 @@ def test_precision_settings():
     with pytest.raises(ConfigError, match="bf16 or fp16"):
         Precision("fp8")
     rcnn = random_model("rcnn", "resnet18", 64).model
-    owner, name = dense_network(rcnn)
+    owner, name = dense_network(rcnn, PIPELINES["rcnn"].dense_network)
     assert owner is rcnn.cnn and name == "backbone"
     conv_weights = lambda: [p for p in rcnn.parameters() if p.dim() == 4]  # noqa: E731
     assert not all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights())

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from detkit.checkpoint import Checkpoint, save_checkpoint
-from detkit.config.presets import PIPELINE_NAMES
+from detkit.pipelines import PIPELINES
+
+PIPELINE_NAMES = tuple(PIPELINES)
 from detkit.data.synthetic import CATEGORY_IDS, CLASS_NAMES, generate_synthetic_coco
 from detkit.engine.benchmark.outputs import save_report
 from detkit.engine.precision import Precision

@@ -5,8 +5,12 @@ import torch
 
 from detkit.config import BackboneConfig, ModelConfig, ProposalConfig, RCNNConfig
 from detkit.data.images import image_to_tensor
+from detkit.modeling.backbones import build_backbone
+from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.modeling.stages import record_stages
+from detkit.ops.box_coder import BoxCoder
 from detkit.pipelines import PIPELINES
+from detkit.pipelines.rcnn.model import RCNNDetector, RegionCNN
 from detkit.structures import Detections, Target
 from tests.proposals.images import object_boxes, rectangles_image
 
@@ -23,7 +27,7 @@ def rcnn_config(tmp_path) -> ModelConfig:
 
 def build(cfg):
     torch.manual_seed(0)
-    return PIPELINES["rcnn"](cfg)
+    return PIPELINES["rcnn"].build(cfg)
 
 
 def test_finetune_loss_on_windows_including_an_image_without_objects(rcnn_config):
@@ -68,3 +72,31 @@ def test_without_regression_boxes_are_the_proposals(rcnn_config):
     proposals = model.proposal_generator.compute(image)
     matches = (detections.boxes[:, None, :] == proposals[None]).all(-1).any(1)
     assert matches.all()
+
+
+def test_build_rcnn_passes_its_parts_and_the_checkpoint_keys_stay(rcnn_config):
+    model = build(rcnn_config)
+    assert isinstance(model.proposal_generator, PrecomputedProposals) and isinstance(model.cnn, RegionCNN)
+    assert model.box_coder.weights == (1.0, 1.0, 1.0, 1.0)  # the paper's parameterization (appendix C)
+    assert model.num_classes == model.cnn.num_classes == 3 and model.cfg is rcnn_config.rcnn
+    state = model.state_dict()
+    own = {k for k in state if not k.startswith("cnn.")}
+    assert own == {"feature_scale", "svm_weight", "svm_bias", "regressor_weight"}
+    assert {k.removeprefix("cnn.") for k in state if k.startswith("cnn.")} == set(model.cnn.state_dict())
+    dim = model.cnn.feature_dim
+    assert model.svm_weight.shape == (3, dim) and model.regressor_weight.shape == (3, dim + 1, 4)
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor(rcnn_config.transform.image_mean))
+
+
+def test_a_detector_uses_the_parts_it_is_given(rcnn_config):
+    cnn = RegionCNN(build_backbone(rcnn_config.backbone), num_classes=2)
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+    proposals = PrecomputedProposals(rcnn_config.proposals)
+    model = RCNNDetector(proposals, cnn, coder, rcnn_config.rcnn, image_mean=(0.5,) * 3, image_std=(0.25,) * 3)
+    assert model.cnn is cnn and model.box_coder is coder and model.proposal_generator is proposals
+    assert model.num_classes == 2 and model.svm_weight.shape == (2, cnn.feature_dim)
+    assert torch.equal(model.normalize(torch.ones(3, 2, 2)), torch.full((3, 2, 2), 2.0))
+    model.regressor_weight[:, -1, 0] = 1.0  # bias row: dx = 1 for every box
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    moved = model.regress(torch.zeros(1, cnn.feature_dim), box, torch.tensor([1]))
+    torch.testing.assert_close(moved, coder.decode(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), box)[:, 0])
