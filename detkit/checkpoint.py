@@ -47,7 +47,6 @@ from detkit.config.overrides import config_from_dict, config_to_dict, without_ke
 from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
 from detkit.io import atomic_write
 from detkit.modeling.state_checks import DAMAGED, check_tensor_dict, check_weights_fit
-from detkit.pipelines import PIPELINES
 from detkit.modeling.torchvision_import import (
     coco_class_names,
     convert_torchvision_detector,
@@ -56,6 +55,7 @@ from detkit.modeling.torchvision_import import (
     torchvision_model_config,
     torchvision_num_classes,
 )
+from detkit.pipelines import PIPELINES
 
 FORMAT = "detkit-checkpoint-v1"
 
@@ -226,7 +226,9 @@ _NEWER = (
 
 def _load_data(path: Path) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; pass --weights with an existing file or run `detkit train` first")
+        raise CheckpointError(
+            f"{path}: checkpoint not found; pass --weights with an existing file or run `detkit train` first"
+        )
     kind = _foreign_kind(path)
     if kind:
         raise CheckpointError(
@@ -240,7 +242,9 @@ def _load_data(path: Path) -> Any:
             f"({str(error).strip().splitlines()[0][:120]}); only load checkpoints you trust, re-saved as a state dict"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({error.__class__.__name__}); re-download or re-train it") from None
+        raise CheckpointError(
+            f"{path}: unreadable or truncated checkpoint ({error.__class__.__name__}); re-download or re-train it"
+        ) from None
 
 
 # torch.save writes a zip archive; files from torch < 1.6 are a bare pickle (protocol 2+ starts with 0x80).
@@ -257,7 +261,9 @@ def _foreign_kind(path: Path) -> str:
     if head.startswith(_TORCH_SIGNATURES):
         return ""
     stripped = head.lstrip()
-    return next((what for signature, what in _OTHER_SIGNATURES.items() if stripped.startswith(signature)), "unrecognised bytes")
+    return next(
+        (what for signature, what in _OTHER_SIGNATURES.items() if stripped.startswith(signature)), "unrecognised bytes"
+    )
 
 
 _REQUIRED = ("config", "model", "class_names", "category_ids")
@@ -379,7 +385,9 @@ def checkpoint_from_torchvision(state_dict: dict[str, torch.Tensor], path: Path)
         model_state = convert_torchvision_detector(state_dict, arch)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
-    model = torchvision_model_config(arch, num_classes, low_resolution="320" in Path(path).name, masks=has_masks(state_dict))
+    model = torchvision_model_config(
+        arch, num_classes, low_resolution="320" in Path(path).name, masks=has_masks(state_dict)
+    )
     names = coco_class_names() if num_classes == 90 else [f"class_{k + 1}" for k in range(num_classes)]
     return Checkpoint(
         config=ExperimentConfig(name=f"torchvision_{arch}", model=model),

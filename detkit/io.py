@@ -114,7 +114,9 @@ def open_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None) 
         if not stat.S_ISREG(info.st_mode):
             raise FileRefused(0, f"not a regular file ({_kind(info.st_mode)})", os.fspath(path))
         if max_bytes is not None and info.st_size > max_bytes:
-            raise FileRefused(0, f"{info.st_size:,} bytes, over the {max_bytes:,} such a file can have", os.fspath(path))
+            raise FileRefused(
+                0, f"{info.st_size:,} bytes, over the {max_bytes:,} such a file can have", os.fspath(path)
+            )
         if hasattr(os, "O_NONBLOCK"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -130,8 +132,13 @@ def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int | None = 
 
 
 def _kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
@@ -148,7 +155,9 @@ def input_replaced_by(output: str | os.PathLike[str], inputs: list[str | os.Path
     """The first of ``inputs`` that writing ``output`` would replace (the same file), else None."""
     if not os.path.lexists(output):
         return None
-    return next((Path(path) for path in inputs if path is not None and os.path.lexists(path) and same_file(output, path)), None)
+    return next(
+        (Path(path) for path in inputs if path is not None and os.path.lexists(path) and same_file(output, path)), None
+    )
 
 
 def read_json(path: str | os.PathLike[str], *, what: str, missing_fix: str) -> Any:

@@ -47,7 +47,7 @@ class Target:
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def to(self, device: torch.device | str) -> "Target":
+    def to(self, device: torch.device | str) -> Target:
         return replace(
             self,
             boxes=self.boxes.to(device),
@@ -57,7 +57,7 @@ class Target:
             proposals=None if self.proposals is None else self.proposals.to(device),
         )
 
-    def without_crowd(self) -> "Target":
+    def without_crowd(self) -> Target:
         """The non-crowd instances only: what training matches proposals against."""
         keep = ~self.iscrowd
         return replace(
@@ -86,7 +86,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def to(self, device: torch.device | str) -> "Detections":
+    def to(self, device: torch.device | str) -> Detections:
         return replace(
             self,
             boxes=self.boxes.to(device),
@@ -95,7 +95,7 @@ class Detections:
             masks=None if self.masks is None else self.masks.to(device),
         )
 
-    def filter(self, keep: Tensor) -> "Detections":
+    def filter(self, keep: Tensor) -> Detections:
         """The detections selected by a boolean mask or an index tensor."""
         return replace(
             self,

@@ -11,7 +11,11 @@ import torch
 import torchvision
 
 from detkit.checkpoint import (
-    LOCATION_FIELDS, Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint,
+    LOCATION_FIELDS,
+    Checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
 )
 from detkit.config import BackboneConfig, ExperimentConfig, ModelConfig, TransformConfig
 from detkit.config.overrides import config_to_dict
@@ -20,9 +24,13 @@ from detkit.pipelines import PIPELINES
 
 
 def small_config() -> ExperimentConfig:
-    return ExperimentConfig(model=ModelConfig(
-        num_classes=2, backbone=BackboneConfig(name="resnet18", fpn_channels=16), transform=TransformConfig(min_size=(64,), max_size=64)
-    ))
+    return ExperimentConfig(
+        model=ModelConfig(
+            num_classes=2,
+            backbone=BackboneConfig(name="resnet18", fpn_channels=16),
+            transform=TransformConfig(min_size=(64,), max_size=64),
+        )
+    )
 
 
 def test_round_trip_is_self_describing(tmp_path):
@@ -72,7 +80,9 @@ def test_missing_truncated_and_foreign_files(tmp_path):
 def test_weights_for_another_class_count_are_rejected(tmp_path):
     cfg = small_config()
     state = PIPELINES["faster_rcnn"].build(cfg.model).state_dict()
-    wrong = ExperimentConfig(model=ModelConfig(num_classes=5, backbone=cfg.model.backbone, transform=cfg.model.transform))
+    wrong = ExperimentConfig(
+        model=ModelConfig(num_classes=5, backbone=cfg.model.backbone, transform=cfg.model.transform)
+    )
     with pytest.raises(CheckpointError, match="do not fit"):
         model_from_checkpoint(Checkpoint(wrong, state, ["x"] * 5, [1, 2, 3, 4, 5], source="ckpt.pt"))
 
@@ -86,7 +96,9 @@ def valid_payload(tmp_path_factory) -> dict:
     """What ``torch.load`` returns for a valid tiny checkpoint (the model is built once per module)."""
     cfg = small_config()
     path = tmp_path_factory.mktemp("valid") / "valid.pt"
-    save_checkpoint(path, Checkpoint(cfg, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
+    save_checkpoint(
+        path, Checkpoint(cfg, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7])
+    )
     return torch.load(path, weights_only=True)
 
 
@@ -156,23 +168,26 @@ def test_large_finite_weights_whose_sum_overflows_are_accepted(tmp_path, valid_p
     assert model_from_checkpoint(load_checkpoint(path)).state_dict()[CLS].max() == torch.tensor(3e38)
 
 
-@pytest.mark.parametrize(("field", "value", "needle"), [
-    ("class_names", 5, "class_names is an int"),
-    ("class_names", [1, 2], "class_names[0] is 1, not text"),
-    ("class_names", ["cat", {"a": 1}], "class_names[1] is a dict"),
-    ("class_names", [], "not a non-empty list"),
-    ("category_ids", ["a", "b"], "category_ids[0] is 'a', not an integer"),
-    ("category_ids", [3, True], "category_ids[1] is True"),
-    ("category_ids", [3, 3], "category id 3 appears twice"),
-    ("category_ids", [3], "1 category_ids for 2 class_names"),
-    ("model", [1, 2], "model is a list, not a mapping"),
-    ("model", {"backbone.body.conv1.weight": [1.0]}, "model['backbone.body.conv1.weight'] is a list, not a tensor"),
-    ("model", {3: torch.zeros(1)}, "model has the key 3"),
-    ("config", "x", "config is a str, not a mapping"),
-    ("metrics", [0.5], "metrics is a list"),
-    ("training_state", "resume", "training_state is a str"),
-    ("detkit_version", 2, "detkit_version is 2, not text"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("class_names", 5, "class_names is an int"),
+        ("class_names", [1, 2], "class_names[0] is 1, not text"),
+        ("class_names", ["cat", {"a": 1}], "class_names[1] is a dict"),
+        ("class_names", [], "not a non-empty list"),
+        ("category_ids", ["a", "b"], "category_ids[0] is 'a', not an integer"),
+        ("category_ids", [3, True], "category_ids[1] is True"),
+        ("category_ids", [3, 3], "category id 3 appears twice"),
+        ("category_ids", [3], "1 category_ids for 2 class_names"),
+        ("model", [1, 2], "model is a list, not a mapping"),
+        ("model", {"backbone.body.conv1.weight": [1.0]}, "model['backbone.body.conv1.weight'] is a list, not a tensor"),
+        ("model", {3: torch.zeros(1)}, "model has the key 3"),
+        ("config", "x", "config is a str, not a mapping"),
+        ("metrics", [0.5], "metrics is a list"),
+        ("training_state", "resume", "training_state is a str"),
+        ("detkit_version", 2, "detkit_version is 2, not text"),
+    ],
+)
 def test_payload_fields_of_the_wrong_type_are_named(tmp_path, valid_payload, field, value, needle):
     assert needle in refusal(damaged_file(tmp_path, valid_payload, lambda payload: payload.__setitem__(field, value)))
 
@@ -190,13 +205,16 @@ def test_an_unknown_config_key_may_come_from_a_newer_detkit(tmp_path, valid_payl
     assert "model.future_option" in message and f"newer detkit than this one ({detkit.__version__})" in message
 
 
-@pytest.mark.parametrize(("leaf", "value", "needle"), [
-    (("model", "rpn", "nms_thresh"), "high", "model.rpn.nms_thresh"),
-    (("model", "num_classes"), 3, "model.num_classes=3 but it names 2 classes"),
-    (("model", "rpn", "nms_thresh"), torch.zeros(2, 2), "config.model.rpn.nms_thresh is a Tensor"),
-    (("model",), [1, 2], "model"),
-    (("seed",), 10**40, "config.seed is"),
-])
+@pytest.mark.parametrize(
+    ("leaf", "value", "needle"),
+    [
+        (("model", "rpn", "nms_thresh"), "high", "model.rpn.nms_thresh"),
+        (("model", "num_classes"), 3, "model.num_classes=3 but it names 2 classes"),
+        (("model", "rpn", "nms_thresh"), torch.zeros(2, 2), "config.model.rpn.nms_thresh is a Tensor"),
+        (("model",), [1, 2], "model"),
+        (("seed",), 10**40, "config.seed is"),
+    ],
+)
 def test_a_wrongly_typed_config_value_names_the_file_and_the_key(tmp_path, valid_payload, leaf, value, needle):
     def damage(payload):
         node = payload["config"]
@@ -280,19 +298,29 @@ def test_a_checkpoint_chooses_no_location(tmp_path):
     cfg = small_config()
     elsewhere = str(tmp_path / "elsewhere")
     placed = replace(
-        cfg, output_dir=elsewhere, name="their_run",
+        cfg,
+        output_dir=elsewhere,
+        name="their_run",
         model=replace(
-            cfg.model, init_weights=f"{elsewhere}/init.pt", rpn=replace(cfg.model.rpn, nms_thresh=0.6),
+            cfg.model,
+            init_weights=f"{elsewhere}/init.pt",
+            rpn=replace(cfg.model.rpn, nms_thresh=0.6),
             backbone=replace(cfg.model.backbone, weights_path=f"{elsewhere}/trunk.pth"),
             proposals=replace(cfg.model.proposals, cache_dir=f"{elsewhere}/cache", topk=500),
         ),
         data=replace(
-            cfg.data, train_annotations=f"{elsewhere}/t.json", train_images=f"{elsewhere}/t",
-            val_annotations=f"{elsewhere}/v.json", val_images=f"{elsewhere}/v", batch_size=7,
+            cfg.data,
+            train_annotations=f"{elsewhere}/t.json",
+            train_images=f"{elsewhere}/t",
+            val_annotations=f"{elsewhere}/v.json",
+            val_images=f"{elsewhere}/v",
+            batch_size=7,
         ),
     )
     path = tmp_path / "placed.pt"
-    save_checkpoint(path, Checkpoint(placed, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
+    save_checkpoint(
+        path, Checkpoint(placed, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7])
+    )
     loaded = load_checkpoint(path).config
     # init_weights stays, as the record of what the run started from: no command reads it from a checkpoint.
     assert loaded.model.init_weights == f"{elsewhere}/init.pt"
@@ -304,8 +332,15 @@ def test_a_checkpoint_chooses_no_location(tmp_path):
     # everything else is kept
     assert (loaded.model.rpn.nms_thresh, loaded.model.proposals.topk, loaded.data.batch_size) == (0.6, 500, 7)
     # A location no command will use does not make the file unreadable: older detkits allowed '../x' names.
-    save_checkpoint(path, Checkpoint(replace(placed, name="../../x"), PIPELINES["faster_rcnn"].build(cfg.model).state_dict(),
-                                     ["cat", "dog"], [3, 7]))
+    save_checkpoint(
+        path,
+        Checkpoint(
+            replace(placed, name="../../x"),
+            PIPELINES["faster_rcnn"].build(cfg.model).state_dict(),
+            ["cat", "dog"],
+            [3, 7],
+        ),
+    )
     assert load_checkpoint(path).config == loaded
     assert set(LOCATION_FIELDS) >= {"output_dir", "name", "model.proposals.cache_dir", "data.val_images"}
 
@@ -317,7 +352,9 @@ def test_fine_tuning_takes_no_location_from_the_checkpoint(tmp_path):
     theirs = replace(cfg.data, train_images="/their/images")
     placed = replace(cfg, output_dir=str(tmp_path / "theirs"), name="their_run", data=theirs)
     path = tmp_path / "placed.pt"
-    save_checkpoint(path, Checkpoint(placed, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7]))
+    save_checkpoint(
+        path, Checkpoint(placed, PIPELINES["faster_rcnn"].build(cfg.model).state_dict(), ["cat", "dog"], [3, 7])
+    )
     tuned = fine_tune_config(path, None, None)
     chosen = (tuned.output_dir, tuned.name, tuned.data.train_images, tuned.model.init_weights)
     assert chosen == ("runs", "faster_rcnn", "", str(path))
@@ -353,10 +390,15 @@ def test_a_full_disk_while_saving_is_a_storage_error_that_leaves_no_file(tmp_pat
     load_checkpoint(path)
 
 
-@pytest.mark.parametrize(("code", "needle"), [
-    (errno.ENOSPC, "the disk is full"), (errno.EACCES, "permission denied"), (errno.EROFS, "read-only filesystem"),
-    (errno.EIO, "Input/output error"),
-])
+@pytest.mark.parametrize(
+    ("code", "needle"),
+    [
+        (errno.ENOSPC, "the disk is full"),
+        (errno.EACCES, "permission denied"),
+        (errno.EROFS, "read-only filesystem"),
+        (errno.EIO, "Input/output error"),
+    ],
+)
 def test_an_os_error_while_saving_is_a_storage_error_that_leaves_no_file(tmp_path, monkeypatch, code, needle):
     def writer_refused(obj, handle):
         handle.write(b"PK\x03\x04 partial")
@@ -383,8 +425,13 @@ def _training_parts(cfg: ExperimentConfig) -> dict:
     model = PIPELINES["faster_rcnn"].build(cfg.model)
     optimizer = build_optimizer(model, cfg.solver)
     scheduler = build_scheduler(optimizer, cfg.solver, iters_per_epoch=4)
-    return {"model": model, "ema": None, "optimizer": optimizer, "scheduler": scheduler,
-            "scaler": torch.amp.GradScaler("cpu", enabled=False)}
+    return {
+        "model": model,
+        "ema": None,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "scaler": torch.amp.GradScaler("cpu", enabled=False),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -443,27 +490,41 @@ def _drop(key):
 MOMENTUM, MOMENTUM_FIELD = ("optimizer", "state", 0, "momentum_buffer"), "optimizer.state[0]['momentum_buffer']"
 
 
-@pytest.mark.parametrize(("damage", "field", "needle"), [
-    (_drop("epoch"), "epoch", "is missing"),
-    (_drop("optimizer"), "optimizer", "not an optimizer state"),
-    (_drop("scheduler"), "scheduler", "is missing"),
-    (_set("step", value="4"), "step", "is '4', not a whole number >= 0"),
-    (_set("epoch", value=-1), "epoch", "not a whole number >= 0"),
-    (_set("world_size", value=0), "world_size", "not a whole number >= 1"),
-    (_set("best_ap", value=float("nan")), "best_ap", "not a finite number"),
-    (_set("best_metrics", value=[1]), "best_metrics", "not a mapping"),
-    (_set(*MOMENTUM, value=lambda t: torch.zeros(3)), MOMENTUM_FIELD, "has shape [3], its parameter"),
-    (_set(*MOMENTUM, value=lambda t: torch.full_like(t, float("nan"))), MOMENTUM_FIELD, "NaN or inf"),
-    (_set(*MOMENTUM, value=lambda t: t.to(torch.int8)), MOMENTUM_FIELD, "not a floating-point tensor"),
-    (_set("optimizer", "state", 10**6, value={}), "optimizer.state[1000000]", "not the state of one of the"),
-    (_set("optimizer", "param_groups", value=lambda g: g[:1]), "optimizer.param_groups", "1 groups, the optimizer 2"),
-    (_set("optimizer", "param_groups", 0, "lr", value="fast"), "optimizer.param_groups[0].lr", "not a number"),
-    (_set("optimizer", "param_groups", 1, "params", value=lambda ids: ids[:-1]), "optimizer.param_groups[1].params",
-     "parameter indices"),
-    (_set("scheduler", "last_epoch", value=[1]), "scheduler.last_epoch", "not a number"),
-    (_set("scheduler", "lr_lambdas", value=[None]), "scheduler.lr_lambdas", "not a list of 2 values"),
-    (_set("scheduler", "base_lrs", value=lambda lrs: [float("inf")] * len(lrs)), "scheduler.base_lrs[0]", "a number"),
-])
+@pytest.mark.parametrize(
+    ("damage", "field", "needle"),
+    [
+        (_drop("epoch"), "epoch", "is missing"),
+        (_drop("optimizer"), "optimizer", "not an optimizer state"),
+        (_drop("scheduler"), "scheduler", "is missing"),
+        (_set("step", value="4"), "step", "is '4', not a whole number >= 0"),
+        (_set("epoch", value=-1), "epoch", "not a whole number >= 0"),
+        (_set("world_size", value=0), "world_size", "not a whole number >= 1"),
+        (_set("best_ap", value=float("nan")), "best_ap", "not a finite number"),
+        (_set("best_metrics", value=[1]), "best_metrics", "not a mapping"),
+        (_set(*MOMENTUM, value=lambda t: torch.zeros(3)), MOMENTUM_FIELD, "has shape [3], its parameter"),
+        (_set(*MOMENTUM, value=lambda t: torch.full_like(t, float("nan"))), MOMENTUM_FIELD, "NaN or inf"),
+        (_set(*MOMENTUM, value=lambda t: t.to(torch.int8)), MOMENTUM_FIELD, "not a floating-point tensor"),
+        (_set("optimizer", "state", 10**6, value={}), "optimizer.state[1000000]", "not the state of one of the"),
+        (
+            _set("optimizer", "param_groups", value=lambda g: g[:1]),
+            "optimizer.param_groups",
+            "1 groups, the optimizer 2",
+        ),
+        (_set("optimizer", "param_groups", 0, "lr", value="fast"), "optimizer.param_groups[0].lr", "not a number"),
+        (
+            _set("optimizer", "param_groups", 1, "params", value=lambda ids: ids[:-1]),
+            "optimizer.param_groups[1].params",
+            "parameter indices",
+        ),
+        (_set("scheduler", "last_epoch", value=[1]), "scheduler.last_epoch", "not a number"),
+        (_set("scheduler", "lr_lambdas", value=[None]), "scheduler.lr_lambdas", "not a list of 2 values"),
+        (
+            _set("scheduler", "base_lrs", value=lambda lrs: [float("inf")] * len(lrs)),
+            "scheduler.base_lrs[0]",
+            "a number",
+        ),
+    ],
+)
 def test_a_damaged_training_state_is_named_with_the_fix(tmp_path, resumable, damage, field, needle):
     cfg, payload = resumable
     damaged = {**payload, "training_state": copy.deepcopy(payload["training_state"])}
@@ -491,9 +552,13 @@ def test_damaged_raw_weights_in_the_training_state_are_refused(tmp_path, resumab
 # Fine-tuning applies the same rules to the tensors it copies
 
 
-@pytest.mark.parametrize(("make", "needle"), [
-    (lambda t: t.to(torch.int8), "holds int8 values"), (lambda t: t * float("nan"), "non-finite"),
-])
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda t: t.to(torch.int8), "holds int8 values"),
+        (lambda t: t * float("nan"), "non-finite"),
+    ],
+)
 def test_fine_tuning_refuses_damaged_tensors(tmp_path, valid_payload, make, needle):
     from detkit.engine.fine_tune import load_initial_weights
 

@@ -28,17 +28,22 @@ from detkit.errors import CheckpointError
 from detkit.pipelines import PIPELINES
 
 FUZZ = settings(
-    max_examples=100, deadline=None,
+    max_examples=100,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 
 
 def tiny_config() -> ExperimentConfig:
     """The smallest Faster R-CNN detkit builds: a 2.3M-parameter MobileNetV2 trunk, 16-channel FPN and head."""
-    return ExperimentConfig(model=ModelConfig(
-        num_classes=2, backbone=BackboneConfig(name="mobilenet_v2", fpn_channels=16),
-        transform=TransformConfig(min_size=(64,), max_size=64), roi_heads=RoIHeadsConfig(representation_size=16),
-    ))
+    return ExperimentConfig(
+        model=ModelConfig(
+            num_classes=2,
+            backbone=BackboneConfig(name="mobilenet_v2", fpn_channels=16),
+            transform=TransformConfig(min_size=(64,), max_size=64),
+            roi_heads=RoIHeadsConfig(representation_size=16),
+        )
+    )
 
 
 @functools.cache
@@ -68,17 +73,35 @@ def _paths(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str
 
 
 TOP_LEVEL = [
-    "format", "detkit_version", "pipeline", "config", "class_names", "category_ids", "metrics", "model",
+    "format",
+    "detkit_version",
+    "pipeline",
+    "config",
+    "class_names",
+    "category_ids",
+    "metrics",
+    "model",
     "training_state",
 ]
 CONFIG_PATHS = sorted(_paths(config_to_dict(tiny_config())))
 DTYPES = [
-    torch.int8, torch.uint8, torch.int64, torch.bool, torch.float16, torch.bfloat16, torch.float64, torch.complex64,
+    torch.int8,
+    torch.uint8,
+    torch.int64,
+    torch.bool,
+    torch.float16,
+    torch.bfloat16,
+    torch.float64,
+    torch.complex64,
 ]
 
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 1, 3, 2**31, 2**63 - 1]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(st.characters(codec="utf-8"), max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1, 3, 2**31, 2**63 - 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(st.characters(codec="utf-8"), max_size=12),
     st.sampled_from(["", "\n", "\x00\r", "faster_rcnn", "yolo", "resnet18"]),
 )
 junk = st.one_of(
@@ -87,7 +110,8 @@ junk = st.one_of(
     st.dictionaries(st.text(max_size=6), _scalars, max_size=3),
     st.dictionaries(st.integers(0, 5), _scalars, max_size=2),
     st.recursive(
-        _scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+        _scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
         max_leaves=8,
     ),
     st.builds(torch.zeros, st.integers(0, 3), st.integers(1, 3)),
@@ -174,6 +198,9 @@ def test_a_damaged_checkpoint_loads_or_gives_one_checkpoint_error_line(valid, da
         return
     for name, weight in model.state_dict().items():  # what loads holds the file's values, uncast in kind, finite
         saved = checkpoint.model_state[name]
-        assert saved.is_floating_point() == weight.is_floating_point() and saved.dtype.is_complex is False, (label, name)
+        assert saved.is_floating_point() == weight.is_floating_point() and saved.dtype.is_complex is False, (
+            label,
+            name,
+        )
         assert torch.equal(weight, saved.to(weight.dtype)), (label, name)
         assert not weight.is_floating_point() or bool(torch.isfinite(weight).all()), (label, name)

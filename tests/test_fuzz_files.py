@@ -36,8 +36,11 @@ def _npy(array: np.ndarray) -> bytes:
 
 GOOD_ENTRY = _npy(np.arange(40, dtype=np.float32).reshape(10, 4))
 OTHER_ENTRIES = [
-    _npy(np.zeros((10, 4), np.float64)), _npy(np.zeros((3, 5), np.float32)), _npy(np.zeros((2000, 4), np.float32)),
-    _npy(np.asfortranarray(np.zeros((6, 4), np.float32))), _npy(np.zeros((0, 4), np.float32)),
+    _npy(np.zeros((10, 4), np.float64)),
+    _npy(np.zeros((3, 5), np.float32)),
+    _npy(np.zeros((2000, 4), np.float32)),
+    _npy(np.asfortranarray(np.zeros((6, 4), np.float32))),
+    _npy(np.zeros((0, 4), np.float32)),
     GOOD_ENTRY.replace(b"(10, 4)", b"(1000000000000, 4)"),  # a header declaring 10^12 rows
 ]
 
@@ -66,7 +69,10 @@ name: tiny
 
 
 @settings(FUZZ, max_examples=150)
-@given(data=mutated(GOOD_CONFIG) | mutated(json.dumps({"solver": {"lr": 0.01}, "model": {"yolo": {"image_size": 320}}}).encode()))
+@given(
+    data=mutated(GOOD_CONFIG)
+    | mutated(json.dumps({"solver": {"lr": 0.01}, "model": {"yolo": {"image_size": 320}}}).encode())
+)
 def test_a_config_file_is_a_config_or_one_config_error_line(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("config")
     for suffix in (".yaml", ".json"):

@@ -19,8 +19,21 @@ ROOT = Path(__file__).resolve().parents[1] / "detkit"
 ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"engine", "checkpoint", "pipelines", "config", "data", "evaluation", "viz", "io", "errors", "version"},
-    "engine": {"checkpoint", "pipelines", "modeling", "ops", "structures", "data", "evaluation", "proposals", "viz",
-               "config", "io", "errors", "version"},
+    "engine": {
+        "checkpoint",
+        "pipelines",
+        "modeling",
+        "ops",
+        "structures",
+        "data",
+        "evaluation",
+        "proposals",
+        "viz",
+        "config",
+        "io",
+        "errors",
+        "version",
+    },
     "checkpoint": {"pipelines", "modeling", "config", "io", "errors", "version"},
     "pipelines": {"modeling", "ops", "structures", "proposals", "config", "errors"},
     "modeling": {"ops", "structures", "proposals", "config", "errors"},
@@ -64,7 +77,9 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if base.startswith("detkit"):
                 found.update(_resolve(f"{base}.{alias.name}") or base for alias in node.names)
     return {_resolve(name) or name for name in found}
@@ -104,7 +119,7 @@ def test_the_module_graph_has_no_cycle():
             if target == module or target not in edges:
                 continue
             if state.get(target) == "open":
-                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+                cycles.append(" -> ".join(path[path.index(target) :] + [target]))
             elif target not in state:
                 visit(target)
         path.pop()

@@ -40,7 +40,9 @@ def test_atomic_directory_replaces_only_when_asked(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-@pytest.mark.parametrize(("text", "message"), [("[" * 100_000, "nested too deeply"), ("1" * 5000, "unreadable annotation file")])
+@pytest.mark.parametrize(
+    ("text", "message"), [("[" * 100_000, "nested too deeply"), ("1" * 5000, "unreadable annotation file")]
+)
 def test_json_python_refuses_is_a_data_error(tmp_path, text, message):
     (tmp_path / "a.json").write_text(text)
     with pytest.raises(DataError, match=message):

@@ -15,29 +15,81 @@ ALL = "all"
 
 @reports_errors
 def benchmark_command(
-    pipelines: Annotated[Optional[str], typer.Option(help="Comma-separated pipelines to time with random weights, or 'all' (the default without --weights).")] = None,
-    weights: Annotated[Optional[list[Path]], typer.Option(help="A trained checkpoint to time (repeatable); with --data its AP is measured too.")] = None,
-    backbone: Annotated[str, typer.Option(help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16), or 'preset' for each preset's own.")] = "mobilenet_v2",
+    pipelines: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated pipelines to time with random weights, or 'all' (the default without --weights)."
+        ),
+    ] = None,
+    weights: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="A trained checkpoint to time (repeatable); with --data its AP is measured too."),
+    ] = None,
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16), or 'preset' for each preset's own."
+        ),
+    ] = "mobilenet_v2",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    image_size: Annotated[Optional[int], typer.Option(help="Longer side of the 4:3 input in pixels; the models run at it without resampling (default 640; checkpoints: their own size).")] = None,
+    image_size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Longer side of the 4:3 input in pixels; the models run at it without resampling (default 640; checkpoints: their own size)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
-    images: Annotated[Optional[int], typer.Option(help="How many images are timed: synthetic scenes, or the first N of --data (default 4).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="COCO instances json whose images are timed (and, with --weights, scored for AP).")] = None,
-    data_images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: <split>/ beside annotations/, else beside the json).")] = None,
+    images: Annotated[
+        Optional[int],
+        typer.Option(help="How many images are timed: synthetic scenes, or the first N of --data (default 4)."),
+    ] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(help="COCO instances json whose images are timed (and, with --weights, scored for AP)."),
+    ] = None,
+    data_images: Annotated[
+        Optional[Path],
+        typer.Option(help="Image folder of --data (default: <split>/ beside annotations/, else beside the json)."),
+    ] = None,
     runs: Annotated[int, typer.Option(help="Timed passes over the images (fewer when --max-seconds runs out).")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed passes over the images first (the first one counts FLOPs).")] = 1,
-    max_seconds: Annotated[float, typer.Option(help="Time budget per model and phase: no timed pass starts after it (at least one always runs).")] = 30.0,
+    max_seconds: Annotated[
+        float,
+        typer.Option(help="Time budget per model and phase: no timed pass starts after it (at least one always runs)."),
+    ] = 30.0,
     amp: Annotated[bool, typer.Option(help="Run under autocast (mixed precision).")] = False,
     amp_dtype: Annotated[str, typer.Option(help="Autocast dtype with --amp: bf16 or fp16.")] = "bf16",
     channels_last: Annotated[bool, typer.Option(help="NHWC memory format for the networks.")] = True,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile each model's trunk (slow to start; worth it on GPUs).")] = False,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile each model's trunk (slow to start; worth it on GPUs).")
+    ] = False,
     train: Annotated[bool, typer.Option("--train", help="Also time training steps (images per second).")] = False,
-    compare: Annotated[Optional[str], typer.Option(help="'torchvision': time torchvision's Faster/Mask R-CNN against detkit's, same weights, alternating.")] = None,
-    compare_arch: Annotated[str, typer.Option(help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn (Faster R-CNN only).")] = "resnet50_fpn",
-    isolate: Annotated[bool, typer.Option(help="Measure each model in a fresh process, so its peak memory is its own.")] = True,
+    compare: Annotated[
+        Optional[str],
+        typer.Option(
+            help="'torchvision': time torchvision's Faster/Mask R-CNN against detkit's, same weights, alternating."
+        ),
+    ] = None,
+    compare_arch: Annotated[
+        str,
+        typer.Option(
+            help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn (Faster R-CNN only)."
+        ),
+    ] = "resnet50_fpn",
+    isolate: Annotated[
+        bool, typer.Option(help="Measure each model in a fresh process, so its peak memory is its own.")
+    ] = True,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value of the random-weight pipelines: KEY=VALUE (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for benchmark.json, benchmark.md and the two charts (default: runs/benchmark, -2, ...).")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a config value of the random-weight pipelines: KEY=VALUE (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Folder for benchmark.json, benchmark.md and the two charts (default: runs/benchmark, -2, ...)."
+        ),
+    ] = None,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training speed, AP."""
@@ -52,7 +104,13 @@ def benchmark_command(
     from detkit.engine.precision import Precision
     from detkit.engine.runs import new_run_dir
 
-    for name, value in (("--batch-size", batch_size), ("--runs", runs), ("--warmup", warmup), ("--images", images), ("--threads", threads)):
+    for name, value in (
+        ("--batch-size", batch_size),
+        ("--runs", runs),
+        ("--warmup", warmup),
+        ("--images", images),
+        ("--threads", threads),
+    ):
         check_range(name, value, low=1)
     check_range("--image-size", image_size, low=32)  # 0 once fell back to 640 without a word
     check_range("--max-seconds", max_seconds, low=0.0)
@@ -60,13 +118,26 @@ def benchmark_command(
     if threads:
         torch.set_num_threads(threads)
     settings = BenchmarkSettings(
-        device=resolve_device(device), precision=Precision(amp_dtype if amp else None, channels_last, compile),
-        batch_size=batch_size, runs=runs, warmup=warmup, max_seconds=max_seconds, train=train, isolate=isolate,
+        device=resolve_device(device),
+        precision=Precision(amp_dtype if amp else None, channels_last, compile),
+        batch_size=batch_size,
+        runs=runs,
+        warmup=warmup,
+        max_seconds=max_seconds,
+        train=train,
+        isolate=isolate,
     )
     request = BenchmarkRequest(
-        settings=settings, pipelines=_pipelines(pipelines, has_weights=bool(weights)), weights=tuple(weights or ()),
-        backbone=None if backbone == "preset" else backbone, long_side=image_size, images=images, data=data,
-        data_images=data_images, compare_torchvision=_compares_torchvision(compare), compare_arch=compare_arch,
+        settings=settings,
+        pipelines=_pipelines(pipelines, has_weights=bool(weights)),
+        weights=tuple(weights or ()),
+        backbone=None if backbone == "preset" else backbone,
+        long_side=image_size,
+        images=images,
+        data=data,
+        data_images=data_images,
+        compare_torchvision=_compares_torchvision(compare),
+        compare_arch=compare_arch,
         overrides=tuple(set_ or ()),
     )
     with RichProgress(console) as progress:

@@ -53,7 +53,8 @@ def reports_errors(command: F) -> F:
         except Exception as error:  # a bug in detkit: still one line, with where to look next
             _fail(
                 f"internal error ({error.__class__.__name__}: {str(error)[:300]}); "
-                "rerun with --verbose for the traceback and report it", INTERNAL_ERROR_EXIT_CODE,
+                "rerun with --verbose for the traceback and report it",
+                INTERNAL_ERROR_EXIT_CODE,
             )
 
     return wrapper  # type: ignore[return-value]

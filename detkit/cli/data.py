@@ -31,8 +31,12 @@ def synth_command(
     from detkit.engine.train_request import make_synthetic_data
 
     with RichProgress(console) as progress:
-        written = make_synthetic_data(out, num_train=num_train, num_val=num_val, size=size, seed=seed, force=force, on_event=progress)
-    console.print(f"wrote {num_train} train and {num_val} val images to {out}" if written else f"synthetic dataset ready at {out}")
+        written = make_synthetic_data(
+            out, num_train=num_train, num_val=num_val, size=size, seed=seed, force=force, on_event=progress
+        )
+    console.print(
+        f"wrote {num_train} train and {num_val} val images to {out}" if written else f"synthetic dataset ready at {out}"
+    )
 
 
 @app.command("convert")
@@ -41,10 +45,25 @@ def convert_command(
     source: Annotated[Path, typer.Argument(help="COCO instances json, Pascal VOC folder, or YOLO folder/data.yaml.")],
     out: Annotated[Path, typer.Argument(help="Output folder (or a .json file for one COCO split).")],
     to: Annotated[str, typer.Option(help="Target format: coco, voc or yolo.")],
-    split: Annotated[Optional[str], typer.Option(help="Convert only this split (VOC/YOLO); for a COCO file, the name its split gets.")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json; VOC: default JPEGImages/).")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="VOC class names in label order, comma-separated (default: sorted).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if an earlier `detkit data convert` wrote it (only once the new output is complete).")] = False,
+    split: Annotated[
+        Optional[str],
+        typer.Option(help="Convert only this split (VOC/YOLO); for a COCO file, the name its split gets."),
+    ] = None,
+    images: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Image folder (COCO: default <split>/ beside annotations/, else beside the json; VOC: default JPEGImages/)."
+        ),
+    ] = None,
+    classes: Annotated[
+        Optional[str], typer.Option(help="VOC class names in label order, comma-separated (default: sorted).")
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace OUT if an earlier `detkit data convert` wrote it (only once the new output is complete)."
+        ),
+    ] = False,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Convert a dataset between COCO, Pascal VOC and YOLO. Images are referenced from COCO output and
@@ -54,16 +73,25 @@ def convert_command(
 
     apply_path_policy(allow_outside_images)
     class_names = [name.strip() for name in classes.split(",")] if classes is not None else None
-    report = convert_dataset(source, out, to.lower(), split=split, images=images, classes=class_names, replace=overwrite)
+    report = convert_dataset(
+        source, out, to.lower(), split=split, images=images, classes=class_names, replace=overwrite
+    )
     render_conversion(console, report)
 
 
 @app.command("check")
 @reports_errors
 def check_command(
-    annotations: Annotated[Path, typer.Argument(help="COCO instances json, Pascal VOC folder, or YOLO folder/data.yaml.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split of a VOC or YOLO dataset (default: its train split).")] = None,
+    annotations: Annotated[
+        Path, typer.Argument(help="COCO instances json, Pascal VOC folder, or YOLO folder/data.yaml.")
+    ],
+    images: Annotated[
+        Optional[Path],
+        typer.Option(help="Image folder (COCO: default <split>/ beside annotations/, else beside the json)."),
+    ] = None,
+    split: Annotated[
+        Optional[str], typer.Option(help="Split of a VOC or YOLO dataset (default: its train split).")
+    ] = None,
     fix: Annotated[Optional[Path], typer.Option(help="Write a cleaned COCO json here and report what changed.")] = None,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:

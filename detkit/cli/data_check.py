@@ -33,8 +33,10 @@ def image_progress(console: Console, description: str = "decoding images") -> It
 def render_check(console: Console, report, *, suggest_fix: bool = True) -> None:
     """A ``data.check.CheckReport``: what was checked, a table of findings, and the verdict line."""
     console.print(
-        literal(f"checked {report.annotation_file}: {report.num_images} images, {report.num_annotations} annotations, "
-                f"{report.num_categories} categories; image folder {report.image_dir}"),
+        literal(
+            f"checked {report.annotation_file}: {report.num_images} images, {report.num_annotations} annotations, "
+            f"{report.num_categories} categories; image folder {report.image_dir}"
+        ),
         soft_wrap=True,
     )
     if report.findings:
@@ -51,8 +53,11 @@ def findings_table(findings) -> Table:
     table.add_column("examples")
     for finding in findings:
         table.add_row(
-            literal(finding.severity, style=_SEVERITY_STYLE[finding.severity]), literal(finding.code),
-            str(finding.count), literal(finding.message), literal("\n".join(finding.examples)),
+            literal(finding.severity, style=_SEVERITY_STYLE[finding.severity]),
+            literal(finding.code),
+            str(finding.count),
+            literal(finding.message),
+            literal("\n".join(finding.examples)),
         )
     return table
 
@@ -84,21 +89,35 @@ def render_fix(console: Console, result, after) -> None:
         for count, what in result.changes:
             console.print(literal(f"  {count} {what}"))
     if after.errors:
-        console.print(Text(f"the cleaned file still has errors: {_codes(after.errors)}", style="bold red"), soft_wrap=True)
+        console.print(
+            Text(f"the cleaned file still has errors: {_codes(after.errors)}", style="bold red"), soft_wrap=True
+        )
     else:
-        console.print(Text(f"the cleaned file has no errors; warnings: {_codes(after.warnings) or 'none'}", style="green"), soft_wrap=True)
+        console.print(
+            Text(f"the cleaned file has no errors; warnings: {_codes(after.warnings) or 'none'}", style="green"),
+            soft_wrap=True,
+        )
 
 
 def render_conversion(console: Console, report) -> None:
     """A ``data.formats.ConversionReport``: one row per split, then the notes."""
     title = literal(f"{report.format.upper()} dataset written to {report.output}", style="table.title")
     table = Table(title=title, title_justify="left")
-    for column, justify in (("split", "left"), ("images", "right"), ("annotations", "right"), ("classes", "left"), ("images in", "left")):
+    for column, justify in (
+        ("split", "left"),
+        ("images", "right"),
+        ("annotations", "right"),
+        ("classes", "left"),
+        ("images in", "left"),
+    ):
         table.add_column(column, justify=justify)
     for split in report.splits:
         table.add_row(
-            literal(split.name), str(split.num_images), str(split.num_annotations),
-            literal(", ".join(split.class_names)), literal(_absolute(split.image_dir)),
+            literal(split.name),
+            str(split.num_images),
+            str(split.num_annotations),
+            literal(", ".join(split.class_names)),
+            literal(_absolute(split.image_dir)),
         )
     console.print(table)
     for note in report.notes:

@@ -13,12 +13,26 @@ from detkit.cli.common import console, reports_errors
 @reports_errors
 def detect_command(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or quoted glob patterns.")],
-    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: the last `detkit train`'s best.pt), or a torchvision detection .pth.")] = None,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option(help="Checkpoint (default: the last `detkit train`'s best.pt), or a torchvision detection .pth."),
+    ] = None,
     score_thresh: Annotated[float, typer.Option(help="Drop detections scoring below this (0 to 1).")] = 0.5,
-    out: Annotated[Path, typer.Option(help="Folder for annotated images, detections.jsonl (written as images are done) and detections.json.")] = Path("detections"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Folder for annotated images, detections.jsonl (written as images are done) and detections.json."
+        ),
+    ] = Path("detections"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable).")] = None,
-    svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable)."),
+    ] = None,
+    svd_rank: Annotated[
+        Optional[int],
+        typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,
@@ -33,7 +47,9 @@ def detect_command(
     check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
     check_range("--batch-size", batch_size, low=1)
     check_range("--svd-rank", svd_rank, low=0)
-    request = DetectRequest(tuple(images), weights, score_thresh, out, device, tuple(set_ or ()), svd_rank, batch_size, save_images)
+    request = DetectRequest(
+        tuple(images), weights, score_thresh, out, device, tuple(set_ or ()), svd_rank, batch_size, save_images
+    )
     with RichProgress(console) as progress:
 
         def on_event(event: object) -> None:
@@ -47,5 +63,7 @@ def detect_command(
         summary = run_detection(request, on_event=on_event)
     if summary.proposals is not None:
         console.print(proposal_run_line(summary.proposals))
-    console.print(f"{summary.num_detections} detections in {summary.num_images} images; results: {summary.results}"
-                  + (f"; {summary.images_written} annotated images in {summary.out}" if summary.images_written else ""))
+    console.print(
+        f"{summary.num_detections} detections in {summary.num_images} images; results: {summary.results}"
+        + (f"; {summary.images_written} annotated images in {summary.out}" if summary.images_written else "")
+    )

@@ -14,18 +14,45 @@ from detkit.cli.options import AllowOutsideImages
 
 @reports_errors
 def eval_command(
-    coco: Annotated[Path, typer.Option("--coco", "--data", help="Ground truth: a COCO instances json, Pascal VOC folder or YOLO folder/data.yaml.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of --coco (default: <split>/ beside annotations/, else beside the json, or the VOC/YOLO layout's).")] = None,
+    coco: Annotated[
+        Path,
+        typer.Option(
+            "--coco", "--data", help="Ground truth: a COCO instances json, Pascal VOC folder or YOLO folder/data.yaml."
+        ),
+    ],
+    images: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Image folder of --coco (default: <split>/ beside annotations/, else beside the json, or the VOC/YOLO layout's)."
+        ),
+    ] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of a VOC/YOLO dataset (default: test, else val).")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to evaluate (default: the last `detkit train`'s best.pt).")] = None,
-    results: Annotated[Optional[Path], typer.Option(help="Evaluate this COCO results json instead of running a model.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the metrics json here (default: metrics.json beside the weights or results).")] = None,
-    backend: Annotated[str, typer.Option(help="auto (faster-coco-eval when installed), pycocotools or faster_coco_eval.")] = "auto",
+    weights: Annotated[
+        Optional[Path], typer.Option(help="Checkpoint to evaluate (default: the last `detkit train`'s best.pt).")
+    ] = None,
+    results: Annotated[
+        Optional[Path], typer.Option(help="Evaluate this COCO results json instead of running a model.")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Write the metrics json here (default: metrics.json beside the weights or results)."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="auto (faster-coco-eval when installed), pycocotools or faster_coco_eval.")
+    ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable).")] = None,
-    svd_rank: Annotated[Optional[int], typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's).")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable)."),
+    ] = None,
+    svd_rank: Annotated[
+        Optional[int],
+        typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
-    score_thresh: Annotated[float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")] = 0.05,
+    score_thresh: Annotated[
+        float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")
+    ] = 0.05,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Print the 12 COCO numbers and per-class AP, and write them as json."""
@@ -39,8 +66,18 @@ def eval_command(
     check_range("--svd-rank", svd_rank, low=0)
     apply_path_policy(allow_outside_images)
     request = EvalRequest(
-        data=coco, images=images, split=split, weights=weights, results=results, out=out, backend=backend, device=device,
-        overrides=tuple(set_ or ()), svd_rank=svd_rank, batch_size=batch_size, score_thresh=score_thresh,
+        data=coco,
+        images=images,
+        split=split,
+        weights=weights,
+        results=results,
+        out=out,
+        backend=backend,
+        device=device,
+        overrides=tuple(set_ or ()),
+        svd_rank=svd_rank,
+        batch_size=batch_size,
+        score_thresh=score_thresh,
     )
     with RichProgress(console) as progress:
         report = run_evaluation(request, on_event=progress)
@@ -53,7 +90,9 @@ def eval_command(
     for metrics, label in ((report.metrics, "AP"), (report.mask_metrics, "mask AP")):
         if metrics is None:
             continue
-        console.print(f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, scored by {metrics.backend}")
+        console.print(
+            f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, scored by {metrics.backend}"
+        )
         console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type}"))
         if metrics.per_class_ap:
             console.print(per_class_table(metrics.per_class_ap, metrics.per_class_ap50, title=f"per-class {label}"))

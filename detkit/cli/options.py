@@ -38,6 +38,9 @@ def check_range(option: str, value: float | int | None, *, low: float | None = N
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{option} {value}: must be a finite number")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else (
-            f"at least {low:g}" if low is not None else f"at most {high:g}")
+        bounds = (
+            f"between {low:g} and {high:g}"
+            if low is not None and high is not None
+            else (f"at least {low:g}" if low is not None else f"at most {high:g}")
+        )
         raise ConfigError(f"{option} {value}: must be {bounds}")

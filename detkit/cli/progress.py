@@ -11,7 +11,15 @@ from rich.text import Text
 from detkit.cli.console import label_line, printable, styled
 
 _SHOWN_INFO = (
-    "loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box", "loss_mask", "lr", "computed", "boxes_per_image",
+    "loss",
+    "loss_rpn_cls",
+    "loss_rpn_box",
+    "loss_cls",
+    "loss_box",
+    "loss_mask",
+    "lr",
+    "computed",
+    "boxes_per_image",
 )
 
 
@@ -22,13 +30,19 @@ class RichProgress:
         self.console = console
         # markup=False: a description is data (a dataset or file name); the columns style it instead.
         self.progress = Progress(
-            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TextColumn("eta", markup=False),
-            TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("{task.description}", style="bold", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}", markup=False),
+            TimeElapsedColumn(),
+            TextColumn("eta", markup=False),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         )
         self.tasks: dict[str, Any] = {}
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self.progress.start()
         return self
 
@@ -52,7 +66,9 @@ class RichProgress:
             self.console.print(label_line(f"{event.level}:", "yellow", event.message))
         elif isinstance(event, events.TrainingStarted):
             across = f" x {event.processes} processes" if event.processes > 1 else ""
-            self.console.print(styled("training ", (event.pipeline, "bold"), f" ({event.name}) on {event.data}{across}"))
+            self.console.print(
+                styled("training ", (event.pipeline, "bold"), f" ({event.name}) on {event.data}{across}")
+            )
 
 
 def _format_info(info: dict[str, float]) -> str:

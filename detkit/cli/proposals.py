@@ -14,13 +14,20 @@ from detkit.cli.options import AllowOutsideImages
 @reports_errors
 def proposals_command(
     data: Annotated[Path, typer.Argument(help="COCO instances json (recall is reported), or image files/folder.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of a COCO json (default: <split>/ beside annotations/, else beside the json).")] = None,
+    images: Annotated[
+        Optional[Path],
+        typer.Option(help="Image folder of a COCO json (default: <split>/ beside annotations/, else beside the json)."),
+    ] = None,
     mode: Annotated[str, typer.Option(help="Selective search strategy: fast or quality.")] = "fast",
-    max_image_size: Annotated[int, typer.Option(help="Shrink images whose longer side exceeds this before segmenting.")] = 500,
+    max_image_size: Annotated[
+        int, typer.Option(help="Shrink images whose longer side exceeds this before segmenting.")
+    ] = 500,
     min_box_size: Annotated[float, typer.Option(help="Drop proposals narrower or shorter than this (pixels).")] = 4.0,
     topk: Annotated[int, typer.Option(help="Proposals kept per image, best-ranked first.")] = 2000,
     workers: Annotated[int, typer.Option(help="Processes (0 = one per core).")] = 0,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default: $DETKIT_CACHE_DIR or ~/.cache/detkit/proposals).")] = None,
+    cache_dir: Annotated[
+        Optional[Path], typer.Option(help="Proposal cache (default: $DETKIT_CACHE_DIR or ~/.cache/detkit/proposals).")
+    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the report as json here.")] = None,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
@@ -36,7 +43,10 @@ def proposals_command(
     check_range("--workers", workers, low=0)
     apply_path_policy(allow_outside_images)
     cfg = ProposalConfig(
-        mode=mode, max_image_size=max_image_size, min_box_size=min_box_size, topk=topk,
+        mode=mode,
+        max_image_size=max_image_size,
+        min_box_size=min_box_size,
+        topk=topk,
         cache_dir=str(cache_dir) if cache_dir else "",
     )
     with RichProgress(console) as progress:

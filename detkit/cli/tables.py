@@ -12,9 +12,18 @@ from rich.text import Text
 from detkit.cli.console import literal
 
 _STAT_LABELS = {
-    "AP": "AP @[.50:.95]", "AP50": "AP @.50", "AP75": "AP @.75", "APs": "AP small", "APm": "AP medium",
-    "APl": "AP large", "AR1": "AR max 1", "AR10": "AR max 10", "AR100": "AR max 100", "ARs": "AR small",
-    "ARm": "AR medium", "ARl": "AR large",
+    "AP": "AP @[.50:.95]",
+    "AP50": "AP @.50",
+    "AP75": "AP @.75",
+    "APs": "AP small",
+    "APm": "AP medium",
+    "APl": "AP large",
+    "AR1": "AR max 1",
+    "AR10": "AR max 10",
+    "AR100": "AR max 100",
+    "ARs": "AR small",
+    "ARm": "AR medium",
+    "ARl": "AR large",
 }
 
 
@@ -40,7 +49,15 @@ def per_class_table(per_class_ap: dict[str, float], per_class_ap50: dict[str, fl
 
 def detections_table(title: str, detections, class_names: list[str]) -> Table:
     table = Table(title=_title(title), title_justify="left")
-    for column, justify in (("#", "right"), ("class", "left"), ("score", "right"), ("x1", "right"), ("y1", "right"), ("x2", "right"), ("y2", "right")):
+    for column, justify in (
+        ("#", "right"),
+        ("class", "left"),
+        ("score", "right"),
+        ("x1", "right"),
+        ("y1", "right"),
+        ("x2", "right"),
+        ("y2", "right"),
+    ):
         table.add_column(column, justify=justify)
     rows = zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist())
     for index, (box, score, label) in enumerate(rows):
@@ -53,7 +70,11 @@ def eval_timing_lines(timing) -> str:
     left is image reading and batching), then the pipeline's own counts, one per line."""
     parts = [f"{name} {ms:.1f}" for name, ms in timing.stage_ms.items()]
     parts.append(f"image reading and the rest {timing.ms_per_image - sum(timing.stage_ms.values()):.1f}")
-    line = f"{timing.num_images} images in {timing.seconds:.1f} s: {timing.ms_per_image:.1f} ms per image = " + " + ".join(parts) + " ms"
+    line = (
+        f"{timing.num_images} images in {timing.seconds:.1f} s: {timing.ms_per_image:.1f} ms per image = "
+        + " + ".join(parts)
+        + " ms"
+    )
     return "\n".join([line, *(f"  {extra}" for extra in timing.lines)])
 
 
@@ -78,18 +99,40 @@ def benchmark_tables(report) -> list[Table]:
     show_weights = any(r.weights != "random" for r in results)
     speed = _right_aligned_table(
         f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads, torch {env['torch']}; {env['input']}",
-        ["pipeline", *(["weights"] if show_weights else []), "ms/img", "call p50", "call p90", "img/s", "x Faster", "train img/s"],
+        [
+            "pipeline",
+            *(["weights"] if show_weights else []),
+            "ms/img",
+            "call p50",
+            "call p90",
+            "img/s",
+            "x Faster",
+            "train img/s",
+        ],
     )
-    cost = _right_aligned_table("size, arithmetic, memory and accuracy", ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"])
+    cost = _right_aligned_table(
+        "size, arithmetic, memory and accuracy",
+        ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"],
+    )
     for r in results:
         speed.add_row(
-            literal(r.name), *([literal(r.weights)] if show_weights else []), f"{r.ms_per_image:.1f}",
-            f"{r.latency.p50:.1f}", f"{r.latency.p90:.1f}", f"{r.latency.images_per_second:.2f}",
-            format_optional(r.relative_to_reference, ".2f"), format_optional(r.train_images_per_second, ".2f"),
+            literal(r.name),
+            *([literal(r.weights)] if show_weights else []),
+            f"{r.ms_per_image:.1f}",
+            f"{r.latency.p50:.1f}",
+            f"{r.latency.p90:.1f}",
+            f"{r.latency.images_per_second:.2f}",
+            format_optional(r.relative_to_reference, ".2f"),
+            format_optional(r.train_images_per_second, ".2f"),
         )
         cost.add_row(
-            literal(r.name), f"{r.params / 1e6:.1f}", f"{r.gflops:.1f}", f"{r.peak_rss_mib:.0f}",
-            format_optional(r.cuda_peak_mib, ".0f"), format_optional(r.ap, ".3f"), format_optional(r.ap50, ".3f"),
+            literal(r.name),
+            f"{r.params / 1e6:.1f}",
+            f"{r.gflops:.1f}",
+            f"{r.peak_rss_mib:.0f}",
+            format_optional(r.cuda_peak_mib, ".0f"),
+            format_optional(r.ap, ".3f"),
+            format_optional(r.ap50, ".3f"),
         )
     stages = stage_columns(results)
     split = _right_aligned_table("ms per image by stage", ["pipeline", *stages, "regions/img"])
@@ -100,11 +143,15 @@ def benchmark_tables(report) -> list[Table]:
     if report.comparisons:
         versus = _right_aligned_table(
             "detkit / torchvision: same architecture, weights, input, device, precision; alternating runs",
-            ["pipeline", "architecture", "detkit ms", "torchvision ms", "ratio"], text_columns=2,
+            ["pipeline", "architecture", "detkit ms", "torchvision ms", "ratio"],
+            text_columns=2,
         )
         for c in report.comparisons:
             versus.add_row(
-                literal(c.pipeline), literal(c.arch), f"{c.detkit_median_ms:.1f}", f"{c.torchvision_median_ms:.1f}",
+                literal(c.pipeline),
+                literal(c.arch),
+                f"{c.detkit_median_ms:.1f}",
+                f"{c.torchvision_median_ms:.1f}",
                 f"{c.ratio:.3f}",
             )
         tables.append(versus)

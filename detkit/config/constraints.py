@@ -48,8 +48,9 @@ class Range(Constraint):
     gt: float | None = None
     lt: float | None = None
 
-    def __init__(self, ge: float | None = None, le: float | None = None, *, gt: float | None = None,
-                 lt: float | None = None) -> None:
+    def __init__(
+        self, ge: float | None = None, le: float | None = None, *, gt: float | None = None, lt: float | None = None
+    ) -> None:
         if ge is not None and gt is not None or le is not None and lt is not None:
             raise TypeError("Range takes one lower bound (ge or gt) and one upper bound (le or lt)")
         for name, bound in (("ge", ge), ("le", le), ("gt", gt), ("lt", lt)):
@@ -57,8 +58,10 @@ class Range(Constraint):
 
     def problem(self, value: Any) -> str | None:
         inside = (
-            (self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-            and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
         )
         return None if inside else f"is out of range; must be {self.describe(integer=isinstance(value, int))}"
 

@@ -165,7 +165,9 @@ def _read_config_text(path: Path) -> str:
     except FileRefused as refused:
         raise ConfigError(f"{shown}: {refused.strerror}; pass a .yaml or .json file to --config") from None
     except OSError as error:
-        raise ConfigError(f"{shown}: cannot read the config file ({error.strerror or error}); check its permissions") from None
+        raise ConfigError(
+            f"{shown}: cannot read the config file ({error.strerror or error}); check its permissions"
+        ) from None
     size = max(size, len(data))
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(

@@ -11,8 +11,21 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from detkit.config.constraints import (
-    Ascending, Below, Choice, Decay, Flag, MultipleOf, NonEmpty, NonNegative, NonNegativeInt, PathComponent, Pattern,
-    Positive, PositiveInt, Probability, Range,
+    Ascending,
+    Below,
+    Choice,
+    Decay,
+    Flag,
+    MultipleOf,
+    NonEmpty,
+    NonNegative,
+    NonNegativeInt,
+    PathComponent,
+    Pattern,
+    Positive,
+    PositiveInt,
+    Probability,
+    Range,
 )
 
 # The names the code dispatches on (tests/config/test_constraints.py holds them equal to its dicts).
@@ -67,11 +80,15 @@ class TransformConfig:
 class AnchorConfig:
     # One tuple of sizes (pixels, sqrt of area) and aspect ratios (height / width) per feature level.
     sizes: Annotated[tuple[Annotated[tuple[PositiveInt, ...], NonEmpty()], ...], NonEmpty()] = (
-        (32,), (64,), (128,), (256,), (512,)
+        (32,),
+        (64,),
+        (128,),
+        (256,),
+        (512,),
     )
     aspect_ratios: Annotated[tuple[Annotated[tuple[Positive, ...], NonEmpty()], ...], NonEmpty()] = (
-        ((0.5, 1.0, 2.0),) * 5
-    )
+        (0.5, 1.0, 2.0),
+    ) * 5
 
 
 @dataclass(frozen=True)

@@ -88,19 +88,31 @@ CHECKS: dict[str, tuple[Severity, str]] = {
     "unreadable_image": ("error", "image files OpenCV cannot decode"),
     "truncated_image": ("error", "image files cut short (no end marker): an interrupted copy or download"),
     "image_too_large": ("error", "images over the pixel limit (DETKIT_MAX_IMAGE_PIXELS): never decoded"),
-    "image_outside_folder": ("error", "file_name leads outside the image folder: not read (--allow-outside-images to allow)"),
+    "image_outside_folder": (
+        "error",
+        "file_name leads outside the image folder: not read (--allow-outside-images to allow)",
+    ),
     "image_size_mismatch": ("error", "json width/height differ from the image file: boxes may be in another frame"),
     "malformed_image": ("error", "image records without an integer id or a file_name"),
     "duplicate_image_id": ("error", "image ids used by more than one image record"),
     "malformed_category": ("error", "category records without an integer id"),
     "duplicate_category_id": ("error", "category ids used by more than one category record"),
-    "duplicate_category_name": ("error", "category names used by more than one category: their detections cannot be told apart"),
+    "duplicate_category_name": (
+        "error",
+        "category names used by more than one category: their detections cannot be told apart",
+    ),
     "id_out_of_range": ("error", "ids outside [0, 2**63): the evaluators index ids as 64-bit integers"),
     "malformed_annotation": ("error", "annotations without an integer id, image_id and category_id"),
     "duplicate_annotation_id": ("error", "annotation ids used more than once"),
-    "zero_annotation_id": ("error", "annotation id 0: pycocotools scores a detection matched to it as a false positive"),
+    "zero_annotation_id": (
+        "error",
+        "annotation id 0: pycocotools scores a detection matched to it as a false positive",
+    ),
     "malformed_iscrowd": ("error", "iscrowd is not 0 or 1: training drops these annotations"),
-    "undecodable_segmentation": ("error", "RLE segmentations pycocotools cannot decode: Mask R-CNN training stops on them"),
+    "undecodable_segmentation": (
+        "error",
+        "RLE segmentations pycocotools cannot decode: Mask R-CNN training stops on them",
+    ),
     "missing_image_id": ("error", "annotations whose image_id names no image"),
     "unknown_category": ("error", "annotations whose category_id names no category"),
     "malformed_box": ("error", "bbox is not 4 finite numbers [x, y, w, h]"),
@@ -111,7 +123,10 @@ CHECKS: dict[str, tuple[Severity, str]] = {
     "missing_image_size": ("warning", "image records without width/height (the file's size is used)"),
     "images_without_annotations": ("warning", "images with no annotations (fine for negatives)"),
     "crowd_without_rle": ("warning", "iscrowd=1 annotations whose segmentation is not an RLE"),
-    "unusable_segmentation": ("warning", "segmentations that are neither polygons (>= 3 points) nor an RLE: masks use the box"),
+    "unusable_segmentation": (
+        "warning",
+        "segmentations that are neither polygons (>= 3 points) nor an RLE: masks use the box",
+    ),
     "box_edge_overshoot": ("warning", "boxes past the image edge by at most 1 px (rounding): clipped when read"),
     "tiny_box": ("warning", "boxes with a side under 2 px: usually a click instead of a drag"),
     "duplicate_box": ("warning", "the same box and class twice in one image"),
@@ -223,15 +238,24 @@ def check_coco(
     categories = _check_categories(dataset["categories"], found)
     if images is None:
         # Every named file, not only the first record of each id: --fix keeps renumbered duplicates.
-        names = [r["file_name"] for r in dataset["images"] if isinstance(r, dict) and isinstance(r.get("file_name"), str) and r["file_name"]]
+        names = [
+            r["file_name"]
+            for r in dataset["images"]
+            if isinstance(r, dict) and isinstance(r.get("file_name"), str) and r["file_name"]
+        ]
         images = scan_images(image_dir, names, progress=progress)
     sizes = _check_files(image_records, images, found)
     class_counts, annotated = _check_annotations(dataset["annotations"], image_records, categories, sizes, found)
     _check_unannotated(image_records, annotated, found)
     _check_classes(categories, class_counts, found)
     return CheckReport(
-        annotation_file, image_dir, len(dataset["images"]), len(dataset["annotations"]), len(dataset["categories"]),
-        found.build(), images,
+        annotation_file,
+        image_dir,
+        len(dataset["images"]),
+        len(dataset["annotations"]),
+        len(dataset["categories"]),
+        found.build(),
+        images,
     )
 
 
@@ -244,7 +268,12 @@ def _check_image_records(records: list[Any], found: _Findings) -> dict[int, dict
     images: dict[int, dict[str, Any]] = {}
     files: dict[str, int] = {}
     for index, record in enumerate(records):
-        if not isinstance(record, dict) or not is_int(record.get("id")) or not isinstance(record.get("file_name"), str) or not record["file_name"]:
+        if (
+            not isinstance(record, dict)
+            or not is_int(record.get("id"))
+            or not isinstance(record.get("file_name"), str)
+            or not record["file_name"]
+        ):
             found.add("malformed_image", f"images[{index}]")
             continue
         image_id, file_name = record["id"], record["file_name"]
@@ -285,10 +314,17 @@ def _check_categories(records: list[Any], found: _Findings) -> dict[int, str]:
     return categories
 
 
-def _check_files(images: dict[int, dict[str, Any]], scan: dict[str, ImageStatus], found: _Findings) -> dict[int, tuple[float, float] | None]:
+def _check_files(
+    images: dict[int, dict[str, Any]], scan: dict[str, ImageStatus], found: _Findings
+) -> dict[int, tuple[float, float] | None]:
     """File problems per image; returns each image's frame ``(W, H)``: the json's, else the file's, else None."""
-    codes = {"missing": "missing_image", "unreadable": "unreadable_image", "truncated": "truncated_image",
-             "too_large": "image_too_large", "outside": "image_outside_folder"}
+    codes = {
+        "missing": "missing_image",
+        "unreadable": "unreadable_image",
+        "truncated": "truncated_image",
+        "too_large": "image_too_large",
+        "outside": "image_outside_folder",
+    }
     frames: dict[int, tuple[float, float] | None] = {}
     for image_id, record in images.items():
         status = scan.get(record["file_name"], ImageStatus("missing", detail="not scanned"))
@@ -299,7 +335,10 @@ def _check_files(images: dict[int, dict[str, Any]], scan: dict[str, ImageStatus]
         if not has_size:
             found.add("missing_image_size", f"image {image_id}: {record['file_name']}")
         elif status.size is not None and (status.size[1], status.size[0]) != (width, height):
-            found.add("image_size_mismatch", f"image {image_id}: {record['file_name']} json {width}x{height}, file {status.size[1]}x{status.size[0]}")
+            found.add(
+                "image_size_mismatch",
+                f"image {image_id}: {record['file_name']} json {width}x{height}, file {status.size[1]}x{status.size[0]}",
+            )
         if has_size:
             frames[image_id] = (float(width), float(height))
         else:
@@ -418,8 +457,11 @@ def _check_classes(categories: dict[int, str], class_counts: Counter[int], found
     if ratio < IMBALANCE_RATIO:
         return
     rare = [(count, cat_id) for count, cat_id in used if largest / count >= IMBALANCE_RATIO]
-    found.set_message("class_imbalance", f"largest class '{categories[largest_id]}' ({largest}) over smallest "
-                      f"'{categories[smallest_id]}' ({smallest}) is {ratio:.1f}x; classes under 1/{IMBALANCE_RATIO:g} of the largest:")
+    found.set_message(
+        "class_imbalance",
+        f"largest class '{categories[largest_id]}' ({largest}) over smallest "
+        f"'{categories[smallest_id]}' ({smallest}) is {ratio:.1f}x; classes under 1/{IMBALANCE_RATIO:g} of the largest:",
+    )
     for count, cat_id in reversed(rare):
         found.add("class_imbalance", f"'{categories[cat_id]}': {count}")
 
@@ -430,4 +472,3 @@ def _xyxy_text(box: Box) -> str:
 
 def _frame_text(frame: tuple[float, float] | None) -> str:
     return "an image of unknown size" if frame is None else f"{frame[0]:g}x{frame[1]:g}"
-

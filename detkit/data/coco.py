@@ -219,7 +219,9 @@ def _index_images(records: list[Any], path: Path) -> dict[int, dict[str, Any]]:
     images: dict[int, dict[str, Any]] = {}
     for index, record in enumerate(records):
         if not isinstance(record, dict) or not is_int(record.get("id")) or not isinstance(record.get("file_name"), str):
-            raise DataError(f"{path}: images[{index}] needs an integer 'id' and a 'file_name'; add them or drop the record")
+            raise DataError(
+                f"{path}: images[{index}] needs an integer 'id' and a 'file_name'; add them or drop the record"
+            )
         if record["id"] in images:
             raise DataError(f"{path}: image id {record['id']} appears twice; give every image a unique id")
         images[record["id"]] = record

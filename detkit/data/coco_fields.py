@@ -29,7 +29,9 @@ def read_coco_json(path: Path) -> dict[str, Any]:
     """Parse a COCO instances json and check its top level: an object with the three record lists."""
     dataset = read_json(path, what="annotation file", missing_fix="pass the path to a COCO instances json")
     if not isinstance(dataset, dict):
-        raise DataError(f"{path}: top level is not a JSON object; a COCO instances file is an object with {_keys_text()}")
+        raise DataError(
+            f"{path}: top level is not a JSON object; a COCO instances file is an object with {_keys_text()}"
+        )
     for key in REQUIRED_KEYS:
         if not isinstance(dataset.get(key), list):
             problem = "has no" if key not in dataset else "has a non-list"

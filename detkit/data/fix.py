@@ -81,7 +81,9 @@ class FixResult:
     changes: tuple[tuple[int, str], ...]
 
 
-def fix_dataset(annotation_file: Path, images: dict[str, ImageStatus], output: Path, *, image_dir: Path | None = None) -> FixResult:
+def fix_dataset(
+    annotation_file: Path, images: dict[str, ImageStatus], output: Path, *, image_dir: Path | None = None
+) -> FixResult:
     """Write a cleaned copy of the COCO json at ``annotation_file`` to ``output``; ``images`` is the
     scan of ``CheckReport.images`` (every file_name's decoded status), of the folder ``image_dir``.
 
@@ -89,9 +91,15 @@ def fix_dataset(annotation_file: Path, images: dict[str, ImageStatus], output: P
     file was found at all: dropping every record is not a fix, the image folder is wrong.
     """
     if os.path.lexists(output) and same_file(output, annotation_file):
-        raise DataError(f"--fix {output}: is the file being checked; write the cleaned copy to another path (the original stays as it is)")
+        raise DataError(
+            f"--fix {output}: is the file being checked; write the cleaned copy to another path (the original stays as it is)"
+        )
     dataset = read_coco_json(Path(annotation_file))
-    statuses = [images.get(r["file_name"]) for r in dataset["images"] if isinstance(r, dict) and isinstance(r.get("file_name"), str)]
+    statuses = [
+        images.get(r["file_name"])
+        for r in dataset["images"]
+        if isinstance(r, dict) and isinstance(r.get("file_name"), str)
+    ]
     if statuses and all(status is not None and status.state == "missing" for status in statuses):
         raise DataError(
             f"{annotation_file}: none of its {len(statuses)} images is in {image_dir or 'the image folder'}, so --fix would "
@@ -146,7 +154,12 @@ def _fix_images(
     owners: dict[int, dict[str, Any]] = {}
     kept = []
     for record in records:
-        if not isinstance(record, dict) or not is_int(record.get("id")) or not isinstance(record.get("file_name"), str) or not record["file_name"]:
+        if (
+            not isinstance(record, dict)
+            or not is_int(record.get("id"))
+            or not isinstance(record.get("file_name"), str)
+            or not record["file_name"]
+        ):
             counts["image_malformed"] += 1
             continue
         if not is_id(record["id"]):
@@ -174,7 +187,11 @@ def _set_size(record: dict[str, Any], size: tuple[int, int] | None) -> bool:
     if size is None:
         return False
     height, width = size
-    if is_positive_size(record.get("width")) and is_positive_size(record.get("height")) and (record["width"], record["height"]) == (width, height):
+    if (
+        is_positive_size(record.get("width"))
+        and is_positive_size(record.get("height"))
+        and (record["width"], record["height"]) == (width, height)
+    ):
         return False
     record["width"], record["height"] = width, height
     return True
@@ -221,7 +238,9 @@ def _rename_shared_names(categories: list[dict[str, Any]], counts: Counter[str])
         seen.add(name)
 
 
-def _fix_annotations(records: list[Any], images: list[dict[str, Any]], categories: list[dict[str, Any]], counts: Counter[str]) -> list[dict[str, Any]]:
+def _fix_annotations(
+    records: list[Any], images: list[dict[str, Any]], categories: list[dict[str, Any]], counts: Counter[str]
+) -> list[dict[str, Any]]:
     by_id = {image["id"]: image for image in images}
     category_ids = {category["id"] for category in categories}
     next_id = _next_id(records)

@@ -21,7 +21,9 @@ def find_images(inputs: list[str]) -> list[Path]:
         elif path.is_file() or os.path.lexists(path):  # not a regular file: read_image_rgb says what it is
             found.append(path)
         elif any(ch in item for ch in "*?["):
-            found.extend(sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(
+                sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            )
         else:
             raise DataError(f"{item}: no such file or folder; pass image files, folders or quoted glob patterns")
     # realpath, not Path.resolve: it raises on a symlink loop (Python < 3.13); the loop is then a file

@@ -95,7 +95,7 @@ def _jpeg_header(handle: BinaryIO) -> ImageHeader | None:
         if code == _JPEG_APP1:
             payload = handle.read(length)
             if payload.startswith(_EXIF_SIGNATURE):
-                orientation = exif_orientation(payload[len(_EXIF_SIGNATURE):]) or orientation
+                orientation = exif_orientation(payload[len(_EXIF_SIGNATURE) :]) or orientation
         else:
             handle.seek(length, 1)
 

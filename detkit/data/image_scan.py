@@ -69,7 +69,9 @@ def scan_images(
     level = _quiet_opencv()
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for done, (name, status) in enumerate(zip(names, pool.map(lambda n: _inspect_named(image_dir, n), names)), start=1):
+            for done, (name, status) in enumerate(
+                zip(names, pool.map(lambda n: _inspect_named(image_dir, n), names)), start=1
+            ):
                 results[name] = status
                 if progress is not None:
                     progress(done, len(names))

@@ -51,7 +51,7 @@ class ImageError(DataError):
         self.state, self.detail = state, detail or message
 
     @classmethod
-    def of(cls, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> "ImageError":
+    def of(cls, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> ImageError:
         return cls(f"{path}: {headline or detail}; {fix}", state, detail)
 
 
@@ -80,14 +80,22 @@ def decode_image_rgb(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
     if cut:
         # OpenCV would decode what is there and fill the rest with grey: training on that teaches garbage.
         raise ImageError.of(
-            path, "truncated", cut, "replace the file, or drop it with `detkit data check ANNOTATIONS --images DIR --fix OUT.json`",
+            path,
+            "truncated",
+            cut,
+            "replace the file, or drop it with `detkit data check ANNOTATIONS --images DIR --fix OUT.json`",
             headline=f"truncated image ({cut}: an interrupted download or copy)",
         )
     header = read_header(io.BytesIO(data))
     check_pixel_count(header, path)
     bgr = _decode(data, path)
     if bgr is None:
-        raise ImageError.of(path, "unreadable", "not a readable image", "replace it with a valid JPEG or PNG or drop it from the annotations")
+        raise ImageError.of(
+            path,
+            "unreadable",
+            "not a readable image",
+            "replace it with a valid JPEG or PNG or drop it from the annotations",
+        )
     return apply_orientation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), header.orientation if header else 1)
 
 
@@ -95,7 +103,9 @@ def check_pixel_count(header: ImageHeader | None, path: str | os.PathLike[str]) 
     limit = max_image_pixels()
     if header is not None and limit is not None and header.pixels > limit:
         raise ImageError.of(
-            path, "too_large", f"{header.width} x {header.height} pixels is over the limit of {limit:,}",
+            path,
+            "too_large",
+            f"{header.width} x {header.height} pixels is over the limit of {limit:,}",
             f"downscale or tile the image, or raise {MAX_IMAGE_PIXELS_ENV} (0 for no limit)",
         )
 
@@ -107,9 +117,15 @@ def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray | None:
         return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), READ_FLAGS)
     except cv2.error as error:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(error):  # OpenCV's own limit (formats detkit reads no header of)
-            raise ImageError.of(path, "too_large", "over the pixel limit",
-                             f"downscale the image, or raise {MAX_IMAGE_PIXELS_ENV} (0 for no limit)") from None
-        raise ImageError.of(path, "unreadable", f"OpenCV cannot decode it ({_first_line(error)})", _FIX_REPLACE) from None
+            raise ImageError.of(
+                path,
+                "too_large",
+                "over the pixel limit",
+                f"downscale the image, or raise {MAX_IMAGE_PIXELS_ENV} (0 for no limit)",
+            ) from None
+        raise ImageError.of(
+            path, "unreadable", f"OpenCV cannot decode it ({_first_line(error)})", _FIX_REPLACE
+        ) from None
 
 
 def _first_line(error: Exception) -> str:
@@ -145,7 +161,9 @@ def truncation(data: bytes) -> str:
     """
     if data.startswith(_JPEG_START):
         last_scan = data.rfind(_JPEG_SCAN)
-        return "" if last_scan >= 0 and data.rfind(_JPEG_END) > last_scan else "ends before the JPEG end-of-image marker"
+        return (
+            "" if last_scan >= 0 and data.rfind(_JPEG_END) > last_scan else "ends before the JPEG end-of-image marker"
+        )
     if data.startswith(_PNG_START):
         return "" if data.rfind(_PNG_END) > 0 else "ends before the PNG IEND chunk"
     return ""

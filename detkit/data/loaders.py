@@ -56,7 +56,9 @@ def build_loader(
     )
 
 
-def build_batch_loader(dataset: Dataset, batch_sampler: Sampler[list[int]], *, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def build_batch_loader(
+    dataset: Dataset, batch_sampler: Sampler[list[int]], *, num_workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
     """A DataLoader over the index batches of ``batch_sampler`` (e.g. ``DetectionBatchSampler``), yielding
     ``(list[Tensor[3, H, W]], list[Target])``; ``pin_memory`` page-locks the images for fast GPU copies."""
     return DataLoader(

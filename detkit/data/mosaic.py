@@ -193,7 +193,9 @@ def mosaic(
     anchor_image, anchor_target = tiles[0]
     canvas_size = max(int(anchor_image.shape[-2]), int(anchor_image.shape[-1]))
     channels = int(anchor_image.shape[0])
-    canvas = torch.full((channels, canvas_size, canvas_size), _BACKGROUND, dtype=torch.float32, device=anchor_image.device)
+    canvas = torch.full(
+        (channels, canvas_size, canvas_size), _BACKGROUND, dtype=torch.float32, device=anchor_image.device
+    )
     with_masks = all(target.masks is not None for _, target in tiles)
     placed = []
     for corner, ((image, target), scale) in enumerate(zip(tiles, scales)):

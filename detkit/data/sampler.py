@@ -33,8 +33,17 @@ class DetectionBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, num_images: int, *, batch_size: int, seed: int, epoch: int, groups: Sequence[int] | None = None,
-        rank: int = 0, world_size: int = 1, shuffle: bool = True, start: int = 0,
+        self,
+        num_images: int,
+        *,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        groups: Sequence[int] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        start: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
@@ -51,7 +60,7 @@ class DetectionBatchSampler(Sampler[list[int]]):
         return len(self.global_batches) - self.start
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches[self.start:]:
+        for batch in self.global_batches[self.start :]:
             yield self.share(batch)
 
     def share(self, batch: list[int]) -> list[int]:
@@ -59,7 +68,7 @@ class DetectionBatchSampler(Sampler[list[int]]):
         per_rank = math.ceil(len(batch) / self.world_size)
         missing = per_rank * self.world_size - len(batch)
         padded = batch + [self._padding[i % len(self._padding)] for i in range(missing)]
-        return padded[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return padded[self.rank * per_rank : (self.rank + 1) * per_rank]
 
 
 def _epoch_order(num_images: int, seed: int, epoch: int) -> list[int]:
@@ -71,7 +80,7 @@ def _epoch_order(num_images: int, seed: int, epoch: int) -> list[int]:
 def _cut_batches(order: list[int], groups: Sequence[int] | None, size: int) -> list[list[int]]:
     """Batches of ``size`` in order of completion; each group fills its own, leftovers are merged at the end."""
     if groups is None:
-        return [order[i:i + size] for i in range(0, len(order), size)]
+        return [order[i : i + size] for i in range(0, len(order), size)]
     batches: list[list[int]] = []
     filling: dict[int, list[int]] = {}
     for index in order:
@@ -82,5 +91,5 @@ def _cut_batches(order: list[int], groups: Sequence[int] | None, size: int) -> l
             filling[groups[index]] = []
     left = {i for bucket in filling.values() for i in bucket}
     leftovers = [i for i in order if i in left]  # in epoch order
-    batches.extend(leftovers[i:i + size] for i in range(0, len(leftovers), size))
+    batches.extend(leftovers[i : i + size] for i in range(0, len(leftovers), size))
     return batches

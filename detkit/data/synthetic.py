@@ -296,7 +296,20 @@ def _polygon(name: str, radius: float, angle: float) -> np.ndarray:
         r = radius / np.hypot(1.0, 0.32)
         a = 0.32 * r
         plus = np.array(
-            [(a, r), (a, a), (r, a), (r, -a), (a, -a), (a, -r), (-a, -r), (-a, -a), (-r, -a), (-r, a), (-a, a), (-a, r)],
+            [
+                (a, r),
+                (a, a),
+                (r, a),
+                (r, -a),
+                (a, -a),
+                (a, -r),
+                (-a, -r),
+                (-a, -a),
+                (-r, -a),
+                (-r, a),
+                (-a, a),
+                (-a, r),
+            ],
             dtype=np.float64,
         )
         c, s = np.cos(angle), np.sin(angle)
@@ -383,4 +396,6 @@ def _draw_clutter(rng: np.random.Generator, canvas: np.ndarray) -> None:
         lengths = rng.uniform(2.0, 6.0, size=steps)
         walk = start + np.cumsum(np.stack([np.cos(headings), np.sin(headings)], axis=1) * lengths[:, None], axis=0)
         points = np.round(np.vstack([start, walk])).astype(np.int32)
-        cv2.polylines(canvas, [points], False, _random_colour(rng), thickness=int(rng.integers(1, 3)), lineType=cv2.LINE_AA)
+        cv2.polylines(
+            canvas, [points], False, _random_colour(rng), thickness=int(rng.integers(1, 3)), lineType=cv2.LINE_AA
+        )

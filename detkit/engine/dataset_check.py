@@ -35,13 +35,18 @@ class CheckOutcome:
 
 
 def check_and_fix(
-    annotations: Path, images: Path | None, split: str | None, fix: Path | None,
+    annotations: Path,
+    images: Path | None,
+    split: str | None,
+    fix: Path | None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckOutcome:
     """Check ``annotations`` (a COCO json, VOC folder or YOLO dataset); with ``fix``, write a cleaned copy there.
     ``progress(done, total)`` follows the image decoding."""
     if fix is not None and os.path.lexists(fix) and same_file(fix, annotations):
-        raise DataError(f"--fix {fix}: is the file being checked; write the cleaned copy to another path (the original stays as it is)")
+        raise DataError(
+            f"--fix {fix}: is the file being checked; write the cleaned copy to another path (the original stays as it is)"
+        )
     if detect_format(annotations) != "coco":
         split = split or default_splits(annotations)[0]
     source = resolve_dataset(annotations, split, images)

@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 from typing import IO
 
-from detkit.viz.detections import draw_detections, save_image_rgb
 from detkit.errors import DataError
 from detkit.evaluation.results import detections_to_coco_results, write_results_json
 from detkit.io import input_replaced_by, same_file
+from detkit.viz.detections import draw_detections, save_image_rgb
 
 STREAM = "detections.jsonl"
 RESULTS = "detections.json"
@@ -36,10 +36,21 @@ class DetectionWriter:
     """
 
     def __init__(
-        self, out: Path, images: list[Path], class_names: list[str], category_ids: list[int], *,
-        save_images: bool, read_also: tuple[Path, ...] = (),
+        self,
+        out: Path,
+        images: list[Path],
+        class_names: list[str],
+        category_ids: list[int],
+        *,
+        save_images: bool,
+        read_also: tuple[Path, ...] = (),
     ) -> None:
-        self.out, self.class_names, self.category_ids, self.save_images = Path(out), class_names, category_ids, save_images
+        self.out, self.class_names, self.category_ids, self.save_images = (
+            Path(out),
+            class_names,
+            category_ids,
+            save_images,
+        )
         self._name_of = dict(zip(category_ids, class_names))
         self.annotated = annotated_names(images) if save_images else {}
         _refuse_outputs_over_inputs(self.out, images, list(read_also), self.planned_outputs(), save_images)
@@ -60,8 +71,13 @@ class DetectionWriter:
         ]
         self.results.extend(records)
         height, width = item.image.shape[:2]
-        line = {"image_id": item.image_id, "file_name": str(item.path), "height": height, "width": width,
-                "detections": [self._stream_record(r) for r in records]}
+        line = {
+            "image_id": item.image_id,
+            "file_name": str(item.path),
+            "height": height,
+            "width": width,
+            "detections": [self._stream_record(r) for r in records],
+        }
         self._stream.write(json.dumps(line) + "\n")
         self._stream.flush()
         self.images_done += 1

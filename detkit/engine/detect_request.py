@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from detkit.data.image_files import find_images
 from detkit.engine.detect_outputs import DetectionWriter
 from detkit.engine.device import resolve_device
 from detkit.engine.events import EventCallback, ImageDetected, Notice, ignore_events
-from detkit.data.image_files import find_images
 from detkit.engine.predict import detect_images, load_detector
 from detkit.engine.proposals import ProposalRun, warm_proposal_cache
 
@@ -44,12 +44,22 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
     paths = find_images(list(request.images))
     device = resolve_device(request.device)
     model, checkpoint = load_detector(
-        request.weights, device, score_thresh=request.score_thresh, svd_rank=request.svd_rank, overrides=list(request.overrides),
+        request.weights,
+        device,
+        score_thresh=request.score_thresh,
+        svd_rank=request.svd_rank,
+        overrides=list(request.overrides),
     )
     if request.weights is None:
         on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
-    writer = DetectionWriter(request.out, paths, checkpoint.class_names, checkpoint.category_ids,
-                             save_images=request.save_images, read_also=(Path(checkpoint.source),))
+    writer = DetectionWriter(
+        request.out,
+        paths,
+        checkpoint.class_names,
+        checkpoint.category_ids,
+        save_images=request.save_images,
+        read_also=(Path(checkpoint.source),),
+    )
     try:
         warm = warm_proposal_cache(checkpoint.config.model, paths, on_event=on_event)
         for item in detect_images(model, paths, device, batch_size=request.batch_size, on_event=on_event):

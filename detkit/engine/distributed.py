@@ -57,12 +57,16 @@ def rank_from_environment() -> Rank | None:
     try:
         world_size = int(os.environ["WORLD_SIZE"])
         return Rank(
-            rank=int(os.environ["RANK"]), world_size=world_size,
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)), local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
+            rank=int(os.environ["RANK"]),
+            world_size=world_size,
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
             joined=True,
         )
     except ValueError:
-        raise ConfigError("RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers; start detkit with torchrun") from None
+        raise ConfigError(
+            "RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers; start detkit with torchrun"
+        ) from None
 
 
 def training_device(requested: str, rank: Rank) -> torch.device:
@@ -94,7 +98,11 @@ def process_group(rank: Rank, device: torch.device, backend: str, init_method: s
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and the object collectives use the current device
     dist.init_process_group(
-        backend, init_method=init_method, rank=rank.rank, world_size=rank.world_size, timeout=COLLECTIVE_TIMEOUT,
+        backend,
+        init_method=init_method,
+        rank=rank.rank,
+        world_size=rank.world_size,
+        timeout=COLLECTIVE_TIMEOUT,
     )
     try:
         yield

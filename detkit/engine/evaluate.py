@@ -23,8 +23,13 @@ from detkit.structures import Detections
 
 @torch.inference_mode()
 def predict_dataset(
-    model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 4,
-    on_event: EventCallback = ignore_events, stage: str = "eval",
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int = 4,
+    on_event: EventCallback = ignore_events,
+    stage: str = "eval",
 ) -> list[Detections]:
     """Detections for every image of ``dataset`` in order, on the CPU, in each image's original frame."""
     was_training = model.training
@@ -42,7 +47,10 @@ def predict_dataset(
 
 
 def score_detections(
-    dataset: CocoDetection, detections: list[Detections], iou_types: tuple[str, ...] = ("bbox",), backend: str = "auto",
+    dataset: CocoDetection,
+    detections: list[Detections],
+    iou_types: tuple[str, ...] = ("bbox",),
+    backend: str = "auto",
 ) -> dict[str, CocoMetrics]:
     """COCO metrics of ``detections`` (one per dataset image, in order) per IoU type."""
     results = detections_to_coco_results(detections, dataset.image_ids, dataset.category_ids)
@@ -56,7 +64,11 @@ def score_detections(
 
 
 def evaluate_detector(
-    model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4,
+    model: nn.Module,
+    dataset: CocoDetection,
+    *,
+    device: torch.device,
+    batch_size: int = 4,
     on_event: EventCallback = ignore_events,
 ) -> dict[str, float]:
     """Validation numbers of ``model`` on ``dataset``: the 12 box stats (``AP``, ``AP50``...) and, for a
@@ -76,7 +88,12 @@ def evaluate_detector(
 
 
 def predict_across_processes(
-    model: nn.Module, dataset: CocoDetection, *, device: torch.device, batch_size: int = 4, on_event: EventCallback = ignore_events,
+    model: nn.Module,
+    dataset: CocoDetection,
+    *,
+    device: torch.device,
+    batch_size: int = 4,
+    on_event: EventCallback = ignore_events,
 ) -> list[Detections] | None:
     """Every image's detections, in dataset order, on rank 0 (None on the other ranks); each process
     predicts every ``world_size``-th image. One process: ``predict_dataset``."""
@@ -96,10 +113,17 @@ def iou_types_of(detections: list[Detections]) -> tuple[str, ...]:
     return ("bbox", "segm") if any(d.masks is not None for d in detections) else ("bbox",)
 
 
-def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Path | None, with_masks: bool = False) -> CocoDetection:
+def dataset_for_checkpoint(
+    checkpoint: Checkpoint, annotations: Path, images: Path | None, with_masks: bool = False
+) -> CocoDetection:
     """``annotations`` (images in ``default_image_dir`` unless given) with the checkpoint's class
     mapping; every category of the ground truth must be one the model was trained on, by id and name."""
-    dataset = CocoDetection(annotations, images or default_image_dir(annotations), category_ids=checkpoint.category_ids, with_masks=with_masks)
+    dataset = CocoDetection(
+        annotations,
+        images or default_image_dir(annotations),
+        category_ids=checkpoint.category_ids,
+        with_masks=with_masks,
+    )
     missing = sorted(set(dataset.coco.getCatIds()) - set(checkpoint.category_ids))
     if missing:
         raise DataError(
@@ -107,7 +131,11 @@ def dataset_for_checkpoint(checkpoint: Checkpoint, annotations: Path, images: Pa
             f"{checkpoint.source}; evaluate with a model trained on these categories"
         )
     model_names = dict(zip(checkpoint.category_ids, checkpoint.class_names))
-    renamed = [cat_id for cat_id, cat in dataset.coco.cats.items() if str(cat.get("name", "")).lower() != model_names[cat_id].lower()]
+    renamed = [
+        cat_id
+        for cat_id, cat in dataset.coco.cats.items()
+        if str(cat.get("name", "")).lower() != model_names[cat_id].lower()
+    ]
     if renamed:
         cat_id = renamed[0]
         raise DataError(

@@ -84,15 +84,23 @@ def run_evaluation(request: EvalRequest, on_event: EventCallback = ignore_events
 def _evaluate_model(request: EvalRequest, on_event: EventCallback) -> EvalReport:
     device = resolve_device(request.device)
     model, checkpoint = load_detector(
-        request.weights, device, score_thresh=request.score_thresh, svd_rank=request.svd_rank, overrides=list(request.overrides),
+        request.weights,
+        device,
+        score_thresh=request.score_thresh,
+        svd_rank=request.svd_rank,
+        overrides=list(request.overrides),
     )
     if request.weights is None:
         on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
-    annotations, images, notes = ground_truth(request.data, request.split, request.images, classes=checkpoint.class_names)
+    annotations, images, notes = ground_truth(
+        request.data, request.split, request.images, classes=checkpoint.class_names
+    )
     target = request.out or Path(checkpoint.source).with_name(Path(checkpoint.source).stem + "_metrics.json")
     _refuse_overwriting(target, [request.data, annotations, Path(checkpoint.source)])
     dataset = dataset_for_checkpoint(checkpoint, annotations, images)
-    warm = warm_proposal_cache(checkpoint.config.model, [dataset.image_path(i) for i in range(len(dataset))], on_event=on_event)
+    warm = warm_proposal_cache(
+        checkpoint.config.model, [dataset.image_path(i) for i in range(len(dataset))], on_event=on_event
+    )
     started = time.perf_counter()
     with record_stages(device) as recorder:
         detections = predict_dataset(model, dataset, device=device, batch_size=request.batch_size, on_event=on_event)
@@ -112,7 +120,10 @@ def _written(report: EvalReport) -> EvalReport:
 
 
 def ground_truth(
-    path: Path, split: str | None, images: Path | None, classes: list[str] | None,
+    path: Path,
+    split: str | None,
+    images: Path | None,
+    classes: list[str] | None,
 ) -> tuple[Path, Path, tuple[str, ...]]:
     """COCO json, image folder and notes of ``path`` (see ``resolve_dataset``: a VOC or YOLO split is
     converted once into the dataset cache). VOC names classes per object, so its category ids follow
@@ -122,8 +133,10 @@ def ground_truth(
     source = resolve_dataset(path, chosen, images, classes=classes if fmt == "voc" else None)
     notes = list(source.notes)
     if fmt != "coco" and split is None and chosen == default_splits(path)[0]:
-        notes.append(f"{path} has no test or val split: scoring its training split '{chosen}' (a fit to the training "
-                     "data, not a measure of accuracy on new images); pass --split to choose")
+        notes.append(
+            f"{path} has no test or val split: scoring its training split '{chosen}' (a fit to the training "
+            "data, not a measure of accuracy on new images); pass --split to choose"
+        )
     return source.annotations, source.images, tuple(notes)
 
 
@@ -131,10 +144,14 @@ def _refuse_overwriting(target: Path, inputs: list[Path]) -> None:
     """``--out`` must not be the ground truth, the results or the weights being read."""
     replaced = input_replaced_by(target, list(inputs))
     if replaced is not None:
-        raise DataError(f"--out {target}: is the input {replaced}, which writing the metrics would replace; choose another --out")
+        raise DataError(
+            f"--out {target}: is the input {replaced}, which writing the metrics would replace; choose another --out"
+        )
 
 
-def _timing(pipeline_name: str, model: torch.nn.Module, num_images: int, seconds: float, stage_seconds: dict[str, float]) -> EvalTiming:
+def _timing(
+    pipeline_name: str, model: torch.nn.Module, num_images: int, seconds: float, stage_seconds: dict[str, float]
+) -> EvalTiming:
     """The stage split per image, and the pipeline's own counts (``PipelineSpec.proposal_tally`` and
     ``cost_breakdown``) as lines."""
     spec = pipeline(pipeline_name)

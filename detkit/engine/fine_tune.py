@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from detkit.checkpoint import Checkpoint, load_checkpoint
-from detkit.modeling.state_checks import check_weight_values
 from detkit.config import ExperimentConfig
 from detkit.engine.events import EventCallback, Notice
 from detkit.errors import CheckpointError, ConfigError
+from detkit.modeling.state_checks import check_weight_values
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,11 @@ class TransferReport:
         total = self.loaded + len(self.fresh)
         text = f"started from {path}: {self.loaded} of {total} tensors"
         if self.fresh:
-            why = f" (it has {self.checkpoint_classes} classes, this data {num_classes})" if self.checkpoint_classes != num_classes else ""
+            why = (
+                f" (it has {self.checkpoint_classes} classes, this data {num_classes})"
+                if self.checkpoint_classes != num_classes
+                else ""
+            )
             shown = ", ".join(self.fresh[:4]) + (", ..." if len(self.fresh) > 4 else "")
             text += f"; {len(self.fresh)} start fresh{why}: {shown}"
         return text
@@ -53,7 +57,9 @@ def fine_tune_config(weights: Path, pipeline: str | None, preset: str | None) ->
     """The config of a run that starts from ``weights``: the checkpoint's own, its class count left
     to the new data, and ImageNet loading off (the checkpoint brings the trunk)."""
     if preset is not None:
-        raise ConfigError("--weights and --preset both choose the model; drop --preset (the checkpoint's settings are used)")
+        raise ConfigError(
+            "--weights and --preset both choose the model; drop --preset (the checkpoint's settings are used)"
+        )
     checkpoint = load_checkpoint(weights)
     check_same_pipeline(checkpoint, pipeline or checkpoint.pipeline)
     cfg = checkpoint.config

@@ -21,7 +21,7 @@ class StopRequest:
         self.requested = False
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread only
             for signum in STOP_SIGNALS:
                 # An ignored signal stays ignored: a shell starts background jobs (`detkit train &`,
@@ -30,7 +30,9 @@ class StopRequest:
                     self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         for signum, handler in self._previous.items():  # whatever was there before, not the default
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()

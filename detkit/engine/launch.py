@@ -34,7 +34,9 @@ def launch(worker: Worker, world_size: int, args: tuple[Any, ...], main_kwargs: 
     failures = context.SimpleQueue()
     children = [
         context.Process(
-            target=_run_child, args=(worker, _rank(index, world_size), init_method, args, failures), name=f"detkit-rank-{index}",
+            target=_run_child,
+            args=(worker, _rank(index, world_size), init_method, args, failures),
+            name=f"detkit-rank-{index}",
         )
         for index in range(1, world_size)
     ]

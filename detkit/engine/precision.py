@@ -39,7 +39,7 @@ class Precision:
             raise ConfigError(f"--amp-dtype {self.amp!r}: choose bf16 or fp16")
 
     @staticmethod
-    def of_solver(solver: SolverConfig) -> "Precision":
+    def of_solver(solver: SolverConfig) -> Precision:
         """What a training run asked for: ``solver.amp`` / ``amp_dtype`` / ``channels_last``."""
         return Precision(solver.amp_dtype if solver.amp else None, solver.channels_last)
 

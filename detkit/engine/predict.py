@@ -11,14 +11,13 @@ import torch
 from torch import nn
 
 from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from detkit.config.overrides import apply_overrides
 from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
-from detkit.config.overrides import apply_overrides
 from detkit.errors import ConfigError
 from detkit.pipelines import PIPELINES, pipeline
 from detkit.structures import Detections
-
 
 
 @dataclass
@@ -30,7 +29,10 @@ class ImageDetections:
 
 
 def load_detector(
-    weights: str | Path | None, device: torch.device, score_thresh: float | None = None, svd_rank: int | None = None,
+    weights: str | Path | None,
+    device: torch.device,
+    score_thresh: float | None = None,
+    svd_rank: int | None = None,
     overrides: list[str] | None = None,
 ) -> tuple[nn.Module, Checkpoint]:
     """The model in a checkpoint (default: the latest ``detkit train``), in eval mode on ``device``.
@@ -43,22 +45,31 @@ def load_detector(
     """
     checkpoint = load_checkpoint(weights if weights is not None else latest_checkpoint())
     spec = pipeline(checkpoint.pipeline)
-    assignments = [*(overrides or []), *([f"{spec.score_thresh_key}={score_thresh}"] if score_thresh is not None else [])]
+    assignments = [
+        *(overrides or []),
+        *([f"{spec.score_thresh_key}={score_thresh}"] if score_thresh is not None else []),
+    ]
     if assignments:
         checkpoint = replace(checkpoint, config=apply_overrides(checkpoint.config, assignments))
     model = model_from_checkpoint(checkpoint)
     rank = checkpoint.config.model.roi_heads.svd_rank if svd_rank is None else svd_rank
     if rank > 0:
         if not spec.svd_box_head:
-            raise ConfigError(f"--svd-rank {rank}: truncated SVD applies to the FC box head of "
-                              f"{', '.join(name for name, s in PIPELINES.items() if s.svd_box_head)} models")
+            raise ConfigError(
+                f"--svd-rank {rank}: truncated SVD applies to the FC box head of "
+                f"{', '.join(name for name, s in PIPELINES.items() if s.svd_box_head)} models"
+            )
         model.roi_heads.box_head.truncate(rank)
     return model.to(device).eval(), checkpoint
 
 
 @torch.inference_mode()
 def detect_images(
-    model: nn.Module, paths: list[Path], device: torch.device, *, batch_size: int = 1,
+    model: nn.Module,
+    paths: list[Path],
+    device: torch.device,
+    *,
+    batch_size: int = 1,
     on_event: EventCallback = ignore_events,
 ) -> Iterator[ImageDetections]:
     """Yield each image's detections (original frame, on the CPU) as soon as its batch is done."""

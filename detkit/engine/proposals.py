@@ -50,7 +50,11 @@ class ProposalRun:
             "wall_seconds": self.wall_seconds,
             "proposals_per_image": self.proposals_per_image,
             # num_objects, recall {"0.5": r, "0.7": r} and per_class, when there is ground truth
-            **({} if self.recall is None else {k: v for k, v in self.recall.to_dict().items() if k not in ("num_images", "proposals_per_image")}),
+            **(
+                {}
+                if self.recall is None
+                else {k: v for k, v in self.recall.to_dict().items() if k not in ("num_images", "proposals_per_image")}
+            ),
         }
 
 
@@ -76,11 +80,13 @@ def propose_and_report(
     """``propose_dataset``, then one info notice of what it cost and what it recalls (training's first words)."""
     run = propose_dataset(dataset, cfg, on_event=on_event)
     recall = ", ".join(f"recall@{t} {r:.3f}" for t, r in run.recall.recall.items())
-    on_event(Notice(
-        f"{label} proposals: {run.num_images} images ({run.num_computed} computed in {run.wall_seconds:.0f} s), "
-        f"{run.proposals_per_image:.0f} per image, {recall}",
-        level="info",
-    ))
+    on_event(
+        Notice(
+            f"{label} proposals: {run.num_images} images ({run.num_computed} computed in {run.wall_seconds:.0f} s), "
+            f"{run.proposals_per_image:.0f} per image, {recall}",
+            level="info",
+        )
+    )
     return run
 
 
@@ -107,8 +113,13 @@ def _run(paths: list[Path], cfg: ProposalConfig, workers: int, on_event: EventCa
         on_event(StageAdvanced("proposals", done, {"computed": computed, "boxes_per_image": num_boxes / done}))
     on_event(StageFinished("proposals"))
     return ProposalRun(
-        num_images=len(paths), num_computed=computed, compute_seconds=compute_seconds, cache_seconds=cache_seconds,
-        wall_seconds=time.perf_counter() - started, proposals_per_image=num_boxes / max(len(paths), 1), recall=None,
+        num_images=len(paths),
+        num_computed=computed,
+        compute_seconds=compute_seconds,
+        cache_seconds=cache_seconds,
+        wall_seconds=time.perf_counter() - started,
+        proposals_per_image=num_boxes / max(len(paths), 1),
+        recall=None,
     )
 
 

@@ -39,7 +39,9 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
     """``output_dir/name``, or ``name-2``, ``name-3``... when taken; created empty. ``name`` must be one
     path component (the config refuses others; checked again here, where the folder is made)."""
     if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ConfigError(f"run name {quoted(name)} must be a single folder name (no '/', '\\', '..'); pass another --name")
+        raise ConfigError(
+            f"run name {quoted(name)} must be a single folder name (no '/', '\\', '..'); pass another --name"
+        )
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     candidate, index = root / name, 1
@@ -79,7 +81,9 @@ def latest_checkpoint(output_dir: str | Path = "runs") -> Path:
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise CheckpointError(f"{pointer}: damaged pointer file; delete it and pass --weights CHECKPOINT") from None
     if not checkpoint.is_file():
-        raise CheckpointError(f"{pointer}: points to {checkpoint}, which no longer exists; pass --weights CHECKPOINT or re-train")
+        raise CheckpointError(
+            f"{pointer}: points to {checkpoint}, which no longer exists; pass --weights CHECKPOINT or re-train"
+        )
     return checkpoint
 
 
@@ -98,7 +102,9 @@ def run_config(resume_from: str | Path):
 
     source = Path(resume_from)
     run_dir = source if source.is_dir() else source.parent
-    values = read_json(run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`")
+    values = read_json(
+        run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`"
+    )
     try:  # the file's placement fields are not even parsed: they are the run folder's own
         cfg = config_from_dict(ExperimentConfig, without_keys(upgrade(values), RUN_LOCATIONS))
     except ConfigError as error:

@@ -42,6 +42,8 @@ def lr_factor(iteration: int, cfg: SolverConfig, iters_per_epoch: int) -> float:
     raise ConfigError(f"solver.schedule {cfg.schedule!r} is not one of cosine, step")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SolverConfig, iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: SolverConfig, iters_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     lr_factor(0, cfg, iters_per_epoch)  # validates the schedule name before training starts
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg, iters_per_epoch))

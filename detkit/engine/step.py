@@ -59,9 +59,18 @@ class TrainingStep:
     """
 
     def __init__(
-        self, cfg: ExperimentConfig, trained: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
-        scheduler: Any, scaler: torch.amp.GradScaler, rank: Rank, device: torch.device, *,
-        ema: ModelEMA | None = None, on_event: EventCallback = ignore_events,
+        self,
+        cfg: ExperimentConfig,
+        trained: nn.Module,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+        rank: Rank,
+        device: torch.device,
+        *,
+        ema: ModelEMA | None = None,
+        on_event: EventCallback = ignore_events,
     ) -> None:
         self.cfg, self.trained, self.model, self.optimizer = cfg, trained, model, optimizer
         self.scheduler, self.scaler, self.rank, self.device, self.ema = scheduler, scaler, rank, device, ema
@@ -71,8 +80,14 @@ class TrainingStep:
         self.stop_agreed = False
 
     def forward_backward(
-        self, images: list[Tensor], targets: list[Any], *, group_size: int = 1, closes_group: bool = True,
-        stop_requested: bool = False, step: int = 0,
+        self,
+        images: list[Tensor],
+        targets: list[Any],
+        *,
+        group_size: int = 1,
+        closes_group: bool = True,
+        stop_requested: bool = False,
+        step: int = 0,
     ) -> StepLosses:
         """One batch: losses, their sum over processes, and gradients (``group_size`` batches make a step;
         DDP synchronises gradients on the batch that ``closes_group`` only)."""
@@ -85,7 +100,9 @@ class TrainingStep:
             loss = weighted_total(losses, self.cfg.solver.loss_weights)
             names = ["loss", *losses]
             flag = torch.tensor(float(stop_requested), device=loss.device)
-            reduced = sum_over_processes(torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values()), flag]))
+            reduced = sum_over_processes(
+                torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values()), flag])
+            )
             self.stop_agreed = self.stop_agreed or bool(reduced[-1] > 0)
             if not torch.isfinite(reduced[0]):
                 self._skip(losses, step)
@@ -118,4 +135,8 @@ class TrainingStep:
                 f"rate too high (now {solver.lr}, try --set solver.lr={solver.lr / 10:g}), degenerate boxes in the "
                 "annotations (run `detkit data check`), or AMP overflow (try without --amp, or --amp-dtype bf16)"
             )
-        self.on_event(Notice(f"step {step}: non-finite {bad}; step skipped ({self.nonfinite_in_a_row}/{solver.max_nonfinite_steps})"))
+        self.on_event(
+            Notice(
+                f"step {step}: non-finite {bad}; step skipped ({self.nonfinite_in_a_row}/{solver.max_nonfinite_steps})"
+            )
+        )

@@ -82,7 +82,9 @@ from detkit.pipelines import pipeline
 from detkit.viz.curves import plot_training_curves
 
 
-def train(cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: EventCallback = ignore_events) -> TrainResult:
+def train(
+    cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: EventCallback = ignore_events
+) -> TrainResult:
     """Train ``cfg`` here, in ``cfg.runtime.devices`` processes (this one is rank 0), or as one rank of a
     ``torchrun`` job; returns rank 0's result."""
     check_runtime(cfg)
@@ -90,14 +92,20 @@ def train(cfg: ExperimentConfig, *, resume_from: Path | None = None, on_event: E
     if launched is not None:
         if cfg.runtime.devices > 1:
             raise ConfigError("--devices starts processes on one machine; under torchrun set --nproc-per-node instead")
-        return train_rank(launched, "env://", cfg, resume_from, on_event=on_event if launched.is_main else ignore_events)
+        return train_rank(
+            launched, "env://", cfg, resume_from, on_event=on_event if launched.is_main else ignore_events
+        )
     if cfg.runtime.devices > 1:
         return launch(train_rank, cfg.runtime.devices, (cfg, resume_from), {"on_event": on_event})
     return train_rank(SINGLE_PROCESS, "", cfg, resume_from, on_event=on_event)
 
 
 def train_rank(
-    rank: Rank, init_method: str, cfg: ExperimentConfig, resume_from: Path | None, on_event: EventCallback = ignore_events,
+    rank: Rank,
+    init_method: str,
+    cfg: ExperimentConfig,
+    resume_from: Path | None,
+    on_event: EventCallback = ignore_events,
 ) -> TrainResult:
     """One training process: join the group, then train (the staged R-CNN or the gradient loop)."""
     device = training_device(cfg.device, rank)
@@ -115,7 +123,9 @@ def train_rank(
 class _Trainer:
     """The state of one process's run: model (and its DDP wrapper), optimizer, schedule, run directory."""
 
-    def __init__(self, cfg: ExperimentConfig, rank: Rank, device: torch.device, stop: StopRequest, on_event: EventCallback) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, rank: Rank, device: torch.device, stop: StopRequest, on_event: EventCallback
+    ) -> None:
         self.cfg, self.rank, self.device, self.stop, self.on_event = cfg, rank, device, stop, on_event
         self.precision = Precision.of_solver(cfg.solver)
         self.state = TrainingState()
@@ -124,7 +134,9 @@ class _Trainer:
 
     def run(self, resume_from: Path | None) -> TrainResult:
         started = time.perf_counter()
-        resumed = read_resume_checkpoint(resume_from) if resume_from is not None else None  # a bad file fails before any work
+        resumed = (
+            read_resume_checkpoint(resume_from) if resume_from is not None else None
+        )  # a bad file fails before any work
         seed_everything(self.cfg.seed)  # the same initial weights on every process
         self.train_set, self.val_set = load_datasets(self.cfg)
         if self.rank.is_main:
@@ -142,11 +154,15 @@ class _Trainer:
                 self._epoch(epoch)
         best = self.run_dir / "best.pt"
         if self.rank.is_main:
-            if not best.exists():  # no validation ran (every_epochs larger than the run): the last weights are the best we have
+            if (
+                not best.exists()
+            ):  # no validation ran (every_epochs larger than the run): the last weights are the best we have
                 save_checkpoint(best, self._checkpoint({}))
             record_latest(self.cfg.output_dir, best)
         barrier()
-        return TrainResult(self.run_dir, best, self.run_dir / "last.pt", self.state.best_metrics or {}, time.perf_counter() - started)
+        return TrainResult(
+            self.run_dir, best, self.run_dir / "last.pt", self.state.best_metrics or {}, time.perf_counter() - started
+        )
 
     def _build_model(self, fresh: bool) -> None:
         cfg, device = self.cfg, self.device
@@ -156,18 +172,32 @@ class _Trainer:
         if cfg.runtime.sync_bn and self.rank.joined:  # CUDA only: check_runtime refused it on CPU
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = self.precision.prepare(model.to(device))
-        self.ema = ModelEMA(self.model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
-        self.evaluated = self.ema.module if self.ema is not None else self.model  # what validation scores and checkpoints hold
+        self.ema = (
+            ModelEMA(self.model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
+        )
+        self.evaluated = (
+            self.ema.module if self.ema is not None else self.model
+        )  # what validation scores and checkpoints hold
         self.trained: nn.Module = self.model  # what the training forward calls: the DDP wrapper, or the model alone
         if self.rank.joined:
-            self.trained = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            self.trained = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         steps_per_epoch = -(-len(epoch_loader(self.train_set, cfg, 0, rank=self.rank)) // cfg.solver.accumulate_steps)
         self.optimizer = build_optimizer(self.model, cfg.solver)
         self.scheduler = build_scheduler(self.optimizer, cfg.solver, steps_per_epoch)
         self.scaler = self.precision.grad_scaler(device)
         self.step = TrainingStep(
-            cfg, self.trained, self.model, self.optimizer, self.scheduler, self.scaler, self.rank, device,
-            ema=self.ema, on_event=self.on_event,
+            cfg,
+            self.trained,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.rank,
+            device,
+            ema=self.ema,
+            on_event=self.on_event,
         )
 
     def _run_dir(self, resumed: Checkpoint | None) -> Path:
@@ -175,17 +205,29 @@ class _Trainer:
             run_dir = resume_into(resumed, self.cfg, self._parts(), self.state, self.rank, self.on_event)
             _refuse_a_finished_run(run_dir, self.state.epoch, self.cfg)  # before anything in the run is rewritten
         else:
-            run_dir = broadcast_from_main(new_run_dir(self.cfg.output_dir, self.cfg.name) if self.rank.is_main else None)
+            run_dir = broadcast_from_main(
+                new_run_dir(self.cfg.output_dir, self.cfg.name) if self.rank.is_main else None
+            )
         if self.rank.is_main:
             atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(self.cfg), indent=2))
             # Records past the checkpoint would be repeated; a line cut short by a kill is dropped.
-            partial = truncate_log(run_dir / METRICS_LOG, lambda record: logged_before(record, self.state.step, self.state.epoch))
+            partial = truncate_log(
+                run_dir / METRICS_LOG, lambda record: logged_before(record, self.state.step, self.state.epoch)
+            )
             if partial:
-                self.on_event(Notice(f"{run_dir / METRICS_LOG}: {partial} unreadable line(s) dropped (a write cut short)"))
+                self.on_event(
+                    Notice(f"{run_dir / METRICS_LOG}: {partial} unreadable line(s) dropped (a write cut short)")
+                )
         return run_dir
 
     def _parts(self) -> dict[str, Any]:
-        return {"model": self.model, "ema": self.ema, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+        return {
+            "model": self.model,
+            "ema": self.ema,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "scaler": self.scaler,
+        }
 
     def _precompute_proposals(self) -> None:
         """Fill the proposal cache (all cores, one process per machine) before the loaders read it image by image."""
@@ -194,7 +236,9 @@ class _Trainer:
             for dataset in (self.train_set, self.val_set):
                 if dataset.annotation_file not in seen:
                     seen.add(dataset.annotation_file)
-                    propose_and_report(dataset, self.cfg.model.proposals, label=str(dataset.annotation_file), on_event=self.on_event)
+                    propose_and_report(
+                        dataset, self.cfg.model.proposals, label=str(dataset.annotation_file), on_event=self.on_event
+                    )
         barrier()
 
     # --- epochs and steps -----------------------------------------------------------------------
@@ -210,7 +254,13 @@ class _Trainer:
             broadcast_buffers_from_main(self.ema.module)
         metrics: dict[str, float] = {}
         if state.epoch == cfg.solver.epochs or state.epoch % max(cfg.eval.every_epochs, 1) == 0:
-            metrics = evaluate_detector(self.evaluated, self.val_set, device=self.device, batch_size=cfg.data.batch_size * 2, on_event=self.on_event)
+            metrics = evaluate_detector(
+                self.evaluated,
+                self.val_set,
+                device=self.device,
+                batch_size=cfg.data.batch_size * 2,
+                on_event=self.on_event,
+            )
         is_best = bool(metrics) and metrics["AP"] > state.best_ap
         if is_best:
             state.best_ap, state.best_metrics = metrics["AP"], metrics
@@ -219,24 +269,45 @@ class _Trainer:
             save_checkpoint(self.run_dir / "last.pt", checkpoint)
             if is_best:  # weights only: resuming reads last.pt, and optimizer state would double the file
                 save_checkpoint(self.run_dir / "best.pt", replace(checkpoint, training_state={}))
-        self._log({"epoch": state.epoch, "train_images_per_second": round(images_per_second, 3), **({"val": metrics} if metrics else {})})
+        self._log(
+            {
+                "epoch": state.epoch,
+                "train_images_per_second": round(images_per_second, 3),
+                **({"val": metrics} if metrics else {}),
+            }
+        )
         if self.rank.is_main:  # after the log line: the curves show this epoch's validation, not the last one's
             plot_training_curves(read_log(self.run_dir / METRICS_LOG), self.run_dir / "curves.png")
-        self.on_event(EpochFinished(
-            state.epoch, cfg.solver.epochs, losses, metrics, is_best, time.perf_counter() - epoch_start, images_per_second,
-        ))
+        self.on_event(
+            EpochFinished(
+                state.epoch,
+                cfg.solver.epochs,
+                losses,
+                metrics,
+                is_best,
+                time.perf_counter() - epoch_start,
+                images_per_second,
+            )
+        )
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         """Train through the epoch's remaining batches; returns the running losses and the images trained on
         (every process's, padding included)."""
         cfg, state = self.cfg, self.state
         loader = epoch_loader(
-            self.train_set, cfg, epoch, rank=self.rank, start=state.batches_done, pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
+            self.train_set,
+            cfg,
+            epoch,
+            rank=self.rank,
+            start=state.batches_done,
+            pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
         )
         total = len(loader.batch_sampler.global_batches)
-        num_images = sum(len(batch) for batch in loader.batch_sampler.global_batches[state.batches_done:])
+        num_images = sum(len(batch) for batch in loader.batch_sampler.global_batches[state.batches_done :])
         self.model.train()
-        self.on_event(StageStarted("train", total=total, epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}"))
+        self.on_event(
+            StageStarted("train", total=total, epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}")
+        )
         running: dict[str, float] = {}
         group_sum: torch.Tensor | None = None
         micro = 0
@@ -245,7 +316,11 @@ class _Trainer:
             closes_group = micro == group_size - 1
             torch.manual_seed(hash_ints(cfg.seed, self.rank.rank, state.step, micro))  # see the module docstring
             batch = self.step.forward_backward(
-                images, targets, group_size=group_size, closes_group=closes_group, stop_requested=self.stop.requested,
+                images,
+                targets,
+                group_size=group_size,
+                closes_group=closes_group,
+                stop_requested=self.stop.requested,
                 step=state.step,
             )
             if batch.values is None:  # non-finite: this step's gradients are dropped everywhere
@@ -274,8 +349,20 @@ class _Trainer:
         if state.step == 1 or state.step % max(runtime.log_every_steps, 1) == 0:
             # "loss" is the weighted total; each loss_* raw, and weighted under "weighted" where its weight is not 1.
             weighted = reweighted(values, self.cfg.solver.loss_weights)
-            self._log({"epoch": epoch + 1, "iter": state.step, "lr": lr, **values, **({"weighted": weighted} if weighted else {})})
-        if runtime.checkpoint_every_steps > 0 and state.step % runtime.checkpoint_every_steps == 0 and self.rank.is_main:
+            self._log(
+                {
+                    "epoch": epoch + 1,
+                    "iter": state.step,
+                    "lr": lr,
+                    **values,
+                    **({"weighted": weighted} if weighted else {}),
+                }
+            )
+        if (
+            runtime.checkpoint_every_steps > 0
+            and state.step % runtime.checkpoint_every_steps == 0
+            and self.rank.is_main
+        ):
             save_checkpoint(self.run_dir / "last.pt", self._checkpoint({}))
         self.on_event(StageAdvanced("train", completed=state.batches_done, info={**running, "lr": lr}))
 
@@ -298,7 +385,13 @@ class _Trainer:
 
     def _checkpoint(self, metrics: dict[str, float]) -> Checkpoint:
         return training_checkpoint(
-            self.cfg, self.evaluated, self.train_set, metrics, self._parts(), self.state, self.rank.world_size,
+            self.cfg,
+            self.evaluated,
+            self.train_set,
+            metrics,
+            self._parts(),
+            self.state,
+            self.rank.world_size,
         )
 
     def _log(self, record: dict[str, Any]) -> None:

@@ -22,7 +22,13 @@ from detkit.data.formats import CocoSource, default_splits, resolve_dataset
 from detkit.data.synthetic import generate_synthetic_coco, synthetic_dataset_ready
 from detkit.engine.distributed import rank_from_environment
 from detkit.engine.events import (
-    EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, TrainingStarted, ignore_events,
+    EventCallback,
+    Notice,
+    StageAdvanced,
+    StageFinished,
+    StageStarted,
+    TrainingStarted,
+    ignore_events,
 )
 from detkit.engine.fine_tune import fine_tune_config
 from detkit.engine.precision import check_runtime
@@ -65,10 +71,16 @@ def resolve_config(request: TrainRequest, on_event: EventCallback = ignore_event
     cfg = _starting_config(request)
     if request.data.data is not None:
         train_source, val_source = _training_sources(request.data, on_event)
-        cfg = replace(cfg, data=replace(
-            cfg.data, train_annotations=str(train_source.annotations), train_images=str(train_source.images),
-            val_annotations=str(val_source.annotations), val_images=str(val_source.images),
-        ))
+        cfg = replace(
+            cfg,
+            data=replace(
+                cfg.data,
+                train_annotations=str(train_source.annotations),
+                train_images=str(train_source.images),
+                val_annotations=str(val_source.annotations),
+                val_images=str(val_source.images),
+            ),
+        )
     if request.config_file is not None:
         cfg = load_config_file(cfg, request.config_file)
     cfg = apply_overrides(cfg, list(request.overrides))
@@ -105,7 +117,9 @@ def _refuse_model_choice_on_resume(cfg: ExperimentConfig, request: TrainRequest)
     """A resumed run keeps its model: options that would pick another one are errors, not silently ignored."""
     resume = request.resume
     if request.weights is not None:
-        raise ConfigError(f"--resume {resume} continues from its own last.pt; drop --weights (or start a new run with it)")
+        raise ConfigError(
+            f"--resume {resume} continues from its own last.pt; drop --weights (or start a new run with it)"
+        )
     if request.preset is not None:
         raise ConfigError(f"--resume {resume} continues with the run's own config; drop --preset {request.preset}")
     if request.pipeline is not None and request.pipeline != cfg.model.pipeline:
@@ -155,7 +169,13 @@ def ensure_synthetic_data(cfg: ExperimentConfig, on_event: EventCallback = ignor
 
 
 def make_synthetic_data(
-    root: Path, *, num_train: int = 1000, num_val: int = 200, size: int = 128, seed: int = 0, force: bool = False,
+    root: Path,
+    *,
+    num_train: int = 1000,
+    num_val: int = 200,
+    size: int = 128,
+    seed: int = 0,
+    force: bool = False,
     on_event: EventCallback = ignore_events,
 ) -> bool:
     """Write the synthetic shapes dataset at ``root`` unless an identical one is there (or ``force``);

@@ -40,11 +40,15 @@ def load_datasets(cfg: ExperimentConfig, *, augment: bool = True) -> tuple[CocoD
             )
         proposals = ProposalCache(cfg.model.proposals).proposals_for
     train_set = CocoDetection(
-        data.train_annotations, data.train_images, transforms=_train_transforms(cfg) if augment else None,
-        with_masks=with_masks, proposals=proposals,
+        data.train_annotations,
+        data.train_images,
+        transforms=_train_transforms(cfg) if augment else None,
+        with_masks=with_masks,
+        proposals=proposals,
     )
     val_set = CocoDetection(
-        data.val_annotations or data.train_annotations, data.val_images or data.train_images,
+        data.val_annotations or data.train_annotations,
+        data.val_images or data.train_images,
         category_ids=train_set.category_ids,  # scored against the json's own polygons/RLE: no decoding needed
     )
     for dataset in (train_set, val_set):
@@ -78,19 +82,36 @@ def validation_notice(cfg: ExperimentConfig) -> Notice | None:
 
 
 def epoch_loader(
-    dataset: CocoDetection, cfg: ExperimentConfig, epoch: int, *, rank: Rank = SINGLE_PROCESS, start: int = 0, pin_memory: bool = False,
+    dataset: CocoDetection,
+    cfg: ExperimentConfig,
+    epoch: int,
+    *,
+    rank: Rank = SINGLE_PROCESS,
+    start: int = 0,
+    pin_memory: bool = False,
 ):
     """This process's loader for ``epoch``, skipping the first ``start`` global batches (a resumed run)."""
     data = cfg.data
     groups = dataset.orientations() if data.group_by_aspect else None
     items: Any = dataset
     if data.mosaic_prob > 0 and epoch < cfg.solver.epochs - data.mosaic_off_epochs:
-        items, groups = MosaicDataset(dataset, prob=data.mosaic_prob, scale_range=data.mosaic_scale), None  # mosaics are square
+        items, groups = (
+            MosaicDataset(dataset, prob=data.mosaic_prob, scale_range=data.mosaic_scale),
+            None,
+        )  # mosaics are square
     sampler = DetectionBatchSampler(
-        len(dataset), batch_size=data.batch_size, seed=cfg.seed, epoch=epoch, groups=groups,
-        rank=rank.rank, world_size=rank.world_size, start=start,
+        len(dataset),
+        batch_size=data.batch_size,
+        seed=cfg.seed,
+        epoch=epoch,
+        groups=groups,
+        rank=rank.rank,
+        world_size=rank.world_size,
+        start=start,
     )
-    return build_batch_loader(SeededItems(items, seed=cfg.seed, epoch=epoch), sampler, num_workers=data.num_workers, pin_memory=pin_memory)
+    return build_batch_loader(
+        SeededItems(items, seed=cfg.seed, epoch=epoch), sampler, num_workers=data.num_workers, pin_memory=pin_memory
+    )
 
 
 def _train_transforms(cfg: ExperimentConfig) -> Compose:
@@ -109,9 +130,15 @@ def report_dataset(dataset: CocoDetection, on_event: EventCallback) -> None:
     report = dataset.report
     outside = report.num_outside_json_frame
     if report.num_clipped or report.num_dropped_degenerate or outside:
-        on_event(Notice(
-            f"{dataset.annotation_file}: {report.num_clipped} boxes past their image's border (clipped), "
-            f"{report.num_dropped_degenerate} degenerate boxes dropped"
-            + (f", {outside} boxes outside the json's width/height (the image files' sizes decide)" if outside else "")
-            + " (run `detkit data check` for details)"
-        ))
+        on_event(
+            Notice(
+                f"{dataset.annotation_file}: {report.num_clipped} boxes past their image's border (clipped), "
+                f"{report.num_dropped_degenerate} degenerate boxes dropped"
+                + (
+                    f", {outside} boxes outside the json's width/height (the image files' sizes decide)"
+                    if outside
+                    else ""
+                )
+                + " (run `detkit data check` for details)"
+            )
+        )

@@ -42,20 +42,35 @@ class TrainingState:
 
 
 def training_checkpoint(
-    cfg: ExperimentConfig, evaluated: nn.Module, train_set: CocoDetection, metrics: dict[str, float],
-    parts: dict[str, Any], state: TrainingState, world_size: int,
+    cfg: ExperimentConfig,
+    evaluated: nn.Module,
+    train_set: CocoDetection,
+    metrics: dict[str, float],
+    parts: dict[str, Any],
+    state: TrainingState,
+    world_size: int,
 ) -> Checkpoint:
     """A checkpoint of ``evaluated``'s weights (the EMA's when there is one) plus everything to resume from."""
     training_state = {
-        "optimizer": parts["optimizer"].state_dict(), "scheduler": parts["scheduler"].state_dict(),
-        "scaler": parts["scaler"].state_dict(), "epoch": state.epoch, "batches_done": state.batches_done,
-        "step": state.step, "best_ap": state.best_ap, "best_metrics": state.best_metrics or {}, "world_size": world_size,
+        "optimizer": parts["optimizer"].state_dict(),
+        "scheduler": parts["scheduler"].state_dict(),
+        "scaler": parts["scaler"].state_dict(),
+        "epoch": state.epoch,
+        "batches_done": state.batches_done,
+        "step": state.step,
+        "best_ap": state.best_ap,
+        "best_metrics": state.best_metrics or {},
+        "world_size": world_size,
     }
     if parts["ema"] is not None:  # the checkpoint's weights are the average; training resumes from the raw ones
         training_state.update(model=parts["model"].state_dict(), ema_updates=parts["ema"].updates)
     return Checkpoint(
-        config=cfg, model_state=evaluated.state_dict(), class_names=train_set.class_names,
-        category_ids=train_set.category_ids, metrics=metrics, training_state=training_state,
+        config=cfg,
+        model_state=evaluated.state_dict(),
+        class_names=train_set.class_names,
+        category_ids=train_set.category_ids,
+        metrics=metrics,
+        training_state=training_state,
     )
 
 
@@ -66,7 +81,12 @@ def read_resume_checkpoint(source: Path) -> Checkpoint:
 
 
 def resume_into(
-    checkpoint: Checkpoint, cfg: ExperimentConfig, parts: dict[str, Any], state: TrainingState, rank: Rank, on_event: EventCallback,
+    checkpoint: Checkpoint,
+    cfg: ExperimentConfig,
+    parts: dict[str, Any],
+    state: TrainingState,
+    rank: Rank,
+    on_event: EventCallback,
 ) -> Path:
     """Load ``checkpoint`` into ``parts`` and ``state``; return its run directory."""
     path = Path(checkpoint.source)
@@ -78,7 +98,9 @@ def resume_into(
     parts["scheduler"].load_state_dict(training["scheduler"])
     parts["scaler"].load_state_dict(training["scaler"])
     state.epoch, state.step, state.best_ap = int(training["epoch"]), int(training["step"]), float(training["best_ap"])
-    state.batches_done = _batches_in_new_world(int(training.get("batches_done", 0)), int(training.get("world_size", 1)), rank, on_event)
+    state.batches_done = _batches_in_new_world(
+        int(training.get("batches_done", 0)), int(training.get("world_size", 1)), rank, on_event
+    )
     state.best_metrics = training.get("best_metrics") or None
     return path.parent
 
@@ -107,10 +129,12 @@ def _batches_in_new_world(batches_done: int, saved_world: int, rank: Rank, on_ev
     if saved_world == rank.world_size or batches_done == 0:
         return batches_done
     if rank.is_main:
-        on_event(Notice(
-            f"resuming with {rank.world_size} processes, the run had {saved_world}: the global batch changed, so the "
-            "resumed run continues from about the same image of the epoch but is not step-for-step identical"
-        ))
+        on_event(
+            Notice(
+                f"resuming with {rank.world_size} processes, the run had {saved_world}: the global batch changed, so the "
+                "resumed run continues from about the same image of the epoch but is not step-for-step identical"
+            )
+        )
     return batches_done * saved_world // rank.world_size
 
 

@@ -234,7 +234,9 @@ def _load_ground_truth(ground_truth: Any, iou_type: str) -> tuple[dict, str]:
     if isinstance(ground_truth, (str, os.PathLike)):
         path = Path(ground_truth)
         source = str(path)
-        dataset = read_json(path, what="ground-truth annotation file", missing_fix="pass the instances json of the dataset")
+        dataset = read_json(
+            path, what="ground-truth annotation file", missing_fix="pass the instances json of the dataset"
+        )
     elif isinstance(ground_truth, dict):
         dataset = ground_truth
         source = "ground truth"
@@ -254,11 +256,15 @@ def _check_ground_truth(dataset: Any, source: str, iou_type: str) -> None:
     for key in ("images", "categories"):
         for index, record in enumerate(dataset[key]):
             if not isinstance(record, dict) or not _is_int(record.get("id")):
-                raise DataError(f"{source}: {key}[{index}] has no integer 'id'; fix the record (`detkit data check` lists them all)")
+                raise DataError(
+                    f"{source}: {key}[{index}] has no integer 'id'; fix the record (`detkit data check` lists them all)"
+                )
     required = ("id", "image_id", "category_id", "bbox", "area") + (("segmentation",) if iou_type == "segm" else ())
     for index, ann in enumerate(dataset["annotations"]):
         if not isinstance(ann, dict):
-            raise DataError(f"{source}: annotation {index} is not an object; fix or drop it (`detkit data check --fix`)")
+            raise DataError(
+                f"{source}: annotation {index} is not an object; fix or drop it (`detkit data check --fix`)"
+            )
         missing = [key for key in required if key not in ann]
         if missing:
             raise DataError(
@@ -339,22 +345,32 @@ def _renumbered(dataset: dict, records: list[dict], image_ids: list[int]) -> _Pr
     annotations = []
     for ann in dataset["annotations"]:
         if ann["image_id"] in image_id and ann["category_id"] in category_id:
-            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id[ann["image_id"]],
-                                "category_id": category_id[ann["category_id"]]})
+            annotations.append(
+                {
+                    **ann,
+                    "id": len(annotations) + 1,
+                    "image_id": image_id[ann["image_id"]],
+                    "category_id": category_id[ann["category_id"]],
+                }
+            )
     private = {
         "info": dataset.get("info", {}),
         "images": [{**image, "id": image_id[int(image["id"])]} for image in dataset["images"]],
         "categories": [{**c, "id": category_id[int(c["id"])]} for c in dataset["categories"]],
         "annotations": annotations,
     }
-    renamed = [{**r, "image_id": image_id[r["image_id"]], "category_id": category_id[r["category_id"]]} for r in records]
+    renamed = [
+        {**r, "image_id": image_id[r["image_id"]], "category_id": category_id[r["category_id"]]} for r in records
+    ]
     names = {category_id[int(c["id"])]: str(c.get("name", c["id"])) for c in dataset["categories"]}
     return _Private(private, renamed, sorted(image_id[i] for i in image_ids), names)
 
 
 def _notes(dataset: dict) -> tuple[str, ...]:
     if any(ann.get("id") == 0 for ann in dataset["annotations"]):
-        return ("the ground truth has an annotation id 0, which pycocotools alone would score as unmatched (a perfect "
-                "detection of it counted as a false positive); detkit scores with its own ids; "
-                "`detkit data check --fix` writes a file without it",)
+        return (
+            "the ground truth has an annotation id 0, which pycocotools alone would score as unmatched (a perfect "
+            "detection of it counted as a false positive); detkit scores with its own ids; "
+            "`detkit data check --fix` writes a file without it",
+        )
     return ()

@@ -71,7 +71,9 @@ class RecallCounter:
         total = int(self._objects.sum())
         recall = {t: float(self._covered[row].sum()) / max(total, 1) for row, t in enumerate(self.thresholds)}
         per_class = {
-            name: {t: float(self._covered[row, k]) / max(int(self._objects[k]), 1) for row, t in enumerate(self.thresholds)}
+            name: {
+                t: float(self._covered[row, k]) / max(int(self._objects[k]), 1) for row, t in enumerate(self.thresholds)
+            }
             for k, name in enumerate(self.class_names)
         }
         return ProposalRecall(

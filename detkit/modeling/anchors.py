@@ -27,7 +27,9 @@ class AnchorGenerator(nn.Module):
     def __init__(self, sizes: tuple[tuple[int, ...], ...], aspect_ratios: tuple[tuple[float, ...], ...]) -> None:
         super().__init__()
         if len(sizes) != len(aspect_ratios):
-            raise ValueError(f"anchor sizes ({len(sizes)} levels) and aspect ratios ({len(aspect_ratios)} levels) differ")
+            raise ValueError(
+                f"anchor sizes ({len(sizes)} levels) and aspect ratios ({len(aspect_ratios)} levels) differ"
+            )
         self.cell_anchors = [cell_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]
         self._cache: dict[tuple, list[Tensor]] = {}
 
@@ -35,7 +37,9 @@ class AnchorGenerator(nn.Module):
     def num_anchors_per_location(self) -> list[int]:
         return [len(a) for a in self.cell_anchors]
 
-    def forward(self, padded_size: tuple[int, int], feature_sizes: list[tuple[int, int]], device: torch.device) -> list[Tensor]:
+    def forward(
+        self, padded_size: tuple[int, int], feature_sizes: list[tuple[int, int]], device: torch.device
+    ) -> list[Tensor]:
         """Anchors per level for a batch padded to ``padded_size (H, W)``; shared by every image of the batch."""
         if len(feature_sizes) != len(self.cell_anchors):
             raise ValueError(f"{len(feature_sizes)} feature maps but anchors for {len(self.cell_anchors)} levels")
@@ -44,7 +48,8 @@ class AnchorGenerator(nn.Module):
             if len(self._cache) >= 64:  # multi-scale training visits many sizes; keep memory bounded
                 self._cache.clear()
             self._cache[key] = [
-                _grid_anchors(base.to(device), size, padded_size) for base, size in zip(self.cell_anchors, feature_sizes)
+                _grid_anchors(base.to(device), size, padded_size)
+                for base, size in zip(self.cell_anchors, feature_sizes)
             ]
         return self._cache[key]
 

@@ -1,7 +1,7 @@
 """The Fast R-CNN box head (Girshick 2015, section 2) on pooled RoI features.
 
-    pooled ``[R, C, S, S]`` -> fc6, fc7 (ReLU) ``[R, D]`` -> class logits ``[R, K+1]`` (background
-    is the LAST column, index K) and class-specific deltas ``[R, K*4]`` (class k at columns 4k..4k+3).
+pooled ``[R, C, S, S]`` -> fc6, fc7 (ReLU) ``[R, D]`` -> class logits ``[R, K+1]`` (background
+is the LAST column, index K) and class-specific deltas ``[R, K*4]`` (class k at columns 4k..4k+3).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The Mask R-CNN mask branch (He et al., ICCV 2017, section 3 and figure 4, right: the FPN head).
 
-    RoIs (per image ``[R_i, 4]`` xyxy of the resized image) -> pooled ``[R, C, 14, 14]`` (RoIAlign)
-    -> four 3x3 convs (ReLU) -> 2x2 stride-2 deconv (ReLU) -> 1x1 conv: mask logits ``[R, K, 28, 28]``
-    training: positive RoIs only; target = the matched ground-truth mask resampled onto the RoI's
-      28 x 28 grid; per-pixel binary cross-entropy on the ground-truth class's channel only, so
-      classes do not compete (the paper's decoupling of masks and classes, Table 2b)
-    inference: the channel of each detection's predicted class, sigmoid -> ``[D, 28, 28]`` probabilities
-      in the RoI frame; the model's transform pastes them into the original image
+RoIs (per image ``[R_i, 4]`` xyxy of the resized image) -> pooled ``[R, C, 14, 14]`` (RoIAlign)
+-> four 3x3 convs (ReLU) -> 2x2 stride-2 deconv (ReLU) -> 1x1 conv: mask logits ``[R, K, 28, 28]``
+training: positive RoIs only; target = the matched ground-truth mask resampled onto the RoI's
+  28 x 28 grid; per-pixel binary cross-entropy on the ground-truth class's channel only, so
+  classes do not compete (the paper's decoupling of masks and classes, Table 2b)
+inference: the channel of each detection's predicted class, sigmoid -> ``[D, 28, 28]`` probabilities
+  in the RoI frame; the model's transform pastes them into the original image
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ class MaskHead(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for index in range(num_convs):
-            layers += [nn.Conv2d(in_channels if index == 0 else channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(in_channels if index == 0 else channels, channels, 3, padding=1),
+                nn.ReLU(inplace=True),
+            ]
         self.convs = nn.Sequential(*layers)
         self.deconv = nn.ConvTranspose2d(channels, channels, 2, stride=2)
         for module in self.modules():

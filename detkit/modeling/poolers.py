@@ -26,7 +26,12 @@ POOLERS = ("roi_align", "roi_pool")
 
 class RoIPooler(nn.Module):
     def __init__(
-        self, kind: str, output_size: int, strides: list[int], sampling_ratio: int = 2, aligned: bool = False,
+        self,
+        kind: str,
+        output_size: int,
+        strides: list[int],
+        sampling_ratio: int = 2,
+        aligned: bool = False,
         canonical_scale: int = 224,
     ) -> None:
         super().__init__()
@@ -57,7 +62,9 @@ class RoIPooler(nn.Module):
     def assign_levels(self, boxes: Tensor) -> Tensor:
         """``[R]`` index into the pooled levels for ``[R, 4]`` boxes (FPN eq. 1; eps guards exact powers of 2)."""
         size = torch.sqrt(box_area(boxes))
-        level = torch.floor(CANONICAL_LEVEL + torch.log2(size / self.canonical_scale) + torch.tensor(1e-6, dtype=size.dtype))
+        level = torch.floor(
+            CANONICAL_LEVEL + torch.log2(size / self.canonical_scale) + torch.tensor(1e-6, dtype=size.dtype)
+        )
         return (torch.clamp(level, min=self.min_level, max=self.max_level) - self.min_level).to(torch.int64)
 
     def _pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:

@@ -1,12 +1,12 @@
 """RoI heads: classify each proposal and refine its box (Fast R-CNN, Girshick 2015).
 
-    proposals: per image ``[R_i, 4]`` xyxy pixels of the resized image
-    pooled ``[R, C, S, S]`` -> class logits ``[R, K+1]`` (background index K), deltas ``[R, K*4]``
-    training: ground truths join the proposals, each image samples ``batch_size_per_image`` RoIs
-      with ``positive_fraction`` foreground (IoU >= fg_iou_thresh) and background in [lo, hi)
-    losses: softmax cross-entropy over K+1 classes, smooth-L1 on the ground-truth class's deltas of
-      foreground RoIs, both averaged over all sampled RoIs (paper eq. 1, lambda = 1)
-    inference: softmax, per-class decode and clip, score threshold, per-class NMS, top detections
+proposals: per image ``[R_i, 4]`` xyxy pixels of the resized image
+pooled ``[R, C, S, S]`` -> class logits ``[R, K+1]`` (background index K), deltas ``[R, K*4]``
+training: ground truths join the proposals, each image samples ``batch_size_per_image`` RoIs
+  with ``positive_fraction`` foreground (IoU >= fg_iou_thresh) and background in [lo, hi)
+losses: softmax cross-entropy over K+1 classes, smooth-L1 on the ground-truth class's deltas of
+  foreground RoIs, both averaged over all sampled RoIs (paper eq. 1, lambda = 1)
+inference: softmax, per-class decode and clip, score threshold, per-class NMS, top detections
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ class SampledRoIs:
 
 class RoIHeads(nn.Module):
     def __init__(
-        self, pooler: RoIPooler, box_head: MLPBoxHead, box_predictor: BoxPredictor, cfg: RoIHeadsConfig,
+        self,
+        pooler: RoIPooler,
+        box_head: MLPBoxHead,
+        box_predictor: BoxPredictor,
+        cfg: RoIHeadsConfig,
         mask_branch: MaskBranch | None = None,
     ) -> None:
         super().__init__()
@@ -70,7 +74,10 @@ class RoIHeads(nn.Module):
         return self.box_predictor(self.box_head(self.pooler(features, boxes)))
 
     def detect(
-        self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]],
+        self,
+        features: list[Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
         targets: list[Target] | None = None,
     ) -> tuple[list[Detections] | None, dict[str, Tensor]]:
         """Losses on sampled RoIs when targets are given; detections on all proposals unless training."""
@@ -94,7 +101,9 @@ class RoIHeads(nn.Module):
     def _mask_loss(self, features: list[Tensor], sampled: SampledRoIs, targets: list[Target]) -> Tensor:
         """Mask loss on the foreground RoIs of the box head's own sample (Mask R-CNN section 3.1)."""
         boxes, labels, mask_targets = [], [], []
-        for image_boxes, image_labels, matched, target in zip(sampled.boxes, sampled.labels, sampled.matched_gt, targets):
+        for image_boxes, image_labels, matched, target in zip(
+            sampled.boxes, sampled.labels, sampled.matched_gt, targets
+        ):
             foreground = torch.where(image_labels < self.num_classes)[0]
             boxes.append(image_boxes[foreground])
             labels.append(image_labels[foreground])
@@ -119,7 +128,10 @@ class RoIHeads(nn.Module):
             # Ground truths join the proposals so every object has at least one perfect RoI early on.
             candidates = torch.cat([image_proposals, target.boxes.to(image_proposals.dtype)])
             match = match_boxes(
-                box_iou(target.boxes, candidates), self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh_hi, self.cfg.bg_iou_thresh_lo
+                box_iou(target.boxes, candidates),
+                self.cfg.fg_iou_thresh,
+                self.cfg.bg_iou_thresh_hi,
+                self.cfg.bg_iou_thresh_lo,
             )
             fg, bg = sample_balanced(match.kind, self.cfg.batch_size_per_image, self.cfg.positive_fraction)
             chosen = torch.cat([fg, bg])
@@ -162,7 +174,9 @@ class RoIHeads(nn.Module):
             detections.append(self._detect_image(image_scores, image_deltas, image_proposals, image_size))
         return detections
 
-    def _detect_image(self, scores: Tensor, deltas: Tensor, proposals: Tensor, image_size: tuple[int, int]) -> Detections:
+    def _detect_image(
+        self, scores: Tensor, deltas: Tensor, proposals: Tensor, image_size: tuple[int, int]
+    ) -> Detections:
         """``[R, K]`` foreground scores, ``[R, K*4]`` deltas -> per-class NMS'd detections, best first."""
         # Thresholding before decoding decodes only the candidates: identical boxes, far less work.
         roi_index, labels = torch.where(scores > self.cfg.score_thresh)
@@ -170,7 +184,11 @@ class RoIHeads(nn.Module):
         candidate_deltas = deltas.view(len(deltas), self.num_classes, 4)[roi_index, labels]
         boxes = clip_boxes(self.box_coder.decode(candidate_deltas, proposals[roi_index])[:, 0], image_size)
         return select_detections(
-            boxes, scores[roi_index, labels], labels, score_thresh=self.cfg.score_thresh,
-            nms_thresh=self.cfg.nms_thresh, detections_per_image=self.cfg.detections_per_image,
+            boxes,
+            scores[roi_index, labels],
+            labels,
+            score_thresh=self.cfg.score_thresh,
+            nms_thresh=self.cfg.nms_thresh,
+            detections_per_image=self.cfg.detections_per_image,
             min_size=MIN_DETECTION_SIZE,
         )

@@ -92,7 +92,9 @@ class RegionProposalNetwork(nn.Module):
         )
 
     @torch.no_grad()
-    def inference(self, predictions: RPNPredictions, anchors: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[Tensor]:
+    def inference(
+        self, predictions: RPNPredictions, anchors: list[Tensor], image_sizes: list[tuple[int, int]]
+    ) -> list[Tensor]:
         """Top-k per level by objectness, decode, clip, drop tiny boxes, NMS per level, top-k per image."""
         pre_nms_topk = self.cfg.pre_nms_topk_train if self.training else self.cfg.pre_nms_topk_test
         post_nms_topk = self.cfg.post_nms_topk_train if self.training else self.cfg.post_nms_topk_test
@@ -121,7 +123,9 @@ class RegionProposalNetwork(nn.Module):
         for image_index, target in enumerate(targets):
             target = target.without_crowd()
             match = match_boxes(
-                box_iou(target.boxes, anchors), self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh,
+                box_iou(target.boxes, anchors),
+                self.cfg.fg_iou_thresh,
+                self.cfg.bg_iou_thresh,
                 allow_low_quality_matches=True,
             )
             fg, bg = sample_balanced(match.kind, self.cfg.batch_size_per_image, self.cfg.positive_fraction)
@@ -132,7 +136,9 @@ class RegionProposalNetwork(nn.Module):
             deltas_target.append(self.box_coder.encode(anchors[fg], target.boxes[match.gt_index[fg]]))
         objectness, labels = torch.cat(sampled), torch.cat(labels)
         num_sampled = loss_normalizer(objectness.numel(), objectness.device)
-        box_loss = F.smooth_l1_loss(torch.cat(deltas_pred), torch.cat(deltas_target), beta=BOX_LOSS_BETA, reduction="sum")
+        box_loss = F.smooth_l1_loss(
+            torch.cat(deltas_pred), torch.cat(deltas_target), beta=BOX_LOSS_BETA, reduction="sum"
+        )
         return {
             "loss_rpn_cls": F.binary_cross_entropy_with_logits(objectness, labels, reduction="sum") / num_sampled,
             "loss_rpn_box": box_loss / num_sampled,

@@ -23,8 +23,12 @@ DAMAGED = "the file is damaged; re-train or re-download it"
 
 
 def check_weights_fit(
-    model: nn.Module, state: dict[str, Tensor], source: str, what: str,
-    fix: str = "was it written by another detkit version, or for other model.* settings?", damage_fix: str = DAMAGED,
+    model: nn.Module,
+    state: dict[str, Tensor],
+    source: str,
+    what: str,
+    fix: str = "was it written by another detkit version, or for other model.* settings?",
+    damage_fix: str = DAMAGED,
 ) -> None:
     """Refuse ``state`` unless ``model.load_state_dict(state, strict=True)`` copies every tensor faithfully.
 
@@ -47,7 +51,11 @@ def _dropped_on_load(model: nn.Module) -> set[str]:
 
 
 def _check_names(
-    state: dict[str, Tensor], expected: dict[str, Tensor], dropped: set[str], context: str, fix: str,
+    state: dict[str, Tensor],
+    expected: dict[str, Tensor],
+    dropped: set[str],
+    context: str,
+    fix: str,
 ) -> None:
     missing = [name for name in expected if name not in state]
     unexpected = [name for name in state if name not in expected and name not in dropped]
@@ -90,7 +98,10 @@ def value_kind(tensor: Tensor) -> str:
 
 
 def check_weight_values(
-    state: dict[str, Tensor], expected: dict[str, Tensor], source: str, damage_fix: str = DAMAGED,
+    state: dict[str, Tensor],
+    expected: dict[str, Tensor],
+    source: str,
+    damage_fix: str = DAMAGED,
 ) -> None:
     """For every tensor of ``state`` that ``expected`` (the model's state dict) also has: a dense CPU
     tensor, of the model's kind of values (``value_kind``), finite where it is floating-point (counted
@@ -135,7 +146,6 @@ def _check_storage(name: str, tensor: Tensor, source: str, damage_fix: str) -> N
         )
 
 
-
 def check_tensor_dict(value: Any, source: str | Path, name: str) -> dict[str, Tensor]:
     """``value`` when it is a dict of str -> Tensor (a state dict), else a ``CheckpointError`` naming ``name``."""
     if not isinstance(value, dict):
@@ -146,7 +156,6 @@ def check_tensor_dict(value: Any, source: str | Path, name: str) -> dict[str, Te
         if not isinstance(tensor, Tensor):
             raise CheckpointError(f"{source}: {name}[{quoted_name(key)}] is {a_type(tensor)}, not a tensor; {DAMAGED}")
     return value
-
 
 
 def quoted_name(name: str) -> str:

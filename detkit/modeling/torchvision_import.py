@@ -33,7 +33,9 @@ from detkit.modeling.state_checks import quoted_name
 # ``trainable_stages`` are those of torchvision's COCO-trained weights (FrozenBatchNorm2d; resnet:
 # trainable_backbone_layers=3; mobilenet: torchvision's 3 of 6 stages = detkit's top 2 of 5).
 TORCHVISION_BACKBONES: dict[str, BackboneConfig] = {
-    "resnet50_fpn": BackboneConfig(name="resnet50", fpn=True, fpn_channels=256, fpn_extra_pool=True, norm="frozen_bn", trainable_stages=3),
+    "resnet50_fpn": BackboneConfig(
+        name="resnet50", fpn=True, fpn_channels=256, fpn_extra_pool=True, norm="frozen_bn", trainable_stages=3
+    ),
     "mobilenet_v3_large_fpn": BackboneConfig(
         name="mobilenet_v3_large", fpn=True, fpn_channels=256, fpn_extra_pool=True, norm="frozen_bn", trainable_stages=2
     ),
@@ -54,7 +56,9 @@ def convert_torchvision_backbone(state_dict: dict[str, Tensor], arch: str) -> di
     Tensors are shared, not copied. Keys outside ``backbone.`` are left for the other converters.
     """
     if arch not in TORCHVISION_BACKBONES:
-        raise ConfigError(f"torchvision backbone {arch!r} is not supported; supported: {', '.join(TORCHVISION_BACKBONES)}")
+        raise ConfigError(
+            f"torchvision backbone {arch!r} is not supported; supported: {', '.join(TORCHVISION_BACKBONES)}"
+        )
     converted = {}
     for key, value in state_dict.items():
         if key.startswith("backbone."):
@@ -103,10 +107,14 @@ def detect_torchvision_arch(state_dict: dict[str, Tensor]) -> str:
         return "resnet50_fpn"
     if "backbone.body.16.0.weight" in state_dict:
         return "mobilenet_v3_large_fpn"
-    raise CheckpointError("unrecognised torchvision detector: detkit imports fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_fpn")
+    raise CheckpointError(
+        "unrecognised torchvision detector: detkit imports fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_fpn"
+    )
 
 
-def torchvision_model_config(arch: str, num_classes: int, low_resolution: bool = False, masks: bool = False) -> ModelConfig:
+def torchvision_model_config(
+    arch: str, num_classes: int, low_resolution: bool = False, masks: bool = False
+) -> ModelConfig:
     """The detkit config that computes what torchvision's ``fasterrcnn_<arch>`` (``maskrcnn_<arch>`` with
     ``masks``) computes.
 
@@ -116,7 +124,9 @@ def torchvision_model_config(arch: str, num_classes: int, low_resolution: bool =
     base = ModelConfig(pipeline="faster_rcnn", num_classes=num_classes, backbone=TORCHVISION_BACKBONES[arch])
     if masks:
         if arch != "resnet50_fpn":
-            raise ConfigError(f"torchvision has no Mask R-CNN with a {arch} backbone; detkit imports maskrcnn_resnet50_fpn")
+            raise ConfigError(
+                f"torchvision has no Mask R-CNN with a {arch} backbone; detkit imports maskrcnn_resnet50_fpn"
+            )
         return replace(base, pipeline="mask_rcnn")  # MultiScaleRoIAlign 14x14, sampling 2, unaligned: the defaults
     if arch == "resnet50_fpn":
         return base

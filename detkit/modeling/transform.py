@@ -34,7 +34,9 @@ class ImageTransform(nn.Module):
         self.register_buffer("mean", torch.tensor(cfg.image_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.image_std).view(3, 1, 1), persistent=False)
 
-    def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> tuple[ImageBatch, list[Target] | None]:
+    def forward(
+        self, images: list[Tensor], targets: list[Target] | None = None
+    ) -> tuple[ImageBatch, list[Target] | None]:
         """Normalize, resize and pad; targets are resized into the same frame as their image."""
         resized_images, resized_targets = [], []
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]

@@ -29,7 +29,9 @@ class ProposalSource(Protocol):
 
 
 class TwoStageDetector(nn.Module):
-    def __init__(self, transform: ImageTransform, backbone: nn.Module, proposal_generator: nn.Module, roi_heads: RoIHeads) -> None:
+    def __init__(
+        self, transform: ImageTransform, backbone: nn.Module, proposal_generator: nn.Module, roi_heads: RoIHeads
+    ) -> None:
         super().__init__()
         self.transform = transform
         self.backbone = backbone

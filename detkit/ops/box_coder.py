@@ -21,8 +21,11 @@ DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 
 
 class BoxCoder:
-    def __init__(self, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
-                 scale_clamp: float = DEFAULT_SCALE_CLAMP) -> None:
+    def __init__(
+        self,
+        weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
+        scale_clamp: float = DEFAULT_SCALE_CLAMP,
+    ) -> None:
         self.weights = tuple(float(w) for w in weights)
         self.scale_clamp = scale_clamp
 
@@ -65,6 +68,4 @@ class BoxCoder:
         pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
         half_w = 0.5 * (torch.exp(dw) * widths[:, None])
         half_h = 0.5 * (torch.exp(dh) * heights[:, None])
-        return torch.stack(
-            (pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2
-        )
+        return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)

@@ -58,6 +58,9 @@ def boxes_to_rois(boxes_per_image: list[Tensor]) -> Tensor:
         return torch.zeros((0, 5))
     reference = boxes_per_image[0]
     batch_index = torch.cat(
-        [torch.full((len(b), 1), i, dtype=reference.dtype, device=reference.device) for i, b in enumerate(boxes_per_image)]
+        [
+            torch.full((len(b), 1), i, dtype=reference.dtype, device=reference.device)
+            for i, b in enumerate(boxes_per_image)
+        ]
     )
     return torch.cat([batch_index, torch.cat(boxes_per_image)], dim=1)

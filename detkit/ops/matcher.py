@@ -38,7 +38,9 @@ def match_boxes(
     num_gt, num_proposals = iou.shape
     device = iou.device
     if num_gt == 0:
-        kind = torch.full((num_proposals,), BACKGROUND if bg_iou_thresh_lo <= 0 else IGNORE, dtype=torch.int8, device=device)
+        kind = torch.full(
+            (num_proposals,), BACKGROUND if bg_iou_thresh_lo <= 0 else IGNORE, dtype=torch.int8, device=device
+        )
         return MatchResult(torch.zeros(num_proposals, dtype=torch.int64, device=device), kind)
 
     best_iou, gt_index = iou.max(dim=0)

@@ -23,8 +23,14 @@ MIN_DETECTION_SIZE = 1e-2
 
 
 def select_detections(
-    boxes: Tensor, scores: Tensor, labels: Tensor, *, score_thresh: float, nms_thresh: float,
-    detections_per_image: int, min_size: float = MIN_DETECTION_SIZE,
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    *,
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_image: int,
+    min_size: float = MIN_DETECTION_SIZE,
 ) -> Detections:
     """An image's detections among its candidates ``boxes`` ``[N, 4]``, ``scores`` ``[N]``, ``labels``
     ``[N]`` (see the module docstring), best first; empty tensors when none survives.

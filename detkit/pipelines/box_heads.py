@@ -33,4 +33,6 @@ def build_mask_branch(cfg: ModelConfig, backbone) -> MaskBranch:
 def _pooler(cfg: ModelConfig, backbone, resolution: int) -> RoIPooler:
     heads = cfg.roi_heads
     pooled_strides = [s for n, s in zip(backbone.feature_names, backbone.strides) if n in backbone.pooled_feature_names]
-    return RoIPooler(heads.pooler, resolution, pooled_strides, heads.sampling_ratio, heads.aligned, heads.canonical_scale)
+    return RoIPooler(
+        heads.pooler, resolution, pooled_strides, heads.sampling_ratio, heads.aligned, heads.canonical_scale
+    )

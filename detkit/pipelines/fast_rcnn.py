@@ -22,7 +22,9 @@ from detkit.pipelines.spec import PipelineSpec, resize_to, selective_search_tall
 def build_fast_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     check_num_classes(cfg)
     backbone = build_backbone(cfg.backbone)
-    return TwoStageDetector(ImageTransform(cfg.transform), backbone, PrecomputedProposals(cfg.proposals), build_box_heads(cfg, backbone))
+    return TwoStageDetector(
+        ImageTransform(cfg.transform), backbone, PrecomputedProposals(cfg.proposals), build_box_heads(cfg, backbone)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,7 +48,11 @@ def fast_rcnn() -> ExperimentConfig:
 
 # The paper's RoI sampling (section 2.3) and head; the synthetic preset keeps the sampling, shrinks the head.
 _FAST_RCNN_HEADS = RoIHeadsConfig(
-    pooler="roi_pool", representation_size=4096, batch_size_per_image=64, positive_fraction=0.25, bg_iou_thresh_lo=0.1,
+    pooler="roi_pool",
+    representation_size=4096,
+    batch_size_per_image=64,
+    positive_fraction=0.25,
+    bg_iou_thresh_lo=0.1,
 )
 
 

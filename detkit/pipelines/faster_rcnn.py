@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from detkit.config import (
-    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RoIHeadsConfig, RPNConfig,
-    SolverConfig, TransformConfig,
+    AnchorConfig,
+    BackboneConfig,
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    RoIHeadsConfig,
+    RPNConfig,
+    SolverConfig,
+    TransformConfig,
 )
 from detkit.config.synthetic import synthetic_data
 from detkit.errors import ConfigError
@@ -26,7 +34,9 @@ from detkit.pipelines.spec import PipelineSpec, resize_to
 def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     check_num_classes(cfg)
     backbone = build_backbone(cfg.backbone)
-    return TwoStageDetector(ImageTransform(cfg.transform), backbone, build_rpn(cfg, backbone), build_box_heads(cfg, backbone))
+    return TwoStageDetector(
+        ImageTransform(cfg.transform), backbone, build_rpn(cfg, backbone), build_box_heads(cfg, backbone)
+    )
 
 
 def build_rpn(cfg: ModelConfig, backbone) -> RegionProposalNetwork:
@@ -51,7 +61,10 @@ def faster_rcnn() -> ExperimentConfig:
     """Faster R-CNN R50-FPN as in torchvision's reference recipe (scaled to batch 2 per device)."""
     return ExperimentConfig(
         name="faster_rcnn",
-        model=ModelConfig(pipeline="faster_rcnn", backbone=BackboneConfig(name="resnet50", pretrained=True, norm="frozen_bn", trainable_stages=3)),
+        model=ModelConfig(
+            pipeline="faster_rcnn",
+            backbone=BackboneConfig(name="resnet50", pretrained=True, norm="frozen_bn", trainable_stages=3),
+        ),
         solver=SolverConfig(lr=0.0025, epochs=12, schedule="step", step_epochs=(8, 11)),
     )
 
@@ -66,17 +79,28 @@ def faster_rcnn_mobilenet() -> ExperimentConfig:
             base.model,
             # P3-P5 + pool: at 512 px the stride-4 level's 3x3 FPN/RPN convs would cost more than the trunk.
             backbone=BackboneConfig(
-                name="mobilenet_v2", pretrained=True, norm="frozen_bn", fpn_channels=128, trainable_stages=4, returned_stages=(3, 4, 5)
+                name="mobilenet_v2",
+                pretrained=True,
+                norm="frozen_bn",
+                fpn_channels=128,
+                trainable_stages=4,
+                returned_stages=(3, 4, 5),
             ),
             transform=TransformConfig(min_size=(384, 448, 512), max_size=683),
-            anchors=AnchorConfig(sizes=((32, 45), (64, 90), (128, 181), (256, 362)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
-            rpn=RPNConfig(pre_nms_topk_train=1000, post_nms_topk_train=1000, pre_nms_topk_test=500, post_nms_topk_test=500),
+            anchors=AnchorConfig(
+                sizes=((32, 45), (64, 90), (128, 181), (256, 362)), aspect_ratios=((0.5, 1.0, 2.0),) * 4
+            ),
+            rpn=RPNConfig(
+                pre_nms_topk_train=1000, post_nms_topk_train=1000, pre_nms_topk_test=500, post_nms_topk_test=500
+            ),
             roi_heads=RoIHeadsConfig(representation_size=512, batch_size_per_image=256),
         ),
         data=DataConfig(batch_size=4),
         # SGD at 0.01 wrecks the pretrained depthwise trunk (train AP50 0.035 after 80 steps on 8 coco128
         # images); AdamW at 1e-4 fits them (0.725).
-        solver=SolverConfig(optimizer="adamw", lr=1e-4, weight_decay=1e-4, epochs=24, schedule="cosine", warmup_iters=100),
+        solver=SolverConfig(
+            optimizer="adamw", lr=1e-4, weight_decay=1e-4, epochs=24, schedule="cosine", warmup_iters=100
+        ),
     )
 
 
@@ -89,13 +113,19 @@ def faster_rcnn_synthetic() -> ExperimentConfig:
             backbone=BackboneConfig(name="resnet18", fpn_channels=64, fpn_extra_pool=False, norm="bn"),
             transform=TransformConfig(min_size=(112, 128, 144), max_size=256),
             anchors=AnchorConfig(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
-            rpn=RPNConfig(pre_nms_topk_train=600, post_nms_topk_train=300, pre_nms_topk_test=300, post_nms_topk_test=150),
+            rpn=RPNConfig(
+                pre_nms_topk_train=600, post_nms_topk_train=300, pre_nms_topk_test=300, post_nms_topk_test=150
+            ),
             # Objects are 13-58 px: a 56 px RoI pools from P4, a 14 px one from P2 (the anchors' scale too).
-            roi_heads=RoIHeadsConfig(representation_size=256, batch_size_per_image=64, aligned=True, canonical_scale=56),
+            roi_heads=RoIHeadsConfig(
+                representation_size=256, batch_size_per_image=64, aligned=True, canonical_scale=56
+            ),
         ),
         data=synthetic_data(batch_size=8),
         # AdamW learns ~2x faster than SGD(0.04) per step from scratch here (AP50 0.28 vs 0.155 after 250 steps).
-        solver=SolverConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, epochs=8, schedule="cosine", warmup_iters=100),
+        solver=SolverConfig(
+            optimizer="adamw", lr=0.002, weight_decay=0.05, epochs=8, schedule="cosine", warmup_iters=100
+        ),
         eval=EvalConfig(every_epochs=1),
     )
 
@@ -113,5 +143,8 @@ SPEC = PipelineSpec(
     full_load=TWO_STAGE_FULL_LOAD,
     presets=(faster_rcnn, faster_rcnn_mobilenet, faster_rcnn_synthetic),
     svd_box_head=True,
-    torchvision={"resnet50_fpn": "fasterrcnn_resnet50_fpn", "mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn"},
+    torchvision={
+        "resnet50_fpn": "fasterrcnn_resnet50_fpn",
+        "mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
+    },
 )

@@ -28,7 +28,8 @@ def mask_rcnn() -> ExperimentConfig:
     """Mask R-CNN R50-FPN (torchvision's recipe): RoIAlign 7x7 boxes, 14x14 -> 28x28 masks."""
     base = faster_rcnn()
     return replace(
-        base, name="mask_rcnn",
+        base,
+        name="mask_rcnn",
         model=replace(base.model, pipeline="mask_rcnn", roi_heads=replace(base.model.roi_heads, aligned=True)),
     )
 
@@ -37,7 +38,8 @@ def mask_rcnn_synthetic() -> ExperimentConfig:
     """The synthetic Faster R-CNN with a (narrower, 64-channel) mask branch: trains on the shapes' masks."""
     base = faster_rcnn_synthetic()
     return replace(
-        base, name="mask_rcnn_synthetic",
+        base,
+        name="mask_rcnn_synthetic",
         model=replace(base.model, pipeline="mask_rcnn", mask=MaskHeadConfig(conv_channels=64)),
     )
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from detkit.config import BackboneConfig, DataConfig, ExperimentConfig, LossWeights, ModelConfig, SolverConfig, YOLOConfig
+from detkit.config import (
+    BackboneConfig,
+    DataConfig,
+    ExperimentConfig,
+    LossWeights,
+    ModelConfig,
+    SolverConfig,
+    YOLOConfig,
+)
 from detkit.config.overrides import check_config
 from detkit.errors import ConfigError
 from detkit.modeling.backbones import build_trunk
@@ -27,9 +35,15 @@ def build_yolo(cfg: ModelConfig) -> YOLODetector:
     trunk, taps = build_trunk(cfg.backbone, TRUNK_STAGES)
     neck_channels = [scaled_channels(c, yolo.width_multiple) for c in yolo.neck_channels]
     neck = PANNeck([tap.channels for tap in taps], neck_channels, scaled_depth(CSP_DEPTH, yolo.depth_multiple))
-    head = DecoupledHead(neck_channels, cfg.num_classes, scaled_channels(yolo.head_channels, yolo.width_multiple), yolo.head_convs)
+    head = DecoupledHead(
+        neck_channels, cfg.num_classes, scaled_channels(yolo.head_channels, yolo.width_multiple), yolo.head_convs
+    )
     transform = LetterboxTransform(
-        yolo.image_size, yolo.train_sizes, yolo.letterbox, cfg.transform.image_mean, cfg.transform.image_std,
+        yolo.image_size,
+        yolo.train_sizes,
+        yolo.letterbox,
+        cfg.transform.image_mean,
+        cfg.transform.image_std,
         size_divisible=max(tap.stride for tap in taps),
     )
     return YOLODetector(transform, trunk, [tap.stride for tap in taps], neck, head, yolo)
@@ -61,8 +75,15 @@ def yolo() -> ExperimentConfig:
         ),
         data=DataConfig(batch_size=16, color_jitter=0.3, mosaic_prob=1.0, mosaic_off_epochs=15),
         solver=SolverConfig(
-            optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=100, schedule="cosine", warmup_iters=500,
-            ema_decay=0.9998, ema_ramp_steps=2000, loss_weights=YOLO_LOSS_WEIGHTS,
+            optimizer="adamw",
+            lr=1e-3,
+            weight_decay=0.05,
+            epochs=100,
+            schedule="cosine",
+            warmup_iters=500,
+            ema_decay=0.9998,
+            ema_ramp_steps=2000,
+            loss_weights=YOLO_LOSS_WEIGHTS,
         ),
     )
 

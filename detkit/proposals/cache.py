@@ -104,9 +104,17 @@ def read_entry(path: Path, max_rows: int) -> np.ndarray | None:
     try:
         with open_regular(path, max_bytes=_HEADER_BYTES + 16 * max_rows) as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran_order, dtype = read_header(handle)
-            if fortran_order or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != 4 or not 0 <= shape[0] <= max_rows:
+            if (
+                fortran_order
+                or dtype != np.dtype("<f4")
+                or len(shape) != 2
+                or shape[1] != 4
+                or not 0 <= shape[0] <= max_rows
+            ):
                 return None
             data = handle.read(16 * shape[0] + 1)
     except (OSError, ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError):

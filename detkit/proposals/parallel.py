@@ -22,7 +22,6 @@ from detkit.config import ProposalConfig
 from detkit.data.images import read_image_rgb
 from detkit.proposals.cache import ProposalCache
 
-
 # Starting spawned workers costs ~2 s (each imports torch through the image reader): more than
 # selective search takes on a handful of images, so those run in this process.
 MIN_IMAGES_FOR_POOL = 8

@@ -52,12 +52,16 @@ def render_stage_chart(results: Sequence[ChartRow], stages: Sequence[str], title
     _vertical_grid(canvas, shares, bottom, [(f, f"{round(100 * f)}%") for f in (0.0, 0.25, 0.5, 0.75, 1.0)])
     for row, result in enumerate(results):
         y = _TOP + row * _ROW + (_ROW - _BAR) // 2
-        cv2.putText(canvas, _clip_text(result.name, _LABEL_W - 12, 0.5), (8, y + _BAR - 7), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas, _clip_text(result.name, _LABEL_W - 12, 0.5), (8, y + _BAR - 7), FONT, 0.5, TEXT, 1, cv2.LINE_AA
+        )
         total = sum(result.stages_ms.values())
         _stacked_bar(canvas, absolute, y, [result.stages_ms.get(s, 0.0) / scale_ms for s in stages])
         _stacked_bar(canvas, shares, y, [result.stages_ms.get(s, 0.0) / total if total > 0 else 0.0 for s in stages])
         end = absolute[0] + int(round(total / scale_ms * (absolute[1] - absolute[0])))
-        cv2.putText(canvas, f"{total:.0f}", (min(end + 6, absolute[1] - 40), y + _BAR - 7), FONT, 0.45, TEXT, 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas, f"{total:.0f}", (min(end + 6, absolute[1] - 40), y + _BAR - 7), FONT, 0.45, TEXT, 1, cv2.LINE_AA
+        )
     _legend(canvas, stages, height - _LEGEND_H + 12)
     return canvas
 
@@ -78,7 +82,13 @@ def render_accuracy_chart(results: Sequence[ChartRow], title: str) -> np.ndarray
     put_centered(canvas, "ms per image (log scale)", ((left + right) // 2, bottom + 50), 0.5, 1)
     cv2.putText(canvas, "AP", (20, (top + bottom) // 2), FONT, 0.55, TEXT, 1, cv2.LINE_AA)
     if not scored:
-        put_centered(canvas, "AP needs trained weights (--weights) and annotated data (--data)", ((left + right) // 2, (top + bottom) // 2), 0.6, 1)
+        put_centered(
+            canvas,
+            "AP needs trained weights (--weights) and annotated data (--data)",
+            ((left + right) // 2, (top + bottom) // 2),
+            0.6,
+            1,
+        )
         return canvas
     low_ms, high_ms = _log_range([r.ms_per_image for r in scored])
     top_ap = min(1.0, max(r.ap for r in scored) * 1.15 + 0.02)
@@ -113,7 +123,9 @@ def _stacked_bar(canvas: np.ndarray, span: tuple[int, int], y: int, fractions: l
     for index, fraction in enumerate(fractions):
         width = fraction * (span[1] - span[0])
         if width > 0:
-            cv2.rectangle(canvas, (int(round(x)), y), (int(round(x + width)), y + _BAR), PALETTE[index % len(PALETTE)], cv2.FILLED)
+            cv2.rectangle(
+                canvas, (int(round(x)), y), (int(round(x + width)), y + _BAR), PALETTE[index % len(PALETTE)], cv2.FILLED
+            )
         x += width
 
 

@@ -21,7 +21,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detkit.viz.plotting import FONT, GRID, PALETTE, TEXT, format_tick, nice_ticks, put_centered, put_vertical, write_png
+from detkit.viz.plotting import (
+    FONT,
+    GRID,
+    PALETTE,
+    TEXT,
+    format_tick,
+    nice_ticks,
+    put_centered,
+    put_vertical,
+    write_png,
+)
 
 PANEL_SIZE = (480, 640)  # (H, W) of each of the two panels
 TITLE_HEIGHT = 44

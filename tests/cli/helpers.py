@@ -15,7 +15,9 @@ def invoke(*args: str):
 
 def synthesize(folder: Path, num_train: int, num_val: int) -> Path:
     """A 64 px synthetic dataset in ``folder``."""
-    result = invoke("data", "synth", "--out", str(folder), "--num-train", str(num_train), "--num-val", str(num_val), "--size", "64")
+    result = invoke(
+        "data", "synth", "--out", str(folder), "--num-train", str(num_train), "--num-val", str(num_val), "--size", "64"
+    )
     assert result.exit_code == 0, result.output
     return folder
 
@@ -23,10 +25,24 @@ def synthesize(folder: Path, num_train: int, num_val: int) -> Path:
 def train_on(synthetic: Path, config: Path, output: Path, name: str, *pipeline_args: str):
     """``detkit train`` on a synthesized dataset's train/val splits (CPU), with ``config`` overrides."""
     return invoke(
-        "train", *pipeline_args, "--data", str(synthetic / "annotations/instances_train.json"),
-        "--images", str(synthetic / "train"), "--val-data", str(synthetic / "annotations/instances_val.json"),
-        "--val-images", str(synthetic / "val"), "--config", str(config), "--output", str(output),
-        "--name", name, "--device", "cpu",
+        "train",
+        *pipeline_args,
+        "--data",
+        str(synthetic / "annotations/instances_train.json"),
+        "--images",
+        str(synthetic / "train"),
+        "--val-data",
+        str(synthetic / "annotations/instances_val.json"),
+        "--val-images",
+        str(synthetic / "val"),
+        "--config",
+        str(config),
+        "--output",
+        str(output),
+        "--name",
+        name,
+        "--device",
+        "cpu",
     )
 
 

@@ -43,9 +43,15 @@ def world(tmp_path_factory):
     bad.mkdir()
     _write_bad_files(bad, data)
     return {
-        "data": data, "train": data / "annotations/instances_train.json", "val": data / "annotations/instances_val.json",
-        "faster": root / "runs/faster/best.pt", "faster_run": root / "runs/faster", "yolo": root / "runs/yolo/best.pt",
-        "yolo_run": root / "runs/yolo", "tiny": root / "faster.yaml", "bad": bad,
+        "data": data,
+        "train": data / "annotations/instances_train.json",
+        "val": data / "annotations/instances_val.json",
+        "faster": root / "runs/faster/best.pt",
+        "faster_run": root / "runs/faster",
+        "yolo": root / "runs/yolo/best.pt",
+        "yolo_run": root / "runs/yolo",
+        "tiny": root / "faster.yaml",
+        "bad": bad,
         "broken_images": _dataset_with(root / "broken_images", data, _corrupt),
         "truncated_images": _dataset_with(root / "truncated_images", data, _truncate),
     }
@@ -87,7 +93,15 @@ def _write_hostile_files(bad: Path, data: Path) -> None:
     (bad / "escaping.json").write_text(json.dumps(escaping))
     (bad / "no_images_listed.json").write_text(json.dumps({**train, "images": [], "annotations": []}))
     (bad / "no_boxes.json").write_text(json.dumps({**train, "annotations": []}))
-    listed = [{"image_id": 1, "category_id": train["categories"][0]["id"], "bbox": [0, 0, 4, 4], "score": 0.5, "file_name": "nowhere.png"}]
+    listed = [
+        {
+            "image_id": 1,
+            "category_id": train["categories"][0]["id"],
+            "bbox": [0, 0, 4, 4],
+            "score": 0.5,
+            "file_name": "nowhere.png",
+        }
+    ]
     (bad / "results_unknown_file.json").write_text(json.dumps(listed))
     (bad / "latin1.yaml").write_bytes("solver: {lr: 0.01}  # d\xe9j\xe0 vu\n".encode("latin-1"))
     (bad / "nan_lr.yaml").write_text("solver: {lr: .nan}\n")
@@ -115,7 +129,9 @@ def _png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _dataset_with(folder: Path, data: Path, damage) -> Path:
@@ -136,9 +152,19 @@ def _truncate(image: Path) -> None:
 
 def _train_on(dataset: str) -> list[str]:
     return [
-        "train", "--data", f"{{{dataset}}}/annotations/instances_train.json", "--images", f"{{{dataset}}}/train",
-        "--val-data", f"{{{dataset}}}/annotations/instances_val.json", "--val-images", f"{{{dataset}}}/val",
-        "--config", "{tiny}", "--output", "{out}",
+        "train",
+        "--data",
+        f"{{{dataset}}}/annotations/instances_train.json",
+        "--images",
+        f"{{{dataset}}}/train",
+        "--val-data",
+        f"{{{dataset}}}/annotations/instances_val.json",
+        "--val-images",
+        f"{{{dataset}}}/val",
+        "--config",
+        "{tiny}",
+        "--output",
+        "{out}",
     ]
 
 
@@ -152,104 +178,487 @@ class Case:
 CASES = {
     # train
     "train/missing-data": Case(["train", "--data", "{bad}/nope.json", "--output", "{out}"], 2, "nope.json: not found"),
-    "train/truncated-json": Case(["train", "--data", "{bad}/truncated.json", "--images", "{data}/val", "--output", "{out}"], 2, "invalid JSON"),
-    "train/json-list": Case(["train", "--data", "{bad}/list.json", "--images", "{data}/val", "--output", "{out}"], 2, "not a JSON object"),
-    "train/json-without-images": Case(["train", "--data", "{bad}/no_images.json", "--images", "{data}/val", "--output", "{out}"], 2, "no 'images'"),
+    "train/truncated-json": Case(
+        ["train", "--data", "{bad}/truncated.json", "--images", "{data}/val", "--output", "{out}"], 2, "invalid JSON"
+    ),
+    "train/json-list": Case(
+        ["train", "--data", "{bad}/list.json", "--images", "{data}/val", "--output", "{out}"], 2, "not a JSON object"
+    ),
+    "train/json-without-images": Case(
+        ["train", "--data", "{bad}/no_images.json", "--images", "{data}/val", "--output", "{out}"], 2, "no 'images'"
+    ),
     "train/csv": Case(["train", "--data", "{bad}/table.csv", "--output", "{out}"], 2, "not a dataset detkit reads"),
     "train/corrupt-image": Case(_train_on("broken_images"), 2, "not a readable image"),
     "train/corrupt-image-in-a-worker": Case(_train_on("broken_images") + ["--workers", "1"], 2, "not a readable image"),
     "train/truncated-image": Case(_train_on("truncated_images"), 2, "truncated image"),
-    "train/missing-config": Case(["train", "--config", "{bad}/nope.yaml", "--output", "{out}"], 3, "config file not found"),
-    "train/resume-as-another-pipeline": Case(["train", "--resume", "{yolo_run}", "--pipeline", "faster_rcnn"], 3, "continues a yolo run"),
+    "train/missing-config": Case(
+        ["train", "--config", "{bad}/nope.yaml", "--output", "{out}"], 3, "config file not found"
+    ),
+    "train/resume-as-another-pipeline": Case(
+        ["train", "--resume", "{yolo_run}", "--pipeline", "faster_rcnn"], 3, "continues a yolo run"
+    ),
     "train/resume-with-another-class-count": Case(
-        ["train", "--resume", "{faster_run}", "--data", "{bad}/two_classes.json", "--images", "{data}/train", "--val-data", "{val}",
-         "--val-images", "{data}/val"], 4, "with 5 classes as a faster_rcnn model with 2",
+        [
+            "train",
+            "--resume",
+            "{faster_run}",
+            "--data",
+            "{bad}/two_classes.json",
+            "--images",
+            "{data}/train",
+            "--val-data",
+            "{val}",
+            "--val-images",
+            "{data}/val",
+        ],
+        4,
+        "with 5 classes as a faster_rcnn model with 2",
     ),
     "train/weights-of-another-pipeline": Case(
-        ["train", "--weights", "{yolo}", "--pipeline", "faster_rcnn", "--data", "{train}", "--output", "{out}"], 4, "holds a yolo model"
+        ["train", "--weights", "{yolo}", "--pipeline", "faster_rcnn", "--data", "{train}", "--output", "{out}"],
+        4,
+        "holds a yolo model",
     ),
-    "train/weights-not-a-checkpoint": Case(["train", "--weights", "{bad}/image.pt", "--output", "{out}"], 4, "not a PyTorch checkpoint (a JPEG image)"),
+    "train/weights-not-a-checkpoint": Case(
+        ["train", "--weights", "{bad}/image.pt", "--output", "{out}"], 4, "not a PyTorch checkpoint (a JPEG image)"
+    ),
     # detect
-    "detect/corrupt-image": Case(["detect", "{bad}/corrupt.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "not a readable image"),
-    "detect/truncated-image": Case(["detect", "{bad}/truncated.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "truncated image"),
-    "detect/empty-image": Case(["detect", "{bad}/empty.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "empty.jpg"),
-    "detect/text-file": Case(["detect", "{bad}/notes.txt", "--weights", "{faster}", "--out", "{out}"], 2, "notes.txt: not a readable image"),
-    "detect/folder-with-a-corrupt-image": Case(["detect", "{broken_images}/val", "--weights", "{faster}", "--out", "{out}"], 2, "not a readable image"),
-    "detect/missing-image": Case(["detect", "{bad}/nope.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "nope.jpg: no such file"),
-    "detect/garbage-weights": Case(["detect", "{bad}/photo.jpg", "--weights", "{bad}/garbage.pt", "--out", "{out}"], 4, "garbage.pt"),
-    "detect/json-as-weights": Case(["detect", "{bad}/photo.jpg", "--weights", "{val}", "--out", "{out}"], 4, "not a PyTorch checkpoint (JSON or text)"),
-    "detect/missing-weights": Case(["detect", "{bad}/photo.jpg", "--weights", "{bad}/nope.pt", "--out", "{out}"], 4, "checkpoint not found"),
+    "detect/corrupt-image": Case(
+        ["detect", "{bad}/corrupt.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "not a readable image"
+    ),
+    "detect/truncated-image": Case(
+        ["detect", "{bad}/truncated.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "truncated image"
+    ),
+    "detect/empty-image": Case(
+        ["detect", "{bad}/empty.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "empty.jpg"
+    ),
+    "detect/text-file": Case(
+        ["detect", "{bad}/notes.txt", "--weights", "{faster}", "--out", "{out}"], 2, "notes.txt: not a readable image"
+    ),
+    "detect/folder-with-a-corrupt-image": Case(
+        ["detect", "{broken_images}/val", "--weights", "{faster}", "--out", "{out}"], 2, "not a readable image"
+    ),
+    "detect/missing-image": Case(
+        ["detect", "{bad}/nope.jpg", "--weights", "{faster}", "--out", "{out}"], 2, "nope.jpg: no such file"
+    ),
+    "detect/garbage-weights": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{bad}/garbage.pt", "--out", "{out}"], 4, "garbage.pt"
+    ),
+    "detect/json-as-weights": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{val}", "--out", "{out}"],
+        4,
+        "not a PyTorch checkpoint (JSON or text)",
+    ),
+    "detect/missing-weights": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{bad}/nope.pt", "--out", "{out}"], 4, "checkpoint not found"
+    ),
     # eval
-    "eval/truncated-json": Case(["eval", "--coco", "{bad}/truncated.json", "--weights", "{faster}", "--images", "{data}/val", "--out", "{out}/m.json"], 2, "invalid JSON"),
-    "eval/json-list": Case(["eval", "--coco", "{bad}/list.json", "--weights", "{faster}", "--images", "{data}/val", "--out", "{out}/m.json"], 2, "not a JSON object"),
-    "eval/csv": Case(["eval", "--coco", "{bad}/table.csv", "--weights", "{faster}", "--images", "{data}/val", "--out", "{out}/m.json"], 2, "table.csv"),
-    "eval/missing-json": Case(["eval", "--coco", "{bad}/nope.json", "--weights", "{faster}", "--out", "{out}/m.json"], 2, "nope.json"),
+    "eval/truncated-json": Case(
+        [
+            "eval",
+            "--coco",
+            "{bad}/truncated.json",
+            "--weights",
+            "{faster}",
+            "--images",
+            "{data}/val",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "invalid JSON",
+    ),
+    "eval/json-list": Case(
+        [
+            "eval",
+            "--coco",
+            "{bad}/list.json",
+            "--weights",
+            "{faster}",
+            "--images",
+            "{data}/val",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "not a JSON object",
+    ),
+    "eval/csv": Case(
+        [
+            "eval",
+            "--coco",
+            "{bad}/table.csv",
+            "--weights",
+            "{faster}",
+            "--images",
+            "{data}/val",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "table.csv",
+    ),
+    "eval/missing-json": Case(
+        ["eval", "--coco", "{bad}/nope.json", "--weights", "{faster}", "--out", "{out}/m.json"], 2, "nope.json"
+    ),
     "eval/corrupt-image": Case(
-        ["eval", "--coco", "{broken_images}/annotations/instances_val.json", "--images", "{broken_images}/val", "--weights", "{faster}", "--out", "{out}/m.json"],
-        2, "not a readable image",
+        [
+            "eval",
+            "--coco",
+            "{broken_images}/annotations/instances_val.json",
+            "--images",
+            "{broken_images}/val",
+            "--weights",
+            "{faster}",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "not a readable image",
     ),
     "eval/truncated-image": Case(
-        ["eval", "--coco", "{truncated_images}/annotations/instances_val.json", "--images", "{truncated_images}/val", "--weights", "{faster}", "--out", "{out}/m.json"],
-        2, "truncated image",
+        [
+            "eval",
+            "--coco",
+            "{truncated_images}/annotations/instances_val.json",
+            "--images",
+            "{truncated_images}/val",
+            "--weights",
+            "{faster}",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "truncated image",
     ),
     "eval/categories-the-model-names-otherwise": Case(
-        ["eval", "--coco", "{bad}/renamed.json", "--images", "{data}/val", "--weights", "{faster}", "--out", "{out}/m.json"], 2, "is 'platelet' here but",
+        [
+            "eval",
+            "--coco",
+            "{bad}/renamed.json",
+            "--images",
+            "{data}/val",
+            "--weights",
+            "{faster}",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "is 'platelet' here but",
     ),
-    "eval/results-not-a-list": Case(["eval", "--coco", "{val}", "--results", "{bad}/results_dict.json", "--out", "{out}/m.json"], 2, "expected a JSON list"),
-    "eval/results-without-score": Case(["eval", "--coco", "{val}", "--results", "{bad}/results_no_score.json", "--out", "{out}/m.json"], 2, "record 0 has no 'score'"),
-    "eval/truncated-results": Case(["eval", "--coco", "{val}", "--results", "{bad}/truncated.json", "--out", "{out}/m.json"], 2, "invalid JSON"),
-    "eval/garbage-weights": Case(["eval", "--coco", "{val}", "--weights", "{bad}/garbage.pt", "--images", "{data}/val", "--out", "{out}/m.json"], 4, "garbage.pt"),
+    "eval/results-not-a-list": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_dict.json", "--out", "{out}/m.json"],
+        2,
+        "expected a JSON list",
+    ),
+    "eval/results-without-score": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_no_score.json", "--out", "{out}/m.json"],
+        2,
+        "record 0 has no 'score'",
+    ),
+    "eval/truncated-results": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/truncated.json", "--out", "{out}/m.json"], 2, "invalid JSON"
+    ),
+    "eval/garbage-weights": Case(
+        ["eval", "--coco", "{val}", "--weights", "{bad}/garbage.pt", "--images", "{data}/val", "--out", "{out}/m.json"],
+        4,
+        "garbage.pt",
+    ),
     # benchmark
-    "benchmark/garbage-weights": Case(["benchmark", "--weights", "{bad}/garbage.pt", "--out", "{out}/b.json"], 4, "garbage.pt"),
-    "benchmark/missing-data": Case(["benchmark", "--weights", "{faster}", "--data", "{bad}/nope.json", "--out", "{out}/b.json"], 2, "nope.json"),
-    "benchmark/truncated-json": Case(["benchmark", "--weights", "{faster}", "--data", "{bad}/truncated.json", "--out", "{out}/b.json"], 2, "invalid JSON"),
+    "benchmark/garbage-weights": Case(
+        ["benchmark", "--weights", "{bad}/garbage.pt", "--out", "{out}/b.json"], 4, "garbage.pt"
+    ),
+    "benchmark/missing-data": Case(
+        ["benchmark", "--weights", "{faster}", "--data", "{bad}/nope.json", "--out", "{out}/b.json"], 2, "nope.json"
+    ),
+    "benchmark/truncated-json": Case(
+        ["benchmark", "--weights", "{faster}", "--data", "{bad}/truncated.json", "--out", "{out}/b.json"],
+        2,
+        "invalid JSON",
+    ),
     # proposals
-    "proposals/corrupt-image": Case(["proposals", "{bad}/corrupt.jpg", "--out", "{out}/p.json"], 2, "not a readable image"),
-    "proposals/truncated-image": Case(["proposals", "{bad}/truncated.jpg", "--out", "{out}/p.json"], 2, "truncated image"),
+    "proposals/corrupt-image": Case(
+        ["proposals", "{bad}/corrupt.jpg", "--out", "{out}/p.json"], 2, "not a readable image"
+    ),
+    "proposals/truncated-image": Case(
+        ["proposals", "{bad}/truncated.jpg", "--out", "{out}/p.json"], 2, "truncated image"
+    ),
     "proposals/missing-folder": Case(["proposals", "{bad}/nope", "--out", "{out}/p.json"], 2, "no such file or folder"),
-    "proposals/truncated-json": Case(["proposals", "{bad}/truncated.json", "--images", "{data}/val", "--out", "{out}/p.json"], 2, "invalid JSON"),
+    "proposals/truncated-json": Case(
+        ["proposals", "{bad}/truncated.json", "--images", "{data}/val", "--out", "{out}/p.json"], 2, "invalid JSON"
+    ),
     # data
-    "convert/truncated-json": Case(["data", "convert", "{bad}/truncated.json", "{out}/voc", "--to", "voc"], 2, "invalid JSON"),
-    "convert/json-list": Case(["data", "convert", "{bad}/list.json", "{out}/yolo", "--to", "yolo"], 2, "not a JSON object"),
-    "convert/csv": Case(["data", "convert", "{bad}/table.csv", "{out}/coco", "--to", "coco"], 2, "not a dataset detkit reads"),
+    "convert/truncated-json": Case(
+        ["data", "convert", "{bad}/truncated.json", "{out}/voc", "--to", "voc"], 2, "invalid JSON"
+    ),
+    "convert/json-list": Case(
+        ["data", "convert", "{bad}/list.json", "{out}/yolo", "--to", "yolo"], 2, "not a JSON object"
+    ),
+    "convert/csv": Case(
+        ["data", "convert", "{bad}/table.csv", "{out}/coco", "--to", "coco"], 2, "not a dataset detkit reads"
+    ),
     "convert/missing": Case(["data", "convert", "{bad}/nope", "{out}/coco", "--to", "coco"], 2, "nope: not found"),
-    "check/truncated-json": Case(["data", "check", "{bad}/truncated.json", "--fix", "{out}/fixed.json"], 2, "invalid JSON"),
+    "check/truncated-json": Case(
+        ["data", "check", "{bad}/truncated.json", "--fix", "{out}/fixed.json"], 2, "invalid JSON"
+    ),
     "check/json-list": Case(["data", "check", "{bad}/list.json", "--fix", "{out}/fixed.json"], 2, "not a JSON object"),
     "check/csv": Case(["data", "check", "{bad}/table.csv"], 2, "not a dataset detkit reads"),
-    "synth/output-is-a-file": Case(["data", "synth", "--out", "{bad}/a_file/synthetic", "--num-train", "1", "--num-val", "1"], 2, "a_file"),
+    "synth/output-is-a-file": Case(
+        ["data", "synth", "--out", "{bad}/a_file/synthetic", "--num-train", "1", "--num-val", "1"], 2, "a_file"
+    ),
     # paths from data and options that place files
-    "train/file-name-outside-the-image-folder": Case(["train", "--data", "{bad}/escaping.json", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 2, "leads outside the image folder"),
-    "train/run-name-escaping-the-output": Case(["train", "--name", "../../escaped", "--config", "{tiny}", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"], 3, "name"),
-    "train/absolute-run-name": Case(["train", "--name", "/tmp/escaped", "--config", "{tiny}", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"], 3, "name"),
-    "convert/file-name-outside-the-image-folder": Case(["data", "convert", "{bad}/escaping.json", "{out}/yolo", "--to", "yolo", "--images", "{data}/train"], 2, "leads outside the image folder"),
-    "check/fix-over-the-source": Case(["data", "check", "{bad}/escaping.json", "--images", "{data}/train", "--fix", "{bad}/escaping.json"], 2, "is the file being checked"),
-    "check/fix-with-a-wrong-image-folder": Case(["data", "check", "{val}", "--images", "{bad}", "--fix", "{out}/fixed.json"], 2, "none of its 2 images is in"),
-    "convert/overwrite-a-folder-detkit-did-not-write": Case(["data", "convert", "{val}", "{bad}/users_folder", "--to", "yolo", "--images", "{data}/val", "--overwrite"], 2, "was not written by `detkit data convert`"),
-    "detect/out-is-the-input-folder": Case(["detect", "{data}/val", "--weights", "{faster}", "--out", "{data}/val"], 2, "is a folder of the input images"),
-    "eval/out-is-the-ground-truth": Case(["eval", "--coco", "{val}", "--images", "{data}/val", "--weights", "{faster}", "--out", "{val}"], 2, "which writing the metrics would replace"),
-    "eval/out-is-the-results": Case(["eval", "--coco", "{val}", "--results", "{bad}/results_no_score.json", "--out", "{bad}/results_no_score.json"], 2, "would replace"),
-    "eval/results-for-an-image-not-in-the-ground-truth": Case(["eval", "--coco", "{train}", "--results", "{bad}/results_unknown_file.json", "--out", "{out}/m.json"], 2, "which is no image of"),
+    "train/file-name-outside-the-image-folder": Case(
+        [
+            "train",
+            "--data",
+            "{bad}/escaping.json",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        2,
+        "leads outside the image folder",
+    ),
+    "train/run-name-escaping-the-output": Case(
+        [
+            "train",
+            "--name",
+            "../../escaped",
+            "--config",
+            "{tiny}",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "name",
+    ),
+    "train/absolute-run-name": Case(
+        [
+            "train",
+            "--name",
+            "/tmp/escaped",
+            "--config",
+            "{tiny}",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "name",
+    ),
+    "convert/file-name-outside-the-image-folder": Case(
+        ["data", "convert", "{bad}/escaping.json", "{out}/yolo", "--to", "yolo", "--images", "{data}/train"],
+        2,
+        "leads outside the image folder",
+    ),
+    "check/fix-over-the-source": Case(
+        ["data", "check", "{bad}/escaping.json", "--images", "{data}/train", "--fix", "{bad}/escaping.json"],
+        2,
+        "is the file being checked",
+    ),
+    "check/fix-with-a-wrong-image-folder": Case(
+        ["data", "check", "{val}", "--images", "{bad}", "--fix", "{out}/fixed.json"], 2, "none of its 2 images is in"
+    ),
+    "convert/overwrite-a-folder-detkit-did-not-write": Case(
+        ["data", "convert", "{val}", "{bad}/users_folder", "--to", "yolo", "--images", "{data}/val", "--overwrite"],
+        2,
+        "was not written by `detkit data convert`",
+    ),
+    "detect/out-is-the-input-folder": Case(
+        ["detect", "{data}/val", "--weights", "{faster}", "--out", "{data}/val"], 2, "is a folder of the input images"
+    ),
+    "eval/out-is-the-ground-truth": Case(
+        ["eval", "--coco", "{val}", "--images", "{data}/val", "--weights", "{faster}", "--out", "{val}"],
+        2,
+        "which writing the metrics would replace",
+    ),
+    "eval/out-is-the-results": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_no_score.json", "--out", "{bad}/results_no_score.json"],
+        2,
+        "would replace",
+    ),
+    "eval/results-for-an-image-not-in-the-ground-truth": Case(
+        ["eval", "--coco", "{train}", "--results", "{bad}/results_unknown_file.json", "--out", "{out}/m.json"],
+        2,
+        "which is no image of",
+    ),
     # inputs that exhaust memory or time
-    "detect/decompression-bomb-png": Case(["detect", "{bad}/bomb.png", "--weights", "{faster}", "--out", "{out}"], 2, "20000 x 20000 pixels is over the limit"),
-    "train/config-alias-bomb": Case(["train", "--config", "{bad}/alias_bomb.yaml", "--output", "{out}"], 3, "alias_bomb.yaml"),
+    "detect/decompression-bomb-png": Case(
+        ["detect", "{bad}/bomb.png", "--weights", "{faster}", "--out", "{out}"],
+        2,
+        "20000 x 20000 pixels is over the limit",
+    ),
+    "train/config-alias-bomb": Case(
+        ["train", "--config", "{bad}/alias_bomb.yaml", "--output", "{out}"], 3, "alias_bomb.yaml"
+    ),
     "check/data-yaml-alias-bomb": Case(["data", "check", "{bad}/yolo_bomb"], 2, "must be a path or a list of paths"),
     # nothing to train on
-    "train/no-images": Case(["train", "--data", "{bad}/no_images_listed.json", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 2, "lists no images"),
-    "train/no-boxes": Case(["train", "--data", "{bad}/no_boxes.json", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 2, "no box to train on"),
-    "train/zero-epochs": Case(["train", "--epochs", "0", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "epochs"),
+    "train/no-images": Case(
+        [
+            "train",
+            "--data",
+            "{bad}/no_images_listed.json",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        2,
+        "lists no images",
+    ),
+    "train/no-boxes": Case(
+        [
+            "train",
+            "--data",
+            "{bad}/no_boxes.json",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        2,
+        "no box to train on",
+    ),
+    "train/zero-epochs": Case(
+        [
+            "train",
+            "--epochs",
+            "0",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "epochs",
+    ),
     "train/resume-a-finished-run": Case(["train", "--resume", "{faster_run}"], 3, "has trained all its 1 epochs"),
     # out-of-range values
-    "train/batch-size-0": Case(["train", "--batch-size", "0", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "batch_size"),
-    "train/negative-learning-rate": Case(["train", "--set", "solver.lr=-1", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "solver.lr"),
-    "train/nan-learning-rate": Case(["train", "--config", "{bad}/nan_lr.yaml", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"], 3, "solver.lr"),
-    "train/zero-min-size": Case(["train", "--set", "model.transform.min_size=[0]", "--data", "{train}", "--images", "{data}/train", "--config", "{tiny}", "--output", "{out}"], 3, "min_size"),
+    "train/batch-size-0": Case(
+        [
+            "train",
+            "--batch-size",
+            "0",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "batch_size",
+    ),
+    "train/negative-learning-rate": Case(
+        [
+            "train",
+            "--set",
+            "solver.lr=-1",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "solver.lr",
+    ),
+    "train/nan-learning-rate": Case(
+        [
+            "train",
+            "--config",
+            "{bad}/nan_lr.yaml",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "solver.lr",
+    ),
+    "train/zero-min-size": Case(
+        [
+            "train",
+            "--set",
+            "model.transform.min_size=[0]",
+            "--data",
+            "{train}",
+            "--images",
+            "{data}/train",
+            "--config",
+            "{tiny}",
+            "--output",
+            "{out}",
+        ],
+        3,
+        "min_size",
+    ),
     "train/non-utf8-config": Case(["train", "--config", "{bad}/latin1.yaml", "--output", "{out}"], 3, "UTF-8"),
-    "detect/score-thresh-over-1": Case(["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--score-thresh", "2", "--out", "{out}"], 3, "--score-thresh 2.0: must be between 0 and 1"),
-    "detect/negative-batch-size": Case(["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--batch-size", "-1", "--out", "{out}"], 3, "--batch-size -1: must be at least 1"),
-    "detect/batch-size-0": Case(["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--batch-size", "0", "--out", "{out}"], 3, "--batch-size 0: must be at least 1"),
-    "eval/negative-score-thresh": Case(["eval", "--coco", "{val}", "--images", "{data}/val", "--weights", "{faster}", "--score-thresh", "-0.1", "--out", "{out}/m.json"], 3, "--score-thresh"),
-    "benchmark/image-size-0": Case(["benchmark", "--weights", "{faster}", "--image-size", "0", "--out", "{out}/b"], 3, "--image-size 0: must be at least 32"),
-    "proposals/topk-0": Case(["proposals", "{bad}/photo.jpg", "--topk", "0", "--out", "{out}/p.json"], 3, "--topk 0: must be at least 1"),
+    "detect/score-thresh-over-1": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--score-thresh", "2", "--out", "{out}"],
+        3,
+        "--score-thresh 2.0: must be between 0 and 1",
+    ),
+    "detect/negative-batch-size": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--batch-size", "-1", "--out", "{out}"],
+        3,
+        "--batch-size -1: must be at least 1",
+    ),
+    "detect/batch-size-0": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--batch-size", "0", "--out", "{out}"],
+        3,
+        "--batch-size 0: must be at least 1",
+    ),
+    "eval/negative-score-thresh": Case(
+        [
+            "eval",
+            "--coco",
+            "{val}",
+            "--images",
+            "{data}/val",
+            "--weights",
+            "{faster}",
+            "--score-thresh",
+            "-0.1",
+            "--out",
+            "{out}/m.json",
+        ],
+        3,
+        "--score-thresh",
+    ),
+    "benchmark/image-size-0": Case(
+        ["benchmark", "--weights", "{faster}", "--image-size", "0", "--out", "{out}/b"],
+        3,
+        "--image-size 0: must be at least 32",
+    ),
+    "proposals/topk-0": Case(
+        ["proposals", "{bad}/photo.jpg", "--topk", "0", "--out", "{out}/p.json"], 3, "--topk 0: must be at least 1"
+    ),
 }
 
 
@@ -271,7 +680,9 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(case_id, world, tmp_path
 
 
 def test_verbose_shows_the_traceback(world):
-    result = runner.invoke(app, ["--verbose", "detect", str(world["bad"] / "corrupt.jpg"), "--weights", str(world["faster"])])
+    result = runner.invoke(
+        app, ["--verbose", "detect", str(world["bad"] / "corrupt.jpg"), "--weights", str(world["faster"])]
+    )
     assert result.exit_code == 2 and "Traceback" in result.output
 
 
@@ -298,11 +709,28 @@ def test_fine_tuning_on_another_class_count_starts_those_layers_fresh(world, tmp
         document["categories"] = [c for c in document["categories"] if c["id"] in kept]
         document["annotations"] = [a for a in document["annotations"] if a["category_id"] in kept]
         (tmp_path / f"{split}.json").write_text(json.dumps(document))
-    result = runner.invoke(app, [
-        "train", "--weights", str(world["faster"]), "--data", str(tmp_path / "train.json"), "--images", str(world["data"] / "train"),
-        "--val-data", str(tmp_path / "val.json"), "--val-images", str(world["data"] / "val"), "--output", str(tmp_path / "runs"),
-        "--name", "tuned", "--epochs", "1",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--weights",
+            str(world["faster"]),
+            "--data",
+            str(tmp_path / "train.json"),
+            "--images",
+            str(world["data"] / "train"),
+            "--val-data",
+            str(tmp_path / "val.json"),
+            "--val-images",
+            str(world["data"] / "val"),
+            "--output",
+            str(tmp_path / "runs"),
+            "--name",
+            "tuned",
+            "--epochs",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     message = " ".join(result.output.split())
     assert f"start fresh (it has {len(train['categories'])} classes, this data 2)" in message and "cls_score" in message
@@ -318,10 +746,14 @@ def test_fine_tuning_on_another_class_count_starts_those_layers_fresh(world, tmp
     before, after = load_checkpoint(world["faster"]), load_checkpoint(tmp_path / "runs/tuned/last.pt")
     assert after.config.model.num_classes == 2 and after.config.model.init_weights == str(world["faster"])
     name = "roi_heads.box_predictor.cls_score.weight"
-    assert after.model_state[name].shape[0] == 3 and before.model_state[name].shape[0] == len(train["categories"]) + 1  # K + 1 logits
+    assert (
+        after.model_state[name].shape[0] == 3 and before.model_state[name].shape[0] == len(train["categories"]) + 1
+    )  # K + 1 logits
 
     fresh = PIPELINES["faster_rcnn"].build(after.config.model)
-    report = load_initial_weights(fresh, replace(after.config, model=replace(after.config.model, init_weights=str(world["faster"]))))
+    report = load_initial_weights(
+        fresh, replace(after.config, model=replace(after.config.model, init_weights=str(world["faster"])))
+    )
     copied = fresh.state_dict()
     assert all(torch.equal(copied[key], before.model_state[key]) for key in copied if key not in report.fresh)
     assert len(report.fresh) == 4 and report.loaded == len(copied) - 4

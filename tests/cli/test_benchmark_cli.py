@@ -8,13 +8,30 @@ from tests.cli.helpers import invoke
 def test_benchmark_writes_its_table_and_files(tmp_path):
     out = tmp_path / "bench"
     result = invoke(
-        "benchmark", "--pipelines", "yolo", "--backbone", "resnet18", "--image-size", "64", "--images", "1", "--runs", "2",
-        "--device", "cpu", "--set", "model.yolo.width_multiple=0.25", "--out", str(out),
+        "benchmark",
+        "--pipelines",
+        "yolo",
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        "64",
+        "--images",
+        "1",
+        "--runs",
+        "2",
+        "--device",
+        "cpu",
+        "--set",
+        "model.yolo.width_multiple=0.25",
+        "--out",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     assert "ms per image by stage" in result.output and "yolo" in result.output
     record = json.loads((out / "benchmark.json").read_text())
-    assert record["results"][0]["pipeline"] == "yolo" and record["environment"]["input"] == "1 synthetic scenes of 48x64"
+    assert (
+        record["results"][0]["pipeline"] == "yolo" and record["environment"]["input"] == "1 synthetic scenes of 48x64"
+    )
     assert {p.name for p in out.iterdir()} == {"benchmark.json", "benchmark.md", "stages.png", "accuracy_latency.png"}
 
 

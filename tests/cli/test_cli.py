@@ -60,7 +60,16 @@ def test_train_writes_a_complete_run(trained):
 def test_detect_writes_tables_images_and_results(trained, tmp_path):
     root, data = trained
     out = tmp_path / "dets"
-    result = invoke("detect", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt"), "--out", str(out), "--score-thresh", "0.0")
+    result = invoke(
+        "detect",
+        str(data / "val"),
+        "--weights",
+        str(root / "runs/tiny/best.pt"),
+        "--out",
+        str(out),
+        "--score-thresh",
+        "0.0",
+    )
     assert result.exit_code == 0, result.output
     assert "detections" in result.output
     assert len(list(out.glob("*.png"))) == 3
@@ -80,13 +89,26 @@ def test_eval_model_and_results_file(trained, tmp_path):
     root, data = trained
     annotations = data / "annotations/instances_val.json"
     out = tmp_path / "metrics.json"
-    result = invoke("eval", "--coco", str(annotations), "--images", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt"), "--out", str(out))
+    result = invoke(
+        "eval",
+        "--coco",
+        str(annotations),
+        "--images",
+        str(data / "val"),
+        "--weights",
+        str(root / "runs/tiny/best.pt"),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert set(json.loads(out.read_text())["stats"]) >= {"AP", "AP50", "AR100"}
 
     # The ground truth as a results file scores a perfect AP without any model.
     gt = json.loads(annotations.read_text())
-    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0} for a in gt["annotations"]]
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        for a in gt["annotations"]
+    ]
     results = tmp_path / "perfect.json"
     results.write_text(json.dumps(perfect))
     result = invoke("eval", "--coco", str(annotations), "--results", str(results), "--out", str(out))
@@ -151,5 +173,8 @@ def test_eval_refuses_categories_the_model_does_not_know(trained, tmp_path):
     gt["annotations"][0]["category_id"] = 99
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps(gt))
-    result = runner.invoke(app, ["eval", "--coco", str(foreign), "--images", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt")])
+    result = runner.invoke(
+        app,
+        ["eval", "--coco", str(foreign), "--images", str(data / "val"), "--weights", str(root / "runs/tiny/best.pt")],
+    )
     assert result.exit_code == 2 and "[99]" in result.output and "Traceback" not in result.output

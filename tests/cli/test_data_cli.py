@@ -33,16 +33,38 @@ def _lines(output: str) -> list[str]:
 
 
 def test_convert_coco_to_yolo(synthetic, tmp_path):
-    result = invoke("data", "convert", str(synthetic / "annotations" / "instances_train.json"), str(tmp_path / "yolo"),
-                    "--to", "yolo", "--images", str(synthetic / "train"), "--split", "train")
+    result = invoke(
+        "data",
+        "convert",
+        str(synthetic / "annotations" / "instances_train.json"),
+        str(tmp_path / "yolo"),
+        "--to",
+        "yolo",
+        "--images",
+        str(synthetic / "train"),
+        "--split",
+        "train",
+    )
     assert result.exit_code == 0, result.output
     assert "YOLO dataset written to" in result.output and "4 hard-linked, 0 copied" in result.output
-    assert sorted(p.name for p in (tmp_path / "yolo" / "labels" / "train").iterdir()) == [f"{i:06d}.txt" for i in range(1, 5)]
+    assert sorted(p.name for p in (tmp_path / "yolo" / "labels" / "train").iterdir()) == [
+        f"{i:06d}.txt" for i in range(1, 5)
+    ]
 
 
 def test_convert_voc_split_to_one_json_with_a_class_order(tmp_path):
-    result = invoke("data", "convert", str(_voc(tmp_path)), str(tmp_path / "val.json"), "--to", "coco",
-                    "--split", "val", "--classes", "WBC, RBC,Platelets")
+    result = invoke(
+        "data",
+        "convert",
+        str(_voc(tmp_path)),
+        str(tmp_path / "val.json"),
+        "--to",
+        "coco",
+        "--split",
+        "val",
+        "--classes",
+        "WBC, RBC,Platelets",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "val.json").read_text())
     assert [c["name"] for c in data["categories"]] == ["WBC", "RBC", "Platelets"]
@@ -81,7 +103,9 @@ def test_convert_refuses_an_unknown_layout_and_an_existing_output(tmp_path):
 
 
 def test_check_a_clean_dataset_exits_0(synthetic):
-    result = invoke("data", "check", str(synthetic / "annotations" / "instances_val.json"), "--images", str(synthetic / "val"))
+    result = invoke(
+        "data", "check", str(synthetic / "annotations" / "instances_val.json"), "--images", str(synthetic / "val")
+    )
     assert result.exit_code == 0, result.output
     assert "checked" in result.output and "2 images" in result.output and "errors:" not in result.output
 
@@ -112,7 +136,10 @@ def test_check_fix_writes_a_clean_copy_and_exits_0(synthetic, tmp_path):
     result = invoke("data", "check", str(path), "--images", str(images), "--fix", str(tmp_path / "fixed.json"))
     assert result.exit_code == 0, result.output
     assert "1 image records dropped: file missing, unreadable or truncated" in result.output
-    assert "1 boxes clipped to their image" in result.output and "1 annotations of unknown categories dropped" in result.output
+    assert (
+        "1 boxes clipped to their image" in result.output
+        and "1 annotations of unknown categories dropped" in result.output
+    )
     assert "the cleaned file has no errors" in result.output
     fixed = json.loads((tmp_path / "fixed.json").read_text())
     assert len(fixed["images"]) == 3
@@ -122,7 +149,9 @@ def test_check_fix_writes_a_clean_copy_and_exits_0(synthetic, tmp_path):
 
 def test_check_a_voc_split(tmp_path):
     root = _voc(tmp_path)
-    (root / "Annotations" / "c.xml").write_text((root / "Annotations" / "c.xml").read_text().replace("<xmax>8</xmax>", "<xmax>80</xmax>"))
+    (root / "Annotations" / "c.xml").write_text(
+        (root / "Annotations" / "c.xml").read_text().replace("<xmax>8</xmax>", "<xmax>80</xmax>")
+    )
     result = invoke("data", "check", str(root), "--split", "val")
     assert result.exit_code == 2, result.output
     assert "checking split 'val'" in result.output and "box_outside_image (1)" in result.output
@@ -137,17 +166,25 @@ def test_check_reports_a_truncated_image(tmp_path):
     write_image(tmp_path / "a.jpg", 20, 20, extension=".jpg")
     data = (tmp_path / "a.jpg").read_bytes()
     (tmp_path / "a.jpg").write_bytes(data[: len(data) - 10])
-    (tmp_path / "a.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 20, "height": 20}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0, "area": 25}],
-        "categories": [{"id": 1, "name": "x"}],
-    }))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 20, "height": 20}],
+                "annotations": [
+                    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0, "area": 25}
+                ],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
     result = invoke("data", "check", str(tmp_path / "a.json"))
     assert result.exit_code == 2 and "truncated_image (1)" in result.output
 
 
 def test_check_coco128_has_no_errors(shared_data):
     root = shared_data("coco128")
-    result = invoke("data", "check", str(root / "annotations" / "instances_train2017.json"), "--images", str(root / "train2017"))
+    result = invoke(
+        "data", "check", str(root / "annotations" / "instances_train2017.json"), "--images", str(root / "train2017")
+    )
     assert result.exit_code == 0, result.output
     assert "no errors; warnings: images_without_annotations (2)" in result.output

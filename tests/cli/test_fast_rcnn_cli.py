@@ -29,7 +29,16 @@ def data(tmp_path_factory):
 
 def test_proposals_report_recall_and_the_second_run_reads_the_cache(data, tmp_path):
     annotations = data / "synthetic/annotations/instances_val.json"
-    args = ["proposals", str(annotations), "--images", str(data / "synthetic/val"), "--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
+    args = [
+        "proposals",
+        str(annotations),
+        "--images",
+        str(data / "synthetic/val"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--workers",
+        "1",
+    ]
     result = invoke(*args, "--out", str(tmp_path / "first.json"))
     assert result.exit_code == 0, result.output
     assert "recall @ IoU 0.5" in result.output and "circle" in result.output
@@ -44,7 +53,9 @@ def test_proposals_report_recall_and_the_second_run_reads_the_cache(data, tmp_pa
 def test_proposals_of_an_image_folder_and_of_a_bad_mode(data, tmp_path):
     result = invoke("proposals", str(data / "synthetic/val"), "--cache-dir", str(tmp_path), "--workers", "1")
     assert result.exit_code == 0, result.output and "recall" not in result.output
-    result = runner.invoke(app, ["proposals", str(data / "synthetic/val"), "--mode", "slow", "--cache-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["proposals", str(data / "synthetic/val"), "--mode", "slow", "--cache-dir", str(tmp_path)]
+    )
     assert result.exit_code == 3 and "fast, quality" in result.output
 
 
@@ -60,11 +71,33 @@ def test_fast_rcnn_trains_detects_and_evaluates(data, tmp_path):
     assert saved["model"]["pipeline"] == "fast_rcnn" and saved["model"]["roi_heads"]["pooler"] == "roi_pool"
 
     out = tmp_path / "dets"
-    result = invoke("detect", str(synthetic / "val"), "--weights", str(weights), "--out", str(out), "--score-thresh", "0", "--quiet", "--svd-rank", "8")
+    result = invoke(
+        "detect",
+        str(synthetic / "val"),
+        "--weights",
+        str(weights),
+        "--out",
+        str(out),
+        "--score-thresh",
+        "0",
+        "--quiet",
+        "--svd-rank",
+        "8",
+    )
     assert result.exit_code == 0, result.output
     assert (out / "detections.json").is_file()
 
     metrics = tmp_path / "metrics.json"
-    result = invoke("eval", "--coco", str(synthetic / "annotations/instances_val.json"), "--images", str(synthetic / "val"), "--weights", str(weights), "--out", str(metrics))
+    result = invoke(
+        "eval",
+        "--coco",
+        str(synthetic / "annotations/instances_val.json"),
+        "--images",
+        str(synthetic / "val"),
+        "--weights",
+        str(weights),
+        "--out",
+        str(metrics),
+    )
     assert result.exit_code == 0, result.output
     assert set(json.loads(metrics.read_text())["stats"]) >= {"AP", "AP50"}

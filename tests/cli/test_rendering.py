@@ -39,9 +39,34 @@ from detkit.errors import DataError, TrainingInterrupted
 from detkit.structures import Detections
 
 PIECES = (
-    "[/x]", "[link=http://x]a[/link]", "[bold", "[bold]", "[/]", "]", "[", "[[", ":warning:", "\x1b[2J",
-    "\x1b]8;;http://x\x1b\\", "\x1b[1A", "\x1b[31m", "\x07", "\r", "\b", "\x00", "\x9b", "\x9b2J", "\x85", "\x7f",
-    "\t", "\n", " ", "é", "类别", "🙂", "e\u0301",
+    "[/x]",
+    "[link=http://x]a[/link]",
+    "[bold",
+    "[bold]",
+    "[/]",
+    "]",
+    "[",
+    "[[",
+    ":warning:",
+    "\x1b[2J",
+    "\x1b]8;;http://x\x1b\\",
+    "\x1b[1A",
+    "\x1b[31m",
+    "\x07",
+    "\r",
+    "\b",
+    "\x00",
+    "\x9b",
+    "\x9b2J",
+    "\x85",
+    "\x7f",
+    "\t",
+    "\n",
+    " ",
+    "é",
+    "类别",
+    "🙂",
+    "e\u0301",
 )
 LONG = "[/x]\x1b[2J:warning:" * 300  # 5,700 characters in one cell
 HOSTILE = st.one_of(
@@ -80,6 +105,7 @@ def _one_line(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Every renderer: prints on ``console`` with ``text`` wherever data goes; returns what must be seen.
 
+
 def _per_class(console: Console, text: str) -> list[str]:
     console.print(per_class_table({text: 0.5, "cat": 0.25}, {text: 0.75}, title=text))
     return [text]
@@ -91,8 +117,9 @@ def _metrics(console: Console, text: str) -> list[str]:
 
 
 def _detections(console: Console, text: str) -> list[str]:
-    found = Detections(boxes=torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 2), scores=torch.tensor([0.9, 0.8]),
-                       labels=torch.tensor([0, 1]))
+    found = Detections(
+        boxes=torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 2), scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1])
+    )
     console.print(detections_table(f"{text}: 2 detections", found, [text, "b"]))
     return [text]
 
@@ -151,6 +178,7 @@ def test_the_known_attacks_show_as_typed():
 # ---------------------------------------------------------------------------------------------
 # The error contract: one literal line, whatever the message holds.
 
+
 def _run_reporting(error: BaseException, verbose: bool = False) -> tuple[int, str]:
     """``error`` raised inside a ``reports_errors`` command; its exit code and what stderr got."""
     console = SafeConsole(file=io.StringIO(), force_terminal=True, color_system="standard", soft_wrap=True)
@@ -201,6 +229,7 @@ def test_the_shared_consoles_are_safe():
 
 # ---------------------------------------------------------------------------------------------
 # The console and the helpers themselves.
+
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text())
@@ -273,7 +302,8 @@ def _hostile_coco(folder: Path) -> Path:
     ]
     dataset = {
         "images": [{"id": 1, "file_name": "photo\x1b[2J[/x].png", "width": 100, "height": 100}],
-        "annotations": annotations, "categories": [{"id": i + 1, "name": name} for i, name in enumerate(NAMES)],
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(NAMES)],
     }
     results = [{"image_id": 1, "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9} for a in annotations]
     (folder / "gt.json").write_text(json.dumps(dataset))
@@ -285,8 +315,20 @@ def test_eval_and_data_check_print_hostile_category_and_file_names_literally(tmp
     annotations = _hostile_coco(tmp_path)
     runner = CliRunner()
     metrics = tmp_path / "metrics.json"
-    result = runner.invoke(app, ["eval", "--coco", str(annotations), "--images", str(tmp_path / "images"),
-                                 "--results", str(tmp_path / "results.json"), "--out", str(metrics)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--coco",
+            str(annotations),
+            "--images",
+            str(tmp_path / "images"),
+            "--results",
+            str(tmp_path / "results.json"),
+            "--out",
+            str(metrics),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(metrics.read_text())
     assert report["stats"]["AP"] == pytest.approx(1.0) and set(report["per_class_ap"]) == set(NAMES)

@@ -22,13 +22,19 @@ def data_and_config(tmp_path_factory):
 
 
 def epoch_records(run_dir):
-    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "train_images_per_second" in r]
+    return [
+        r
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "train_images_per_second" in r
+    ]
 
 
 @pytest.mark.slow
 def test_two_processes_from_the_command_line(data_and_config, tmp_path):
     data, config = data_and_config
-    result = train_on(data, config, tmp_path, "ddp", "--devices", "2", "--seed", "3", "--deterministic", "--workers", "1")
+    result = train_on(
+        data, config, tmp_path, "ddp", "--devices", "2", "--seed", "3", "--deterministic", "--workers", "1"
+    )
     assert result.exit_code == 0, result.output
     assert "x 2 processes" in result.output and "img/s" in result.output
     (record,) = epoch_records(tmp_path / "ddp")
@@ -40,7 +46,18 @@ def test_two_processes_from_the_command_line(data_and_config, tmp_path):
 @pytest.mark.parametrize("precision", [["--amp", "--amp-dtype", "bf16"], ["--amp", "--amp-dtype", "fp16"]])
 def test_mixed_precision_channels_last_and_accumulation_train_on_cpu(precision, data_and_config, tmp_path):
     data, config = data_and_config
-    result = train_on(data, config, tmp_path, "amp", *precision, "--channels-last", "--accumulate", "2", "--set", "runtime.log_every_steps=1")
+    result = train_on(
+        data,
+        config,
+        tmp_path,
+        "amp",
+        *precision,
+        "--channels-last",
+        "--accumulate",
+        "2",
+        "--set",
+        "runtime.log_every_steps=1",
+    )
     assert result.exit_code == 0, result.output
     steps = [r for r in map(json.loads, (tmp_path / "amp" / "metrics.jsonl").read_text().splitlines()) if "iter" in r]
     assert [s["iter"] for s in steps] == [1]  # 2 batches of 2 images, summed into one optimizer step
@@ -71,8 +88,19 @@ class _Payload:
 def test_bad_scale_options_are_one_line(args, exit_code, needle, data_and_config, tmp_path, monkeypatch):
     data, config = data_and_config
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["train", "--data", str(data / "annotations/instances_train.json"), "--images", str(data / "train"),
-                                 "--config", str(config), *args])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data / "annotations/instances_train.json"),
+            "--images",
+            str(data / "train"),
+            "--config",
+            str(config),
+            *args,
+        ],
+    )
     assert result.exit_code == exit_code, result.output
     assert needle in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
@@ -96,23 +124,61 @@ def test_train_takes_a_voc_or_yolo_folder_directly(layout, data_and_config, tmp_
 
     data, config = data_and_config
     folder = tmp_path / layout
-    converted = invoke("data", "convert", str(data / "annotations/instances_train.json"), str(folder), "--to", layout,
-                       "--split", "train", "--images", str(data / "train"))
+    converted = invoke(
+        "data",
+        "convert",
+        str(data / "annotations/instances_train.json"),
+        str(folder),
+        "--to",
+        layout,
+        "--split",
+        "train",
+        "--images",
+        str(data / "train"),
+    )
     assert converted.exit_code == 0, converted.output
     source = folder / "data.yaml" if layout == "yolo" else folder
-    result = invoke("train", "--data", str(source), "--val-split", "train", "--config", str(config),
-                    "--output", str(tmp_path / "runs"), "--name", layout, "--device", "cpu")
+    result = invoke(
+        "train",
+        "--data",
+        str(source),
+        "--val-split",
+        "train",
+        "--config",
+        str(config),
+        "--output",
+        str(tmp_path / "runs"),
+        "--name",
+        layout,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / layout
     saved = json.loads((run_dir / "config.json").read_text())
     categories = json.loads((data / "annotations/instances_train.json").read_text())["categories"]
-    assert saved["model"]["num_classes"] == len(categories) and saved["data"]["train_annotations"].endswith("instances_train.json")
+    assert saved["model"]["num_classes"] == len(categories) and saved["data"]["train_annotations"].endswith(
+        "instances_train.json"
+    )
     (record,) = epoch_records(run_dir)
     assert 0 <= record["val"]["AP"] <= 1
 
     # eval reads the same folder; the split converted for it gets the model's category ids, so it scores the same AP
     metrics = tmp_path / f"{layout}_metrics.json"
-    result = invoke("eval", "--data", str(source), "--split", "train", "--weights", str(run_dir / "best.pt"), "--out", str(metrics),
-                    "--device", "cpu", "--score-thresh", "0.0")
+    result = invoke(
+        "eval",
+        "--data",
+        str(source),
+        "--split",
+        "train",
+        "--weights",
+        str(run_dir / "best.pt"),
+        "--out",
+        str(metrics),
+        "--device",
+        "cpu",
+        "--score-thresh",
+        "0.0",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(metrics.read_text())["stats"]["AP"] == pytest.approx(record["val"]["AP"], abs=1e-6)

@@ -21,14 +21,33 @@ def test_yolo_trains_detects_and_evaluates(tmp_path):
     assert saved["model"]["pipeline"] == "yolo" and saved["data"]["mosaic_prob"] == 1.0
 
     out = tmp_path / "dets"
-    result = invoke("detect", str(synthetic / "val"), "--weights", str(run / "best.pt"), "--out", str(out), "--score-thresh", "0", "--quiet")
+    result = invoke(
+        "detect",
+        str(synthetic / "val"),
+        "--weights",
+        str(run / "best.pt"),
+        "--out",
+        str(out),
+        "--score-thresh",
+        "0",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     records = json.loads((out / "detections.json").read_text())
     assert records and all(len(r["bbox"]) == 4 and 0 <= r["score"] <= 1 for r in records)
 
     metrics = tmp_path / "metrics.json"
-    result = invoke("eval", "--coco", str(synthetic / "annotations/instances_val.json"), "--images", str(synthetic / "val"),
-                    "--weights", str(run / "best.pt"), "--out", str(metrics))
+    result = invoke(
+        "eval",
+        "--coco",
+        str(synthetic / "annotations/instances_val.json"),
+        "--images",
+        str(synthetic / "val"),
+        "--weights",
+        str(run / "best.pt"),
+        "--out",
+        str(metrics),
+    )
     assert result.exit_code == 0, result.output
     assert {"AP", "AP50"} <= set(json.loads(metrics.read_text())["stats"])
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from detkit.config import ExperimentConfig, schema
 from detkit.config.constraints import Choice, Flag, MultipleOf, Pattern, Range, field_hints, split_annotation
 from detkit.config.overrides import MAX_CONFIG_BYTES, check_config, config_from_dict, load_config_file, update_config
-from detkit.pipelines import PRESETS
 from detkit.errors import ConfigError
+from detkit.pipelines import PRESETS
 
 FEW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -258,8 +258,10 @@ def test_every_preset_passes(name):
 def test_every_default_passes():
     check_config(ExperimentConfig())
     for cls in (getattr(schema, n) for n in dir(schema) if n.endswith("Config")):
-        assert all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-                   for f in dataclasses.fields(cls))
+        assert all(
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            for f in dataclasses.fields(cls)
+        )
     check_config(schema.ModelConfig(), "model")
 
 
@@ -268,13 +270,17 @@ def test_check_config_finds_bad_values_anywhere():
     bad = [
         (replace(cfg, solver=replace(cfg.solver, lr=-1.0)), "solver.lr=-1.0 is out of range; must be > 0"),
         (replace(cfg, solver=replace(cfg.solver, epochs=0)), "solver.epochs=0"),
-        (replace(cfg, model=replace(cfg.model, yolo=replace(cfg.model.yolo, train_sizes=(64, 90)))),
-         r"train_sizes\[1\]=90"),
+        (
+            replace(cfg, model=replace(cfg.model, yolo=replace(cfg.model.yolo, train_sizes=(64, 90)))),
+            r"train_sizes\[1\]=90",
+        ),
         (replace(cfg, data=replace(cfg.data, hflip_prob=math.nan)), "data.hflip_prob=nan is not a finite number"),
         (replace(cfg, name="../x"), "not a single folder name"),
         (replace(cfg, name=None), "name: expected a string"),
-        (replace(cfg, model=replace(cfg.model, rcnn=schema.RCNNConfig(crop_size=32, context_padding=16))),
-         r"model.rcnn.context_padding=16 is too large; 2 x it must be < crop_size \(32\)"),
+        (
+            replace(cfg, model=replace(cfg.model, rcnn=schema.RCNNConfig(crop_size=32, context_padding=16))),
+            r"model.rcnn.context_padding=16 is too large; 2 x it must be < crop_size \(32\)",
+        ),
         (replace(cfg, model=replace(cfg.model, rpn=None)), "model.rpn: expected a RPNConfig"),
     ]
     for config, message in bad:
@@ -302,7 +308,9 @@ def test_choices_are_the_names_the_code_dispatches_on():
     assert schema.POOLERS == POOLERS and schema.PROPOSAL_MODES == MODES and schema.BOX_LOSSES == tuple(BOX_LOSSES)
     assert schema.AMP_DTYPES == tuple(AMP_DTYPES) and schema.BACKENDS == BACKENDS
     # Pipeline names are the table's own, refused where a name is used (the config is below the table).
-    with pytest.raises(ConfigError, match="unknown pipeline 'ssd'; choose one of rcnn, fast_rcnn, faster_rcnn, mask_rcnn, yolo"):
+    with pytest.raises(
+        ConfigError, match="unknown pipeline 'ssd'; choose one of rcnn, fast_rcnn, faster_rcnn, mask_rcnn, yolo"
+    ):
         from detkit.engine.precision import check_runtime
 
         check_runtime(schema.ExperimentConfig(model=schema.ModelConfig(pipeline="ssd")))
@@ -325,8 +333,10 @@ def test_flags_are_the_train_options_that_set_the_field():
 
 
 def test_config_imports_nothing_above_it():
-    code = ("import sys, detkit.config.overrides, detkit.config.synthetic, detkit.config.legacy; "
-            "print([m for m in sys.modules if m.startswith(('detkit.pipelines', 'detkit.modeling', 'detkit.engine'))])")
+    code = (
+        "import sys, detkit.config.overrides, detkit.config.synthetic, detkit.config.legacy; "
+        "print([m for m in sys.modules if m.startswith(('detkit.pipelines', 'detkit.modeling', 'detkit.engine'))])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -363,19 +373,26 @@ def alias_bomb(use: str) -> str:
     return "\n".join([*lines, use, ""])
 
 
-INLINE_BOMB = "[&b0 [" + ", ".join(["lol"] * 9) + "]" + "".join(
-    f", &b{i} [" + ", ".join([f"*b{i - 1}"] * 9) + "]" for i in range(1, 9)
-) + "]"
+INLINE_BOMB = (
+    "[&b0 ["
+    + ", ".join(["lol"] * 9)
+    + "]"
+    + "".join(f", &b{i} [" + ", ".join([f"*b{i - 1}"] * 9) + "]" for i in range(1, 9))
+    + "]"
+)
 
 
-@pytest.mark.parametrize("text", [
-    alias_bomb("name: *a8"),
-    f"name: {INLINE_BOMB}\n",  # every anchor inside the one string field: nothing before it fails first
-    f"model: {{backbone: {{weights_path: {INLINE_BOMB}}}}}\n",
-    f"model: {{transform: {{min_size: {INLINE_BOMB}}}}}\n",
-    f"model: {{anchors: {{sizes: {INLINE_BOMB}}}}}\n",
-    "model: {anchors: {sizes: &s [*s]}}\n",  # a list that holds itself
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        alias_bomb("name: *a8"),
+        f"name: {INLINE_BOMB}\n",  # every anchor inside the one string field: nothing before it fails first
+        f"model: {{backbone: {{weights_path: {INLINE_BOMB}}}}}\n",
+        f"model: {{transform: {{min_size: {INLINE_BOMB}}}}}\n",
+        f"model: {{anchors: {{sizes: {INLINE_BOMB}}}}}\n",
+        "model: {anchors: {sizes: &s [*s]}}\n",  # a list that holds itself
+    ],
+)
 def test_an_alias_bomb_is_refused_at_once(text, tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_text(text)

@@ -2,15 +2,22 @@ import pytest
 
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides, config_from_dict, config_to_dict, load_config_file
-from detkit.pipelines import PRESETS, preset, preset_for
 from detkit.errors import ConfigError
+from detkit.pipelines import PRESETS, preset, preset_for
 
 
 def test_set_parses_types():
-    cfg = apply_overrides(ExperimentConfig(), [
-        "model.rpn.nms_thresh=0.6", "model.transform.min_size=[96, 128]", "solver.amp=true",
-        "model.anchors.sizes=((16,), (32,))", "solver.epochs=3", "model.backbone.name=resnet18",
-    ])
+    cfg = apply_overrides(
+        ExperimentConfig(),
+        [
+            "model.rpn.nms_thresh=0.6",
+            "model.transform.min_size=[96, 128]",
+            "solver.amp=true",
+            "model.anchors.sizes=((16,), (32,))",
+            "solver.epochs=3",
+            "model.backbone.name=resnet18",
+        ],
+    )
     assert cfg.model.rpn.nms_thresh == 0.6
     assert cfg.model.transform.min_size == (96, 128)
     assert cfg.solver.amp is True and cfg.solver.epochs == 3
@@ -23,7 +30,9 @@ def test_unknown_key_names_nearest():
         apply_overrides(ExperimentConfig(), ["model.rpn.nms_tresh=0.6"])
 
 
-@pytest.mark.parametrize("assignment", ["solver.lr=fast", "solver.epochs=2.5", "solver.amp=3", "solver.lr", "model.rpn=1"])
+@pytest.mark.parametrize(
+    "assignment", ["solver.lr=fast", "solver.epochs=2.5", "solver.amp=3", "solver.lr", "model.rpn=1"]
+)
 def test_bad_values_rejected(assignment):
     with pytest.raises(ConfigError):
         apply_overrides(ExperimentConfig(), [assignment])
@@ -55,17 +64,20 @@ def test_unknown_pipeline_and_preset():
 # ---- values outside what a field takes, strings, files ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("assignment", "message"), [
-    ("solver.lr=-1", "solver.lr=-1.0 is out of range; must be > 0"),
-    ("solver.optimizer=sgdd", "solver.optimizer='sgdd' is not one of sgd, adamw; did you mean 'sgd'?"),
-    ("model.transform.min_size=[0]", "model.transform.min_size[0]=0 is out of range; must be >= 1"),
-    ("solver.epochs=0", "solver.epochs=0 (--epochs 0) is out of range; must be >= 1"),
-    ("solver.lr=1e999", "solver.lr=inf is not a finite number"),
-    ("model.rpn.nms_thresh=1.5", "model.rpn.nms_thresh=1.5 is out of range; must be in [0, 1]"),
-    ("data.color_jitter=1", "data.color_jitter=1.0 is out of range; must be in [0, 1)"),
-    ("model.backbone.trainable_stages=6", "model.backbone.trainable_stages=6 is out of range; must be in 0..5"),
-    ("name=../../x", "name='../../x' (--name '../../x') is not a single folder name (it contains '/')"),
-])
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("solver.lr=-1", "solver.lr=-1.0 is out of range; must be > 0"),
+        ("solver.optimizer=sgdd", "solver.optimizer='sgdd' is not one of sgd, adamw; did you mean 'sgd'?"),
+        ("model.transform.min_size=[0]", "model.transform.min_size[0]=0 is out of range; must be >= 1"),
+        ("solver.epochs=0", "solver.epochs=0 (--epochs 0) is out of range; must be >= 1"),
+        ("solver.lr=1e999", "solver.lr=inf is not a finite number"),
+        ("model.rpn.nms_thresh=1.5", "model.rpn.nms_thresh=1.5 is out of range; must be in [0, 1]"),
+        ("data.color_jitter=1", "data.color_jitter=1.0 is out of range; must be in [0, 1)"),
+        ("model.backbone.trainable_stages=6", "model.backbone.trainable_stages=6 is out of range; must be in 0..5"),
+        ("name=../../x", "name='../../x' (--name '../../x') is not a single folder name (it contains '/')"),
+    ],
+)
 def test_out_of_range_values_are_one_line_naming_key_value_and_bound(assignment, message):
     with pytest.raises(ConfigError) as raised:
         apply_overrides(ExperimentConfig(), [assignment])
@@ -99,9 +111,13 @@ def test_messages_quote_values_briefly():
 
 
 def test_non_finite_numbers_from_yaml_and_json(tmp_path):
-    for name, text in [("a.yaml", "solver: {lr: .nan}"), ("b.yaml", "solver: {momentum: -.inf}"),
-                       ("c.json", '{"solver": {"lr": Infinity}}'), ("d.json", '{"data": {"mosaic_scale": [NaN, 1]}}'),
-                       ("e.json", '{"solver": {"weight_decay": 1' + "0" * 400 + "}}")]:
+    for name, text in [
+        ("a.yaml", "solver: {lr: .nan}"),
+        ("b.yaml", "solver: {momentum: -.inf}"),
+        ("c.json", '{"solver": {"lr": Infinity}}'),
+        ("d.json", '{"data": {"mosaic_scale": [NaN, 1]}}'),
+        ("e.json", '{"solver": {"weight_decay": 1' + "0" * 400 + "}}"),
+    ]:
         (tmp_path / name).write_text(text)
         with pytest.raises(ConfigError, match=f"{name}: .* is not a finite number"):
             load_config_file(ExperimentConfig(), tmp_path / name)
@@ -119,9 +135,11 @@ def test_parse_errors_are_one_line_and_a_byte_order_mark_is_not_content(tmp_path
 
 def test_valid_values_load_as_before(tmp_path):
     path = tmp_path / "edges.yaml"
-    path.write_text("solver: {lr: 1, momentum: 0, epochs: 1.0, warmup_factor: 1}\n"
-                    "model: {rpn: {nms_thresh: 1.0}, transform: {min_size: 1}}\n"
-                    "data: {mosaic_scale: [1, 1], num_workers: 0}\nseed: 0\ndevice: cuda:3\n")
+    path.write_text(
+        "solver: {lr: 1, momentum: 0, epochs: 1.0, warmup_factor: 1}\n"
+        "model: {rpn: {nms_thresh: 1.0}, transform: {min_size: 1}}\n"
+        "data: {mosaic_scale: [1, 1], num_workers: 0}\nseed: 0\ndevice: cuda:3\n"
+    )
     cfg = load_config_file(ExperimentConfig(), path)
     assert cfg.solver.lr == 1.0 and isinstance(cfg.solver.lr, float) and cfg.solver.epochs == 1
     assert cfg.model.transform.min_size == (1,) and cfg.data.mosaic_scale == (1.0, 1.0) and cfg.device == "cuda:3"

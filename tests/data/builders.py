@@ -24,8 +24,10 @@ def voc_object(name: str, xmin, ymin, xmax, ymax, difficult: int | None = 0, tru
         flags += f"<difficult>{difficult}</difficult>"
     if truncated is not None:
         flags += f"<truncated>{truncated}</truncated>"
-    return (f"<object><name>{name}</name>{flags}<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
-            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+    return (
+        f"<object><name>{name}</name>{flags}<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+    )
 
 
 def voc_xml(filename: str | None, size: tuple[int, int] | None, objects: list[str]) -> str:
@@ -40,7 +42,9 @@ def voc_xml(filename: str | None, size: tuple[int, int] | None, objects: list[st
     return "".join(parts)
 
 
-def write_voc(root: Path, records: dict[str, tuple[tuple[int, int], list[str]]], splits: dict[str, list[str]] | None) -> Path:
+def write_voc(
+    root: Path, records: dict[str, tuple[tuple[int, int], list[str]]], splits: dict[str, list[str]] | None
+) -> Path:
     """A VOC folder: ``records`` maps image id -> ((H, W), object snippets); each image is a JPEG."""
     for image_id, (size, objects) in records.items():
         write_image(root / "JPEGImages" / f"{image_id}.jpg", *size, extension=".jpg")
@@ -52,7 +56,9 @@ def write_voc(root: Path, records: dict[str, tuple[tuple[int, int], list[str]]],
     return root
 
 
-def write_yolo(root: Path, names, images: dict[str, dict[str, tuple[tuple[int, int], str | None]]], extra_yaml: str = "") -> Path:
+def write_yolo(
+    root: Path, names, images: dict[str, dict[str, tuple[tuple[int, int], str | None]]], extra_yaml: str = ""
+) -> Path:
     """A YOLO folder: ``images[split][file name] = ((H, W), label text or None for no label file)``."""
     for split, files in images.items():
         for name, (size, labels) in files.items():
@@ -66,7 +72,9 @@ def write_yolo(root: Path, names, images: dict[str, dict[str, tuple[tuple[int, i
     return root
 
 
-def write_coco(root: Path, images: list[dict], annotations: list[dict], categories: list[dict], *, write_images: bool = True) -> Path:
+def write_coco(
+    root: Path, images: list[dict], annotations: list[dict], categories: list[dict], *, write_images: bool = True
+) -> Path:
     """A COCO json at ``root/instances.json``, with a PNG of the declared size for each image record
     that declares one (``write_images``)."""
     root.mkdir(parents=True, exist_ok=True)

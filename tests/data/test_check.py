@@ -26,7 +26,15 @@ def _image(image_id: int, name: str | None = None, height: int = 40, width: int 
 
 
 def _ann(ann_id: int, image_id: int = 1, bbox=(5, 5, 10, 10), category_id: int = 1, **extra) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": list(bbox), "iscrowd": 0, "area": 1.0, **extra}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": list(bbox),
+        "iscrowd": 0,
+        "area": 1.0,
+        **extra,
+    }
 
 
 def _check(tmp_path: Path, images, annotations, categories=CATEGORIES):
@@ -47,7 +55,8 @@ def test_a_clean_dataset_has_no_findings(tmp_path):
 def test_record_problems_are_errors_with_examples(tmp_path):
     images = [_image(1), _image(1, "other.png"), {"file_name": "noid.png"}, _image(2)]
     annotations = [
-        _ann(1), _ann(1, bbox=(6, 6, 10, 10)),  # duplicate id
+        _ann(1),
+        _ann(1, bbox=(6, 6, 10, 10)),  # duplicate id
         _ann(0, bbox=(7, 7, 10, 10)),  # zero annotation id
         _ann(3, image_id=99),  # unknown image
         _ann(4, category_id=7),  # unknown category
@@ -68,9 +77,18 @@ def test_record_problems_are_errors_with_examples(tmp_path):
         write_image(tmp_path / name, 40, 50)
     report = check_dataset(path, tmp_path)
     assert _codes(report) == {
-        "duplicate_image_id": 1, "malformed_image": 1, "malformed_category": 1, "duplicate_category_id": 1,
-        "malformed_annotation": 2, "duplicate_annotation_id": 1, "zero_annotation_id": 1, "missing_image_id": 1,
-        "unknown_category": 1, "malformed_box": 2, "degenerate_box": 3, "box_outside_image": 3,
+        "duplicate_image_id": 1,
+        "malformed_image": 1,
+        "malformed_category": 1,
+        "duplicate_category_id": 1,
+        "malformed_annotation": 2,
+        "duplicate_annotation_id": 1,
+        "zero_annotation_id": 1,
+        "missing_image_id": 1,
+        "unknown_category": 1,
+        "malformed_box": 2,
+        "degenerate_box": 3,
+        "box_outside_image": 3,
     }
     assert all(f.severity == "error" for f in report.findings) and report.warnings == []
     assert report.finding("box_outside_image").examples == (
@@ -87,7 +105,10 @@ def test_record_problems_are_errors_with_examples(tmp_path):
     assert report.finding("duplicate_category_id").examples == ("category 2: 'dog' and 'again'",)
     assert report.finding("unknown_category").examples == ("annotation 4 in 1.png: category_id 7",)
     assert report.finding("missing_image_id").examples == ("annotation 3: image_id 99",)
-    assert report.finding("malformed_box").examples == ("annotation 5 in 1.png: bbox [1, 2, 3]", "annotation 6 in 1.png: bbox [1, 2, 'w', 4]")
+    assert report.finding("malformed_box").examples == (
+        "annotation 5 in 1.png: bbox [1, 2, 3]",
+        "annotation 6 in 1.png: bbox [1, 2, 'w', 4]",
+    )
     assert report.finding("malformed_annotation").examples == ("annotations[12]", "annotations[13]")
 
 
@@ -98,13 +119,20 @@ def test_warnings_alone_are_not_errors(tmp_path):
         _ann(1, 0, bbox=(5, 5, 1.5, 10)),  # tiny
         _ann(2, 0, bbox=(45, 5, 5.5, 10)),  # 0.5 px past the edge: rounding
         _ann(3, 3, bbox=(5, 5, 10, 10), iscrowd=1),  # crowd as a box
-        _ann(4, 3, bbox=(5, 5, 10, 10)), _ann(5, 3, bbox=(5, 5, 10, 10)),  # the same box twice
+        _ann(4, 3, bbox=(5, 5, 10, 10)),
+        _ann(5, 3, bbox=(5, 5, 10, 10)),  # the same box twice
     ]
     report = _check(tmp_path, images, annotations, [{"id": 1, "name": "cat"}, {"id": 0, "name": "unused"}])
     assert report.errors == []
     assert _codes(report) == {
-        "zero_id": 2, "missing_image_size": 1, "images_without_annotations": 1, "crowd_without_rle": 1,
-        "box_edge_overshoot": 1, "tiny_box": 1, "duplicate_box": 1, "unused_category": 1,
+        "zero_id": 2,
+        "missing_image_size": 1,
+        "images_without_annotations": 1,
+        "crowd_without_rle": 1,
+        "box_edge_overshoot": 1,
+        "tiny_box": 1,
+        "duplicate_box": 1,
+        "unused_category": 1,
     }
     assert report.finding("images_without_annotations").examples == ("image 2: 2.png",)
 
@@ -172,11 +200,17 @@ def test_unreadable_json_is_a_data_error(tmp_path):
 def test_fix_drops_clips_and_renumbers_until_no_errors_remain(tmp_path):
     images = [_image(1), _image(1), _image(1, "b.png"), _image(3), _image(4), {"id": "bad"}]
     annotations = [
-        _ann(1), _ann(1, bbox=(1, 1, 4, 4)), _ann(0, bbox=(2, 2, 4, 4)),  # duplicate and zero ids
+        _ann(1),
+        _ann(1, bbox=(1, 1, 4, 4)),
+        _ann(0, bbox=(2, 2, 4, 4)),  # duplicate and zero ids
         _ann(2, bbox=(-5, 30, 20, 20)),  # clipped to [0, 30, 15, 40]
         _ann(3, bbox=(70, 5, 10, 10)),  # outside: dropped
-        _ann(4, category_id=9), _ann(5, image_id=42), _ann(6, bbox=(1, 1)), {"id": 7},
-        _ann(8, 3), _ann(9, 4),
+        _ann(4, category_id=9),
+        _ann(5, image_id=42),
+        _ann(6, bbox=(1, 1)),
+        {"id": 7},
+        _ann(8, 3),
+        _ann(9, 4),
     ]
     categories = CATEGORIES + [{"id": 1, "name": "cat"}, {"id": 2, "name": "not a dog"}]
     path = write_coco(tmp_path, [i for i in images if i.get("id") != "bad"], annotations, categories)
@@ -257,10 +291,20 @@ def test_broken_tiny_coco_copy_reports_every_planted_fault(shared_data, tmp_path
     path.write_text(json.dumps(data))
     report = check_dataset(path, root / "train_2017_small")
     assert {f.code for f in report.errors} == {
-        "missing_image", "truncated_image", "duplicate_annotation_id", "unknown_category", "box_outside_image", "degenerate_box",
+        "missing_image",
+        "truncated_image",
+        "duplicate_annotation_id",
+        "unknown_category",
+        "box_outside_image",
+        "degenerate_box",
     }
     fixed = fix_dataset(path, report.images, tmp_path / "fixed.json")
-    assert check_coco(json.loads(fixed.output.read_text()), fixed.output, root / "train_2017_small", images=report.images).errors == []
+    assert (
+        check_coco(
+            json.loads(fixed.output.read_text()), fixed.output, root / "train_2017_small", images=report.images
+        ).errors
+        == []
+    )
 
 
 def test_what_training_would_refuse_or_misread_is_an_error_and_fix_repairs_it(tmp_path):
@@ -270,7 +314,9 @@ def test_what_training_would_refuse_or_misread_is_an_error_and_fix_repairs_it(tm
     huge = 2**63 + 5
     images = [_image(1), _image(huge, "2.png"), _image(3, "../outside.png")]
     annotations = [
-        _ann(1, iscrowd="no"), _ann(2, iscrowd="yes"), _ann(huge, bbox=(20, 20, 8, 8)),
+        _ann(1, iscrowd="no"),
+        _ann(2, iscrowd="yes"),
+        _ann(huge, bbox=(20, 20, 8, 8)),
         _ann(4, image_id=huge, category_id=huge),
         _ann(5, segmentation={"size": [40, 50], "counts": "garbage!!"}),
         _ann(6, bbox=(25, 5, 10, 10), segmentation={"counts": 3}),
@@ -281,8 +327,14 @@ def test_what_training_would_refuse_or_misread_is_an_error_and_fix_repairs_it(tm
         write_image(tmp_path / name, 40, 50)
     report = check_dataset(path, tmp_path)
     assert _codes(report) == {
-        "malformed_iscrowd": 2, "id_out_of_range": 3, "duplicate_category_name": 1, "undecodable_segmentation": 1,
-        "image_outside_folder": 1, "unusable_segmentation": 1, "unused_category": 2, "images_without_annotations": 1,
+        "malformed_iscrowd": 2,
+        "id_out_of_range": 3,
+        "duplicate_category_name": 1,
+        "undecodable_segmentation": 1,
+        "image_outside_folder": 1,
+        "unusable_segmentation": 1,
+        "unused_category": 2,
+        "images_without_annotations": 1,
     }
     # Reported as outside, not as missing: the scan never looked for it.
     assert report.finding("image_outside_folder").examples == (f"image 3: ../outside.png (leads outside {tmp_path})",)
@@ -295,7 +347,10 @@ def test_what_training_would_refuse_or_misread_is_an_error_and_fix_repairs_it(tm
     moved = {a["id"]: (a["image_id"], a["category_id"]) for a in fixed["annotations"]}
     assert moved[4] == (4, 4) and all(0 <= i < 2**63 for i in moved)  # the image and category renumbered together
     assert "segmentation" not in next(a for a in fixed["annotations"] if a["id"] == 5)
-    assert dict((text, count) for count, text in result.changes)["annotations with an iscrowd other than 0 or 1 dropped"] == 2
+    assert (
+        dict((text, count) for count, text in result.changes)["annotations with an iscrowd other than 0 or 1 dropped"]
+        == 2
+    )
 
 
 def test_an_empty_image_list_is_an_error(tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 from pycocotools import mask as mask_utils
 
 from detkit.data.coco import CocoDetection, SanitizeReport
@@ -162,7 +162,12 @@ def test_clipping_dropping_crowd_unknown_and_malformed_records_are_counted(tmp_p
 
 @pytest.mark.parametrize("with_masks", [False, True])
 def test_images_without_annotations_give_empty_targets(tmp_path, with_masks):
-    path = _write_dataset(tmp_path, [_image(1), _image(2, 30, 20), _image(3)], [_ann(1, image_id=1), _ann(2, 3, category_id=8)], CATEGORIES)
+    path = _write_dataset(
+        tmp_path,
+        [_image(1), _image(2, 30, 20), _image(3)],
+        [_ann(1, image_id=1), _ann(2, 3, category_id=8)],
+        CATEGORIES,
+    )
     dataset = CocoDetection(path, tmp_path, with_masks=with_masks)
     assert dataset.image_ids == [1, 2, 3]
     for index in (1, 2):
@@ -230,7 +235,10 @@ def test_missing_annotation_file_is_a_data_error(tmp_path):
         ("[1, 2]", "top level is not a JSON object"),
         ('{"images": [], "categories": []}', "has no 'annotations'"),
         ('{"images": {}, "annotations": [], "categories": []}', "has a non-list 'images'"),
-        ('{"images": [{"file_name": "a.png"}], "annotations": [], "categories": []}', r"images\[0\] needs an integer 'id'"),
+        (
+            '{"images": [{"file_name": "a.png"}], "annotations": [], "categories": []}',
+            r"images\[0\] needs an integer 'id'",
+        ),
         ('{"images": [], "annotations": [], "categories": [{"name": "x"}]}', r"categories\[0\] has no integer 'id'"),
     ],
 )
@@ -312,7 +320,9 @@ def test_proposals_are_attached_before_the_transforms(synthetic):
 def test_json_size_never_drops_boxes(tmp_path):
     """A json whose width/height disagree with the file (16 x 16 for a 40 x 50 image): the file's size
     decides, so boxes beyond the json's frame but inside the image are kept, and clipped to the image."""
-    path = _write_dataset(tmp_path, [_image(1)], [_ann(1, bbox=(20, 20, 10, 10)), _ann(2, bbox=(45, 30, 20, 20))], CATEGORIES)
+    path = _write_dataset(
+        tmp_path, [_image(1)], [_ann(1, bbox=(20, 20, 10, 10)), _ann(2, bbox=(45, 30, 20, 20))], CATEGORIES
+    )
     document = json.loads(path.read_text())
     document["images"][0].update(width=16, height=16)
     path.write_text(json.dumps(document))
@@ -322,8 +332,22 @@ def test_json_size_never_drops_boxes(tmp_path):
     assert target.boxes.tolist() == [[20, 20, 30, 30], [45, 30, 50, 40]]
 
 
-@pytest.mark.parametrize("flag, kept", [(0, True), (1, True), (True, True), (False, True), (None, True), (0.0, True),
-                                        ("yes", False), ("no", False), ("1", False), (2, False), ([1], False)])
+@pytest.mark.parametrize(
+    "flag, kept",
+    [
+        (0, True),
+        (1, True),
+        (True, True),
+        (False, True),
+        (None, True),
+        (0.0, True),
+        ("yes", False),
+        ("no", False),
+        ("1", False),
+        (2, False),
+        ([1], False),
+    ],
+)
 def test_iscrowd_must_be_0_or_1(tmp_path, flag, kept):
     """The string "no" is truthy: reading any true-ish value as a crowd would turn objects into ignore regions."""
     record = _ann(1)
@@ -334,8 +358,12 @@ def test_iscrowd_must_be_0_or_1(tmp_path, flag, kept):
 
 
 @settings(max_examples=60, deadline=None)
-@given(name=st.sampled_from(["../1.png", "../../../etc/passwd", "/etc/passwd", "a/../../1.png", "sub/../..", ".", "",
-                             "x\0.png"]) | st.builds("/".join, st.lists(st.sampled_from(["..", ".", "a", "b.png"]), min_size=1, max_size=6)))
+@given(
+    name=st.sampled_from(
+        ["../1.png", "../../../etc/passwd", "/etc/passwd", "a/../../1.png", "sub/../..", ".", "", "x\0.png"]
+    )
+    | st.builds("/".join, st.lists(st.sampled_from(["..", ".", "a", "b.png"]), min_size=1, max_size=6))
+)
 def test_file_names_leading_outside_the_image_folder_are_refused(tmp_path_factory, name):
     """Any file_name that resolves (lexically) outside the image folder is a DataError naming the record,
     unless --allow-outside-images ($DETKIT_ALLOW_OUTSIDE_IMAGES=1) opts in."""

@@ -4,8 +4,8 @@ layout, image placement, atomicity, and real data (BCCD VOC, tiny COCO) when pre
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,13 @@ def test_coco_to_yolo_to_coco_keeps_boxes_within_yolo_precision(synthetic, tmp_p
 
 
 def test_yolo_layout_and_data_yaml(synthetic, tmp_path):
-    convert_dataset(synthetic / "annotations" / "instances_train.json", tmp_path / "yolo", "yolo", images=synthetic / "train", split="train")
+    convert_dataset(
+        synthetic / "annotations" / "instances_train.json",
+        tmp_path / "yolo",
+        "yolo",
+        images=synthetic / "train",
+        split="train",
+    )
     root = tmp_path / "yolo"
     data = (root / "data.yaml").read_text()
     assert "train: images/train" in data and "nc: 5" in data and "0: circle" in data and "path:" not in data
@@ -90,7 +96,9 @@ def test_voc_from_two_splits_with_clashing_file_names(synthetic, tmp_path):
     lists = tmp_path / "voc" / "ImageSets" / "Main"
     assert (lists / "train.txt").read_text().split() == [f"{i:06d}" for i in range(1, 7)]
     assert (lists / "val.txt").read_text().split() == [f"val_{i:06d}" for i in range(1, 4)]
-    assert (lists / "trainval.txt").read_text().split() == (lists / "train.txt").read_text().split() + (lists / "val.txt").read_text().split()
+    assert (lists / "trainval.txt").read_text().split() == (lists / "train.txt").read_text().split() + (
+        lists / "val.txt"
+    ).read_text().split()
     assert "<filename>val_000001.png</filename>" in (tmp_path / "voc" / "Annotations" / "val_000001.xml").read_text()
     assert report.notes[-1] == "images placed: 9 hard-linked, 0 copied"
     back = read_source(tmp_path / "voc")
@@ -101,8 +109,15 @@ def test_crowds_become_difficult_in_voc_and_are_dropped_in_yolo(tmp_path):
     images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}]
     anns = [
         {"id": 1, "image_id": 1, "category_id": 5, "bbox": [1, 2, 10, 10], "iscrowd": 0, "area": 100},
-        {"id": 2, "image_id": 1, "category_id": 5, "bbox": [5, 5, 10, 10], "iscrowd": 1, "area": 100,
-         "segmentation": {"size": [20, 30], "counts": [0, 600]}},
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 5,
+            "bbox": [5, 5, 10, 10],
+            "iscrowd": 1,
+            "area": 100,
+            "segmentation": {"size": [20, 30], "counts": [0, 600]},
+        },
         {"id": 3, "image_id": 1, "category_id": 5, "bbox": [25, 15, 20, 20], "iscrowd": 0, "area": 400},
         {"id": 4, "image_id": 1, "category_id": 5, "bbox": [40, 1, 5, 5], "iscrowd": 0, "area": 25},
     ]
@@ -122,7 +137,10 @@ def test_crowds_become_difficult_in_voc_and_are_dropped_in_yolo(tmp_path):
 
 def test_failed_conversion_leaves_no_output_and_no_temporary_folder(synthetic, tmp_path):
     source = tmp_path / "coco"
-    images = [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}, {"id": 2, "file_name": "gone.png", "height": 8, "width": 8}]
+    images = [
+        {"id": 1, "file_name": "a.png", "height": 8, "width": 8},
+        {"id": 2, "file_name": "gone.png", "height": 8, "width": 8},
+    ]
     path = write_coco(source, images[:1], [], [{"id": 1, "name": "x"}])
     data = json.loads(path.read_text())
     data["images"] = images
@@ -224,7 +242,9 @@ def test_tiny_coco_to_yolo_and_back_keeps_its_boxes(shared_data, tmp_path):
 
 
 def test_inverted_voc_box_is_dropped_from_yolo_with_a_note(tmp_path):
-    root = write_voc(tmp_path / "voc", {"a": ((20, 30), [voc_object("cat", 9, 9, 3, 3), voc_object("cat", 1, 1, 10, 10)])}, None)
+    root = write_voc(
+        tmp_path / "voc", {"a": ((20, 30), [voc_object("cat", 9, 9, 3, 3), voc_object("cat", 1, 1, 10, 10)])}, None
+    )
     report = convert_dataset(root, tmp_path / "yolo", "yolo")
     assert (tmp_path / "yolo" / "labels" / "all" / "a.txt").read_text() == "0 0.166667 0.250000 0.333333 0.500000\n"
     assert "all: 1 boxes under 1 px (or inverted) after clipping dropped" in report.notes

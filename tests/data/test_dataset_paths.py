@@ -27,7 +27,9 @@ def secret(tmp_path: Path) -> Path:
 
 def test_a_coco_file_name_outside_the_folder_is_refused_and_never_linked(tmp_path, secret, monkeypatch):
     folder = tmp_path / "dataset"
-    annotations = write_coco(folder, [{"id": 1, "file_name": "1.png", "height": 20, "width": 30}], [], [{"id": 1, "name": "a"}])
+    annotations = write_coco(
+        folder, [{"id": 1, "file_name": "1.png", "height": 20, "width": 30}], [], [{"id": 1, "name": "a"}]
+    )
     document = json.loads(annotations.read_text())
     document["images"].append({"id": 2, "file_name": "../secret.jpg", "height": 20, "width": 30})
     annotations.write_text(json.dumps(document))
@@ -42,7 +44,9 @@ def test_a_coco_file_name_outside_the_folder_is_refused_and_never_linked(tmp_pat
 
 def test_a_link_inside_the_folder_to_a_non_image_is_never_placed(tmp_path, secret):
     folder = tmp_path / "dataset"
-    annotations = write_coco(folder, [{"id": 1, "file_name": "1.png", "height": 20, "width": 30}], [], [{"id": 1, "name": "a"}])
+    annotations = write_coco(
+        folder, [{"id": 1, "file_name": "1.png", "height": 20, "width": 30}], [], [{"id": 1, "name": "a"}]
+    )
     (folder / "1.png").unlink()
     (folder / "1.png").symlink_to(secret)
     with pytest.raises(DataError, match="not an image file"):
@@ -55,7 +59,7 @@ def test_a_voc_filename_outside_jpegimages_is_refused(tmp_path, filename):
     root = write_voc(tmp_path / "voc", {"a": ((8, 8), [voc_object("cat", 1, 1, 4, 4)])}, None)
     xml = root / "Annotations" / "a.xml"
     xml.write_text(xml.read_text().replace("<filename>a.jpg</filename>", f"<filename>{filename}</filename>"))
-    with pytest.raises(DataError, match=rf"a.xml: <filename>: image path .* leads outside the image folder"):
+    with pytest.raises(DataError, match=r"a.xml: <filename>: image path .* leads outside the image folder"):
         read_split(root, "all")
 
 

@@ -18,7 +18,11 @@ def _voc(tmp_path: Path) -> Path:
 
 
 def _yolo(tmp_path: Path) -> Path:
-    return write_yolo(tmp_path / "yolo", ["cat"], {"train": {"a.png": ((10, 10), "0 0.5 0.5 0.5 0.5\n")}, "val": {"b.png": ((10, 10), "")}})
+    return write_yolo(
+        tmp_path / "yolo",
+        ["cat"],
+        {"train": {"a.png": ((10, 10), "0 0.5 0.5 0.5 0.5\n")}, "val": {"b.png": ((10, 10), "")}},
+    )
 
 
 def test_detect_format(tmp_path):
@@ -39,13 +43,21 @@ def test_anything_else_is_a_data_error_naming_the_three_layouts(tmp_path, make):
     with pytest.raises(DataError) as info:
         detect_format(path)
     message = str(info.value)
-    assert message.startswith(str(path)) and "COCO instances .json" in message and "Pascal VOC" in message and "data.yaml" in message
+    assert (
+        message.startswith(str(path))
+        and "COCO instances .json" in message
+        and "Pascal VOC" in message
+        and "data.yaml" in message
+    )
 
 
 def test_default_splits(tmp_path):
     assert default_splits(_voc(tmp_path)) == ("train", "val")
     assert default_splits(_yolo(tmp_path)) == ("train", "val")
-    assert default_splits(write_coco(tmp_path / "c", [], [], []).rename(tmp_path / "c" / "instances_val2017.json")) == ("val2017", "val2017")
+    assert default_splits(write_coco(tmp_path / "c", [], [], []).rename(tmp_path / "c" / "instances_val2017.json")) == (
+        "val2017",
+        "val2017",
+    )
 
 
 def test_coco_json_passes_through(tmp_path):
@@ -60,12 +72,18 @@ def test_voc_split_is_converted_once_and_reused(tmp_path):
     assert first.annotations.parent.parent == cache and first.annotations.name == "instances_train.json"
     assert first.images == (root / "JPEGImages").resolve()
     data = json.loads(first.annotations.read_text())
-    assert [i["file_name"] for i in data["images"]] == ["a.jpg"] and [c["name"] for c in data["categories"]] == ["cat", "dog"]
+    assert [i["file_name"] for i in data["images"]] == ["a.jpg"] and [c["name"] for c in data["categories"]] == [
+        "cat",
+        "dog",
+    ]
     written = first.annotations.stat().st_mtime_ns
     again = resolve_dataset(root, "train", None, cache_dir=cache)
     assert again == first and again.annotations.stat().st_mtime_ns == written
     val = resolve_dataset(root, "val", None, cache_dir=cache)
-    assert val.annotations != first.annotations and json.loads(val.annotations.read_text())["images"][0]["file_name"] == "b.jpg"
+    assert (
+        val.annotations != first.annotations
+        and json.loads(val.annotations.read_text())["images"][0]["file_name"] == "b.jpg"
+    )
 
 
 def test_an_edited_annotation_makes_a_new_entry(tmp_path):

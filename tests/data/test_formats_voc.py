@@ -26,7 +26,9 @@ def _xml(tmp_path: Path, text: str) -> Path:
 
 
 def test_one_based_inclusive_corners_become_continuous_xyxy(tmp_path):
-    record = parse_voc_xml(_xml(tmp_path, voc_xml("a.jpg", (40, 50), [voc_object("cat", 1, 1, 50, 40), voc_object("dog", 11, 21, 20, 30)])))
+    record = parse_voc_xml(
+        _xml(tmp_path, voc_xml("a.jpg", (40, 50), [voc_object("cat", 1, 1, 50, 40), voc_object("dog", 11, 21, 20, 30)]))
+    )
     assert record.filename == "a.jpg" and record.size == (40, 50)
     # xmin=1..xmax=50 covers all 50 columns: [0, 50] in continuous coordinates.
     assert [o.box for o in record.objects] == [(0.0, 0.0, 50.0, 40.0), (10.0, 20.0, 20.0, 30.0)]
@@ -34,7 +36,10 @@ def test_one_based_inclusive_corners_become_continuous_xyxy(tmp_path):
 
 
 def test_difficult_and_truncated_flags_are_read_and_default_to_zero(tmp_path):
-    objects = [voc_object("cat", 1, 1, 5, 5, difficult=1, truncated=0), voc_object("cat", 1, 1, 5, 5, difficult=None, truncated=1)]
+    objects = [
+        voc_object("cat", 1, 1, 5, 5, difficult=1, truncated=0),
+        voc_object("cat", 1, 1, 5, 5, difficult=None, truncated=1),
+    ]
     record = parse_voc_xml(_xml(tmp_path, voc_xml("a.jpg", (10, 10), objects)))
     assert [(o.difficult, o.truncated) for o in record.objects] == [(True, False), (False, True)]
 
@@ -51,10 +56,16 @@ def test_absent_or_zero_size_is_none(tmp_path):
         ("<notvoc/>", "root element is <notvoc>"),
         (voc_xml("a.jpg", (5, 5), ["<object><bndbox/></object>"]), "object 1 has no <name>"),
         (voc_xml("a.jpg", (5, 5), ["<object><name>cat</name></object>"]), r"object 1 \('cat'\) has no <bndbox>"),
-        (voc_xml("a.jpg", (5, 5), ["<object><name>cat</name><bndbox><xmin>1</xmin></bndbox></object>"]), "has no <ymin>"),
+        (
+            voc_xml("a.jpg", (5, 5), ["<object><name>cat</name><bndbox><xmin>1</xmin></bndbox></object>"]),
+            "has no <ymin>",
+        ),
         (voc_xml("a.jpg", (5, 5), [voc_object("cat", "one", 1, 2, 2)]), "has <xmin> 'one', not a finite number"),
         (voc_xml("a.jpg", (5, 5), [voc_object("cat", "nan", 1, 2, 2)]), "has <xmin> 'nan'"),
-        (voc_xml("a.jpg", (5, 5), [voc_object("cat", 1, 1, 2, 2, difficult="yes")]), "has <difficult> 'yes'; write 0 or 1"),
+        (
+            voc_xml("a.jpg", (5, 5), [voc_object("cat", 1, 1, 2, 2, difficult="yes")]),
+            "has <difficult> 'yes'; write 0 or 1",
+        ),
         ("<annotation><size><width>wide</width><height>5</height></size></annotation>", r"<size><width> is 'wide'"),
     ],
 )
@@ -65,8 +76,10 @@ def test_unreadable_files_are_data_errors_naming_file_and_object(tmp_path, text,
 
 
 def test_entity_declarations_are_refused_before_parsing(tmp_path):
-    bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
-            "<annotation><filename>&lol2;</filename></annotation>")
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+        "<annotation><filename>&lol2;</filename></annotation>"
+    )
     with pytest.raises(DataError, match="declares a DTD"):
         parse_voc_xml(_xml(tmp_path, bomb))
     utf16 = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY x "y">]><annotation/>').encode("utf-16")
@@ -94,7 +107,10 @@ def test_read_voc_gives_coco_with_sorted_classes_from_every_split(tmp_path):
     # 'bird' only occurs in val, yet train knows it: both splits must share one label mapping.
     assert split.class_names == ["bird", "cat", "dog"]
     assert [c["id"] for c in split.coco["categories"]] == [1, 2, 3]
-    assert [(i["id"], i["file_name"], i["height"], i["width"]) for i in split.coco["images"]] == [(1, "a.jpg", 40, 60), (2, "b.jpg", 30, 30)]
+    assert [(i["id"], i["file_name"], i["height"], i["width"]) for i in split.coco["images"]] == [
+        (1, "a.jpg", 40, 60),
+        (2, "b.jpg", 30, 30),
+    ]
     anns = split.coco["annotations"]
     assert [(a["id"], a["image_id"], a["category_id"], a["bbox"], a["difficult"]) for a in anns] == [
         (1, 1, 3, [0.0, 0.0, 10.0, 10.0], 0),
@@ -115,7 +131,9 @@ def test_explicit_classes_set_the_order_and_refuse_other_names(tmp_path):
 
 
 def test_splits_and_defaults(tmp_path):
-    root = _dataset(tmp_path, {"train": ["a"], "val": ["b"], "trainval": ["a", "b"], "test": ["c"], "cat_train": ["a  1"]})
+    root = _dataset(
+        tmp_path, {"train": ["a"], "val": ["b"], "trainval": ["a", "b"], "test": ["c"], "cat_train": ["a  1"]}
+    )
     # The class-specific list cat_train.txt is not a split.
     assert voc_splits(root) == ["train", "val", "trainval", "test"]
     assert default_voc_splits(root) == ("train", "val")

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from detkit.data.formats.image_size import read_image_size
-from detkit.data.formats.yolo import default_yolo_splits, label_path, load_data_yaml, parse_label_file, read_yolo, yolo_splits
+from detkit.data.formats.yolo import (
+    default_yolo_splits,
+    label_path,
+    load_data_yaml,
+    parse_label_file,
+    read_yolo,
+    yolo_splits,
+)
 from detkit.errors import DataError
 from tests.data.builders import write_image, write_yolo
 
@@ -27,7 +34,10 @@ def test_labels_become_pixel_boxes_with_ids_from_one(tmp_path):
     split = read_yolo(_dataset(tmp_path), "train")
     assert split.class_names == ["cat", "dog"] and [c["id"] for c in split.coco["categories"]] == [1, 2]
     assert split.image_dir == tmp_path / "yolo" / "images" / "train"
-    assert [(i["file_name"], i["height"], i["width"]) for i in split.coco["images"]] == [("a.png", 40, 80), ("b.png", 20, 20)]
+    assert [(i["file_name"], i["height"], i["width"]) for i in split.coco["images"]] == [
+        ("a.png", 40, 80),
+        ("b.png", 20, 20),
+    ]
     anns = split.coco["annotations"]
     # 0.5 0.5 0.5 0.5 on 80x40: centre (40, 20), size 40x20 -> [20, 10, 40, 20] in COCO xywh.
     assert [a["category_id"] for a in anns] == [1, 2]
@@ -120,7 +130,10 @@ def test_class_written_as_float_is_accepted(tmp_path):
         ("names: cat\ntrain: images/train\n", "'names' must be a list"),
         ("names: {0: cat, 2: dog}\ntrain: images/train\n", r"indices are \[0, 2\]"),
         ("names: {a: cat}\ntrain: images/train\n", "keys must be class indices"),
-        ("names: {.inf: cat}\ntrain: images/train\n", "keys must be class indices"),  # found by the fuzz test: int(inf) overflowed
+        (
+            "names: {.inf: cat}\ntrain: images/train\n",
+            "keys must be class indices",
+        ),  # found by the fuzz test: int(inf) overflowed
         ("names: {0.5: cat}\ntrain: images/train\n", "keys must be class indices"),
         ("names: [cat]\nnc: 2\ntrain: images/train\n", "nc is 2 but 'names' has 1"),
         ("names: [cat]\nnc: two\ntrain: images/train\n", "nc is 'two'"),

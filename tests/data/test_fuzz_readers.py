@@ -62,8 +62,30 @@ def _data_error_or(call) -> Any:
 # Mutations
 
 
-TOKENS = [b"NaN", b"-Infinity", b"1e999", b"-1", b"0", b"[]", b"{}", b'"x"', b"null", b"true", b"[1, 2, 3]",
-          b"<", b">", b"</object>", b"&amp;", b"\n", b" ", b"nan", b"-0.5", b"7", b"\xff\xfe", b"\x00"]
+TOKENS = [
+    b"NaN",
+    b"-Infinity",
+    b"1e999",
+    b"-1",
+    b"0",
+    b"[]",
+    b"{}",
+    b'"x"',
+    b"null",
+    b"true",
+    b"[1, 2, 3]",
+    b"<",
+    b">",
+    b"</object>",
+    b"&amp;",
+    b"\n",
+    b" ",
+    b"nan",
+    b"-0.5",
+    b"7",
+    b"\xff\xfe",
+    b"\x00",
+]
 
 
 @st.composite
@@ -80,18 +102,22 @@ def mutated(draw, seed: bytes) -> bytes:
         elif edit == "insert":
             data[position:position] = draw(st.binary(min_size=1, max_size=6))
         elif edit == "delete":
-            del data[position:position + draw(st.integers(1, 12))]
+            del data[position : position + draw(st.integers(1, 12))]
         elif edit == "splice":
             data[position:position] = draw(st.sampled_from(TOKENS))
         elif edit == "replace":
-            data[position:position + draw(st.integers(1, 4))] = draw(st.sampled_from(TOKENS))
+            data[position : position + draw(st.integers(1, 4))] = draw(st.sampled_from(TOKENS))
         else:
             del data[position:]
     return bytes(data)
 
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.integers(), st.floats(), st.text(max_size=4))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def mostly(valid: st.SearchStrategy, garbage: st.SearchStrategy = json_values) -> st.SearchStrategy:
@@ -106,46 +132,98 @@ def mostly(valid: st.SearchStrategy, garbage: st.SearchStrategy = json_values) -
 _RLE = mask_utils.encode(__import__("numpy").asfortranarray(__import__("numpy").ones((HEIGHT, WIDTH), dtype="uint8")))
 _RLE_TEXT = {"size": [HEIGHT, WIDTH], "counts": _RLE["counts"].decode("ascii")}
 SEED_COCO = {
-    "images": [{"id": 1, "file_name": "a.png", "height": HEIGHT, "width": WIDTH}, {"id": 2, "file_name": "b.png", "height": HEIGHT, "width": WIDTH}],
+    "images": [
+        {"id": 1, "file_name": "a.png", "height": HEIGHT, "width": WIDTH},
+        {"id": 2, "file_name": "b.png", "height": HEIGHT, "width": WIDTH},
+    ],
     "annotations": [
-        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 6, 10, 12], "area": 120, "iscrowd": 0,
-         "segmentation": [[5, 6, 15, 6, 15, 18, 5, 18]]},
-        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [40, 30, 20, 20], "area": 400, "iscrowd": 1, "segmentation": _RLE_TEXT},
-        {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 40], "area": 2000, "iscrowd": 0,
-         "segmentation": {"size": [HEIGHT, WIDTH], "counts": [0, HEIGHT * WIDTH]}},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [5, 6, 10, 12],
+            "area": 120,
+            "iscrowd": 0,
+            "segmentation": [[5, 6, 15, 6, 15, 18, 5, 18]],
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 2,
+            "bbox": [40, 30, 20, 20],
+            "area": 400,
+            "iscrowd": 1,
+            "segmentation": _RLE_TEXT,
+        },
+        {
+            "id": 3,
+            "image_id": 2,
+            "category_id": 1,
+            "bbox": [0, 0, 50, 40],
+            "area": 2000,
+            "iscrowd": 0,
+            "segmentation": {"size": [HEIGHT, WIDTH], "counts": [0, HEIGHT * WIDTH]},
+        },
     ],
     "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
 }
 
 numbers = st.one_of(st.integers(-10, 60), st.floats(-10, 60), st.sampled_from([float("nan"), float("inf"), 1e12, -0.0]))
 polygons = st.lists(st.lists(mostly(numbers), min_size=0, max_size=10), max_size=2)
-rles = st.fixed_dictionaries({}, optional={
-    "size": mostly(st.sampled_from([[HEIGHT, WIDTH], [2, 2], [0, 5], [HEIGHT, WIDTH, 1]])),
-    "counts": mostly(st.one_of(st.just(_RLE_TEXT["counts"]), st.text(max_size=6), st.lists(st.integers(-1, 2000), max_size=4))),
-})
+rles = st.fixed_dictionaries(
+    {},
+    optional={
+        "size": mostly(st.sampled_from([[HEIGHT, WIDTH], [2, 2], [0, 5], [HEIGHT, WIDTH, 1]])),
+        "counts": mostly(
+            st.one_of(st.just(_RLE_TEXT["counts"]), st.text(max_size=6), st.lists(st.integers(-1, 2000), max_size=4))
+        ),
+    },
+)
 # Required keys are usually present (a missing one is among the garbage `mostly` mixes in).
 images = st.fixed_dictionaries(
-    {"id": mostly(st.integers(0, 3)), "file_name": mostly(st.sampled_from(["a.png", "b.png", "missing.png", "", "../a.png"]))},
-    optional={"width": mostly(st.sampled_from([WIDTH, 0, -1, float(WIDTH), 30])), "height": mostly(st.sampled_from([HEIGHT, 0, 25]))},
+    {
+        "id": mostly(st.integers(0, 3)),
+        "file_name": mostly(st.sampled_from(["a.png", "b.png", "missing.png", "", "../a.png"])),
+    },
+    optional={
+        "width": mostly(st.sampled_from([WIDTH, 0, -1, float(WIDTH), 30])),
+        "height": mostly(st.sampled_from([HEIGHT, 0, 25])),
+    },
 )
 annotations = st.fixed_dictionaries(
-    {"id": mostly(st.integers(0, 4)), "image_id": mostly(st.integers(0, 3)), "category_id": mostly(st.integers(0, 3)),
-     "bbox": mostly(st.lists(numbers, min_size=3, max_size=5))},
-    optional={"segmentation": st.one_of(polygons, rles, json_values), "iscrowd": mostly(st.integers(0, 1)), "area": mostly(numbers)},
+    {
+        "id": mostly(st.integers(0, 4)),
+        "image_id": mostly(st.integers(0, 3)),
+        "category_id": mostly(st.integers(0, 3)),
+        "bbox": mostly(st.lists(numbers, min_size=3, max_size=5)),
+    },
+    optional={
+        "segmentation": st.one_of(polygons, rles, json_values),
+        "iscrowd": mostly(st.integers(0, 1)),
+        "area": mostly(numbers),
+    },
 )
-categories = st.fixed_dictionaries({"id": mostly(st.integers(0, 3))}, optional={"name": mostly(st.sampled_from(["cat", "dog", ""]))})
-coco_datasets = st.fixed_dictionaries({
-    "images": st.lists(mostly(images), max_size=4, unique_by=lambda r: repr(r.get("id")) if isinstance(r, dict) else repr(r)),
-    "annotations": st.lists(mostly(annotations), max_size=6),
-    "categories": st.lists(mostly(categories), max_size=3),
-})
+categories = st.fixed_dictionaries(
+    {"id": mostly(st.integers(0, 3))}, optional={"name": mostly(st.sampled_from(["cat", "dog", ""]))}
+)
+coco_datasets = st.fixed_dictionaries(
+    {
+        "images": st.lists(
+            mostly(images), max_size=4, unique_by=lambda r: repr(r.get("id")) if isinstance(r, dict) else repr(r)
+        ),
+        "annotations": st.lists(mostly(annotations), max_size=6),
+        "categories": st.lists(mostly(categories), max_size=3),
+    }
+)
 # CocoDetection refuses a file with a duplicated image or category id outright; the checker and
 # fixer report and repair them, so their fuzzing allows duplicates.
-coco_datasets_with_duplicates = st.fixed_dictionaries({
-    "images": st.lists(mostly(images), max_size=4),
-    "annotations": st.lists(mostly(annotations), max_size=6),
-    "categories": st.lists(mostly(categories), max_size=3),
-})
+coco_datasets_with_duplicates = st.fixed_dictionaries(
+    {
+        "images": st.lists(mostly(images), max_size=4),
+        "annotations": st.lists(mostly(annotations), max_size=6),
+        "categories": st.lists(mostly(categories), max_size=3),
+    }
+)
 
 
 def _load_coco_everything(path: Path, image_dir: Path) -> None:
@@ -176,8 +254,12 @@ def test_coco_reader_survives_wrong_records(folder, dataset):
     _load_coco_everything(path, folder)
 
 
-SCAN = {"a.png": ImageStatus("ok", (HEIGHT, WIDTH)), "b.png": ImageStatus("ok", (HEIGHT, WIDTH)), "missing.png": ImageStatus("missing", detail="no such file"),
-        "../a.png": ImageStatus("outside", detail="leads outside the folder")}  # what scan_images says of it
+SCAN = {
+    "a.png": ImageStatus("ok", (HEIGHT, WIDTH)),
+    "b.png": ImageStatus("ok", (HEIGHT, WIDTH)),
+    "missing.png": ImageStatus("missing", detail="no such file"),
+    "../a.png": ImageStatus("outside", detail="leads outside the folder"),
+}  # what scan_images says of it
 
 
 @settings(FUZZ, max_examples=200)
@@ -224,10 +306,29 @@ def test_unhashable_image_id_is_a_dropped_record_not_a_type_error(folder):
 # ---------------------------------------------------------------------------------------------
 # Pascal VOC
 
-SEED_VOC = voc_xml("a.png", (HEIGHT, WIDTH), [voc_object("cat", 5, 6, 15, 18), voc_object("dog", 1, 1, 50, 40, difficult=1)]).encode()
-VOC_TAGS = ["annotation", "filename", "size", "width", "height", "object", "name", "bndbox", "xmin", "ymin", "xmax", "ymax",
-            "difficult", "truncated", "other"]
-voc_texts = st.one_of(st.sampled_from(["cat", "1", "0", "50", "-3", "nan", "1e999", "", " 7 ", "a.png"]), st.text(max_size=6))
+SEED_VOC = voc_xml(
+    "a.png", (HEIGHT, WIDTH), [voc_object("cat", 5, 6, 15, 18), voc_object("dog", 1, 1, 50, 40, difficult=1)]
+).encode()
+VOC_TAGS = [
+    "annotation",
+    "filename",
+    "size",
+    "width",
+    "height",
+    "object",
+    "name",
+    "bndbox",
+    "xmin",
+    "ymin",
+    "xmax",
+    "ymax",
+    "difficult",
+    "truncated",
+    "other",
+]
+voc_texts = st.one_of(
+    st.sampled_from(["cat", "1", "0", "50", "-3", "nan", "1e999", "", " 7 ", "a.png"]), st.text(max_size=6)
+)
 
 
 @st.composite
@@ -280,7 +381,9 @@ def _read_voc_everything(folder: Path, xml: bytes) -> None:
     assert (record is None) == (split is None)
     if split is not None:
         assert split.num_annotations == len(record.objects)
-        check_coco(split.coco, root / "a.json", root / "JPEGImages", images={"a.png": ImageStatus("ok", (HEIGHT, WIDTH))})
+        check_coco(
+            split.coco, root / "a.json", root / "JPEGImages", images={"a.png": ImageStatus("ok", (HEIGHT, WIDTH))}
+        )
 
 
 @settings(FUZZ, max_examples=100)
@@ -304,17 +407,22 @@ def test_voc_reader_survives_wrong_trees(folder, tree):
 # ---------------------------------------------------------------------------------------------
 # YOLO
 
-odd_tokens = st.one_of(st.sampled_from(["2", "-1", "1.0", "nan", "inf", "1e400", "x", "1.2", "-0.2", "1.005", "0x1"]), st.text(max_size=4))
+odd_tokens = st.one_of(
+    st.sampled_from(["2", "-1", "1.0", "nan", "inf", "1e400", "x", "1.2", "-0.2", "1.005", "0x1"]), st.text(max_size=4)
+)
 classes = mostly(st.sampled_from(["0", "1"]), odd_tokens)
 coordinates = mostly(st.floats(0, 1).map(str), odd_tokens)
 box_lines = st.tuples(classes, st.lists(coordinates, min_size=4, max_size=4)).map(lambda t: " ".join([t[0], *t[1]]))
 polygon_lines = st.tuples(classes, st.lists(st.tuples(coordinates, coordinates), min_size=3, max_size=6)).map(
-    lambda t: " ".join([t[0], *(v for point in t[1] for v in point)]))
+    lambda t: " ".join([t[0], *(v for point in t[1] for v in point)])
+)
 any_lines = st.lists(st.one_of(odd_tokens, coordinates), max_size=9).map(" ".join)
 label_texts = st.lists(mostly(st.one_of(box_lines, polygon_lines), any_lines), max_size=5).map("\n".join)
 
 
-def _yolo_folder(folder: Path, yaml_text: str = "names: [cat, dog]\ntrain: images/train\n", labels: bytes = b"") -> Path:
+def _yolo_folder(
+    folder: Path, yaml_text: str = "names: [cat, dog]\ntrain: images/train\n", labels: bytes = b""
+) -> Path:
     root = folder / "yolo"
     if not (root / "images" / "train" / "a.png").exists():
         write_image(root / "images" / "train" / "a.png", HEIGHT, WIDTH)
@@ -353,12 +461,24 @@ def test_data_yaml_survives_byte_mutations(folder, data):
         _read_yolo_everything(root)
 
 
-split_values = mostly(st.sampled_from(["images/train", "images/train", "missing", "labels/train/a.txt", ["images/train", "images/train"], []]))
+split_values = mostly(
+    st.sampled_from(
+        ["images/train", "images/train", "missing", "labels/train/a.txt", ["images/train", "images/train"], []]
+    )
+)
 name_lists = st.lists(mostly(st.sampled_from(["cat", "dog"])), min_size=1, max_size=3)
-name_maps = st.dictionaries(mostly(st.integers(0, 2), st.one_of(st.integers(-1, 5), st.text(max_size=2), st.floats())), st.sampled_from(["cat", "dog"]), max_size=3)
+name_maps = st.dictionaries(
+    mostly(st.integers(0, 2), st.one_of(st.integers(-1, 5), st.text(max_size=2), st.floats())),
+    st.sampled_from(["cat", "dog"]),
+    max_size=3,
+)
 yaml_documents = st.fixed_dictionaries(
     {"names": mostly(st.one_of(name_lists, name_maps)), "train": split_values},
-    optional={"nc": mostly(st.integers(1, 3)), "path": mostly(st.sampled_from([".", "..", "/nonexistent", ""])), "val": split_values},
+    optional={
+        "nc": mostly(st.integers(1, 3)),
+        "path": mostly(st.sampled_from([".", "..", "/nonexistent", ""])),
+        "val": split_values,
+    },
 )
 
 
@@ -402,4 +522,9 @@ def test_image_reader_gives_pixels_or_a_data_error(folder, extension, data):
     if image is not None:
         assert image.dtype.name == "uint8" and image.ndim == 3 and image.shape[2] == 3
         assert not truncation(payload), "a truncated file must be refused, not decoded with grey rows"
-    assert inspect_image(path).state in ("ok", "unreadable", "truncated", "too_large")  # a flipped header byte can declare a giant
+    assert inspect_image(path).state in (
+        "ok",
+        "unreadable",
+        "truncated",
+        "too_large",
+    )  # a flipped header byte can declare a giant

@@ -35,8 +35,11 @@ def _jpeg_with_orientation(image: np.ndarray, orientation: int, byte_order: byte
 def test_exif_orientation_is_applied_as_opencv_and_photo_viewers_apply_it(orientation, byte_order, tmp_path):
     """All eight orientations, both byte orders: detkit's pixels equal OpenCV's own EXIF-applying decode,
     and the header's displayed size (what YOLO conversion and data check use) is the decoded one."""
-    stored = cv2.resize(np.random.default_rng(orientation).integers(0, 255, (3, 5, 3), dtype=np.uint8), (50, 30),
-                        interpolation=cv2.INTER_NEAREST)
+    stored = cv2.resize(
+        np.random.default_rng(orientation).integers(0, 255, (3, 5, 3), dtype=np.uint8),
+        (50, 30),
+        interpolation=cv2.INTER_NEAREST,
+    )
     data = _jpeg_with_orientation(stored, orientation, byte_order)
     viewer = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     read = decode_image_rgb(data, "photo.jpg")
@@ -52,7 +55,9 @@ def _png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    )
 
 
 def test_a_decompression_bomb_is_refused_from_its_header(monkeypatch):

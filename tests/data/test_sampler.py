@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from detkit.data.loaders import build_batch_loader
 from detkit.data.sampler import DetectionBatchSampler
 from detkit.data.seeded import SeededItems, hash_ints
-from detkit.data.loaders import build_batch_loader
 
 
 def batches(num_images=10, **kwargs):

@@ -99,7 +99,9 @@ def test_compose_applies_in_order():
 
 def test_flip_moves_proposals_with_the_boxes():
     boxes = torch.tensor([[2.0, 3.0, 10.0, 8.0]])
-    target = Target(boxes=boxes, labels=torch.tensor([0]), proposals=torch.tensor([[0.0, 0.0, 5.0, 5.0], [2.0, 3.0, 10.0, 8.0]]))
+    target = Target(
+        boxes=boxes, labels=torch.tensor([0]), proposals=torch.tensor([[0.0, 0.0, 5.0, 5.0], [2.0, 3.0, 10.0, 8.0]])
+    )
     _, flipped = hflip(torch.zeros(3, 10, 20), target)
     torch.testing.assert_close(flipped.proposals, torch.tensor([[15.0, 0.0, 20.0, 5.0], [10.0, 3.0, 18.0, 8.0]]))
     torch.testing.assert_close(flipped.proposals[1], flipped.boxes[0])

@@ -33,7 +33,9 @@ def test_each_image_is_in_the_stream_as_soon_as_it_is_done(photos, tmp_path):
     # A run killed here keeps the first image's results.
     line = json.loads((out / STREAM).read_text())
     assert line["file_name"] == str(photos[0]) and (line["height"], line["width"]) == (20, 30)
-    assert line["detections"] == [{"category_id": 7, "bbox": [1.0, 2.0, 10.0, 10.0], "score": pytest.approx(0.9), "category": "dog"}]
+    assert line["detections"] == [
+        {"category_id": 7, "bbox": [1.0, 2.0, 10.0, 10.0], "score": pytest.approx(0.9), "category": "dog"}
+    ]
     assert not (out / RESULTS).exists()
     writer.add(_item(photos[1], 2))
     writer.close()

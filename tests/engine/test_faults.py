@@ -25,7 +25,9 @@ from tests.engine.test_train import tiny_config
 def tiny_data(tmp_path_factory):
     from detkit.data.synthetic import generate_synthetic_coco
 
-    return generate_synthetic_coco(tmp_path_factory.mktemp("faults"), num_train=6, num_val=2, image_size=(64, 64), seed=4)
+    return generate_synthetic_coco(
+        tmp_path_factory.mktemp("faults"), num_train=6, num_val=2, image_size=(64, 64), seed=4
+    )
 
 
 def assert_same_weights(expected_path: Path, actual_path: Path) -> None:
@@ -73,7 +75,9 @@ class DetkitTrain:
         self.stderr_path = config.parent / f"{name}.err"
         with open(config.parent / f"{name}.out", "w") as out, open(self.stderr_path, "w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "detkit", "train", "--config", str(config), "--device", "cpu", *extra], stdout=out, stderr=err,
+                [sys.executable, "-m", "detkit", "train", "--config", str(config), "--device", "cpu", *extra],
+                stdout=out,
+                stderr=err,
                 preexec_fn=_as_a_foreground_job,
             )
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from detkit.config import BackboneConfig, DataConfig, ExperimentConfig, ModelConfig, ProposalConfig, RCNNConfig, SolverConfig
+from detkit.config import (
+    BackboneConfig,
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    ProposalConfig,
+    RCNNConfig,
+    SolverConfig,
+)
 from detkit.data.synthetic import generate_synthetic_coco
 from detkit.engine.rcnn import STAGES_FILE
 from detkit.engine.train import train

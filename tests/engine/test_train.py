@@ -9,16 +9,24 @@ from torch import nn
 
 from detkit.checkpoint import load_checkpoint
 from detkit.config import (
-    AnchorConfig, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, ModelConfig, RoIHeadsConfig, RPNConfig,
-    SolverConfig, TransformConfig, YOLOConfig,
+    AnchorConfig,
+    BackboneConfig,
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    RoIHeadsConfig,
+    RPNConfig,
+    SolverConfig,
+    TransformConfig,
+    YOLOConfig,
 )
 from detkit.data.synthetic import generate_synthetic_coco
-from detkit.engine import train as train_module
 from detkit.engine.events import EpochFinished
 from detkit.engine.solver import lr_factor
 from detkit.engine.train import train
 from detkit.errors import TrainingError
-from detkit.structures import DetectorOutput, Detections
+from detkit.structures import Detections, DetectorOutput
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +83,8 @@ def tiny_yolo_config(paths, output_dir, epochs: int) -> ExperimentConfig:
     return replace(
         cfg,
         model=ModelConfig(
-            pipeline="yolo", backbone=BackboneConfig(name="resnet18", fpn=False),
+            pipeline="yolo",
+            backbone=BackboneConfig(name="resnet18", fpn=False),
             yolo=YOLOConfig(image_size=64, train_sizes=(64, 96), width_multiple=0.125),
         ),
         data=replace(cfg.data, mosaic_prob=0.5, mosaic_off_epochs=1, color_jitter=0.2),

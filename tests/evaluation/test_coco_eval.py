@@ -26,8 +26,12 @@ TINY_COCO = DATA / "tiny_coco" / "small_coco" / "instances_train2017_small.json"
 HAS_FASTER = importlib.util.find_spec("faster_coco_eval") is not None
 # pycocotools' mask.decode warns under numpy 2; the warning is the library's, not detkit's.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-BACKENDS = ["pycocotools", pytest.param("faster_coco_eval", marks=pytest.mark.skipif(
-    not HAS_FASTER, reason="faster-coco-eval is not installed"))]
+BACKENDS = [
+    "pycocotools",
+    pytest.param(
+        "faster_coco_eval", marks=pytest.mark.skipif(not HAS_FASTER, reason="faster-coco-eval is not installed")
+    ),
+]
 
 
 # ----------------------------------------------------------------------------- hand-made cases
@@ -105,8 +109,9 @@ def test_detections_on_an_image_without_ground_truth_are_false_positives(backend
     # The false positive outranks the hit: precision 1/2 at every recall point.
     assert with_fp.stats["AP"] == pytest.approx(0.5, abs=1e-12)
     # Restricting to image 1 takes the empty image (and its false positive) out.
-    only_first = evaluate_coco(ground_truth, [hit, _det([0, 0, 20, 20], 0.9, image_id=2)], backend=backend,
-                               image_ids=[1])
+    only_first = evaluate_coco(
+        ground_truth, [hit, _det([0, 0, 20, 20], 0.9, image_id=2)], backend=backend, image_ids=[1]
+    )
     assert only_first.stats["AP"] == pytest.approx(1.0, abs=1e-12)
     assert only_first.num_images == 1 and only_first.num_detections == 1
 
@@ -182,13 +187,15 @@ def perturbed(tiny_coco: COCO) -> list[dict]:
         x, y, w, h = record["bbox"]
         noise = rng.normal(0.0, 0.1, 4) * np.array([w, h, w, h])
         mask = np.roll(_decode(record["segmentation"]), tuple(rng.integers(-4, 5, 2)), axis=(0, 1))
-        results.append({
-            **record,
-            "category_id": int(rng.choice(category_ids)) if rng.random() < 0.1 else record["category_id"],
-            "bbox": [x + noise[0], y + noise[1], max(1.0, w + noise[2]), max(1.0, h + noise[3])],
-            "score": float(rng.random()),
-            "segmentation": _encode(mask),
-        })
+        results.append(
+            {
+                **record,
+                "category_id": int(rng.choice(category_ids)) if rng.random() < 0.1 else record["category_id"],
+                "bbox": [x + noise[0], y + noise[1], max(1.0, w + noise[2]), max(1.0, h + noise[3])],
+                "score": float(rng.random()),
+                "segmentation": _encode(mask),
+            }
+        )
     image_ids = sorted(tiny_coco.getImgIds())
     for _ in range(40):
         image = tiny_coco.imgs[int(rng.choice(image_ids))]
@@ -196,8 +203,15 @@ def perturbed(tiny_coco: COCO) -> list[dict]:
         w, h = rng.uniform(2, 120, 2)
         mask = np.zeros((image["height"], image["width"]), dtype=np.uint8)
         mask[int(y) : int(y + h), int(x) : int(x + w)] = 1
-        results.append({"image_id": image["id"], "category_id": int(rng.choice(category_ids)),
-                        "bbox": [x, y, w, h], "score": float(rng.random()), "segmentation": _encode(mask)})
+        results.append(
+            {
+                "image_id": image["id"],
+                "category_id": int(rng.choice(category_ids)),
+                "bbox": [x, y, w, h],
+                "score": float(rng.random()),
+                "segmentation": _encode(mask),
+            }
+        )
     return results
 
 
@@ -254,8 +268,10 @@ def test_image_ids_restrict_the_evaluation(tiny_coco, perturbed):
     metrics = evaluate_coco(tiny_coco, perturbed, image_ids=first, backend="pycocotools")
     assert metrics.num_images == 3
     assert metrics.num_detections == sum(r["image_id"] in first for r in perturbed)
-    classes_there = {tiny_coco.cats[a["category_id"]]["name"] for a in tiny_coco.loadAnns(
-        tiny_coco.getAnnIds(imgIds=first, iscrowd=False))}
+    classes_there = {
+        tiny_coco.cats[a["category_id"]]["name"]
+        for a in tiny_coco.loadAnns(tiny_coco.getAnnIds(imgIds=first, iscrowd=False))
+    }
     assert set(metrics.per_class_ap) == classes_there
 
 
@@ -263,8 +279,14 @@ def test_image_ids_restrict_the_evaluation(tiny_coco, perturbed):
 
 
 @settings(max_examples=25, deadline=None)
-@given(ids=st.lists(st.one_of(st.just(0), st.integers(-5, 5), st.integers(2**62, 2**66), st.integers(1, 10**30)),
-                    min_size=9, max_size=9, unique=True))
+@given(
+    ids=st.lists(
+        st.one_of(st.just(0), st.integers(-5, 5), st.integers(2**62, 2**66), st.integers(1, 10**30)),
+        min_size=9,
+        max_size=9,
+        unique=True,
+    )
+)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ground_truth_as_detections_scores_one_whatever_the_ids(backend, ids):
     """Annotation id 0 (which both libraries read as "unmatched"), negative ids and ids past int64 score
@@ -274,8 +296,15 @@ def test_ground_truth_as_detections_scores_one_whatever_the_ids(backend, ids):
         "images": [{"id": i, "width": 100, "height": 100} for i in image_ids],
         "categories": [{"id": c, "name": f"c{n}"} for n, c in enumerate(category_ids)],
         "annotations": [
-            {"id": a, "image_id": image_ids[k % 2], "category_id": category_ids[k // 3 % 2],
-             "bbox": [5 + 15 * k, 10, 12, 20], "area": 240, "iscrowd": 0} for k, a in enumerate(ann_ids)
+            {
+                "id": a,
+                "image_id": image_ids[k % 2],
+                "category_id": category_ids[k // 3 % 2],
+                "bbox": [5 + 15 * k, 10, 12, 20],
+                "area": 240,
+                "iscrowd": 0,
+            }
+            for k, a in enumerate(ann_ids)
         ],
     }
     metrics = evaluate_coco(dataset, ground_truth_as_results(_as_coco(dataset)), backend=backend)
@@ -296,11 +325,15 @@ def test_records_with_file_names_are_scored_on_the_image_of_that_name(tmp_path):
     """detect numbers images by position; its file_name decides which ground-truth image a record is for."""
     dataset = _hand_ground_truth([[10, 10, 30, 30]])
     dataset["images"][0]["file_name"], dataset["images"][1]["file_name"] = "b.jpg", "sub/a.jpg"
-    swapped = [{**_det([10, 10, 30, 30], 0.9, image_id=1), "file_name": str(tmp_path / "b.jpg")}]  # detect's id 1 is a.jpg
+    swapped = [
+        {**_det([10, 10, 30, 30], 0.9, image_id=1), "file_name": str(tmp_path / "b.jpg")}
+    ]  # detect's id 1 is a.jpg
     swapped[0]["image_id"] = 2
     assert evaluate_coco(dataset, swapped, image_dir=tmp_path).stats["AP"] == pytest.approx(1.0)
     assert evaluate_coco(dataset, [{**swapped[0], "file_name": "b.jpg"}]).stats["AP"] == pytest.approx(1.0)  # exact
-    assert evaluate_coco(dataset, [{**swapped[0], "file_name": "/elsewhere/b.jpg"}]).stats["AP"] == pytest.approx(1.0)  # base name
+    assert evaluate_coco(dataset, [{**swapped[0], "file_name": "/elsewhere/b.jpg"}]).stats["AP"] == pytest.approx(
+        1.0
+    )  # base name
     with pytest.raises(DataError, match="record 0 has file_name 'c.jpg', which is no image of ground truth"):
         evaluate_coco(dataset, [{**swapped[0], "file_name": "c.jpg"}])
     dataset["images"][1]["file_name"] = "other/b.jpg"

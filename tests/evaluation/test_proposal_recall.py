@@ -8,10 +8,12 @@ def test_recall_by_hand():
     counter = RecallCounter(["cat", "dog"])
     gt_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [40.0, 40.0, 50.0, 50.0]])
     gt_labels = torch.tensor([0, 1, 1])
-    proposals = torch.tensor([
-        [0.0, 0.0, 10.0, 10.0],  # IoU 1 with the cat
-        [20.0, 20.0, 30.0, 36.0],  # IoU 100/160 = 0.625 with the first dog: >= 0.5, < 0.7
-    ])
+    proposals = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # IoU 1 with the cat
+            [20.0, 20.0, 30.0, 36.0],  # IoU 100/160 = 0.625 with the first dog: >= 0.5, < 0.7
+        ]
+    )
     counter.add(proposals, gt_boxes, gt_labels)
     counter.add(torch.zeros((0, 4)), torch.tensor([[0.0, 0.0, 5.0, 5.0]]), torch.tensor([0]))  # nothing proposed
     counter.add(proposals, torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64))  # nothing to find

@@ -45,8 +45,9 @@ def test_boxes_become_xywh_and_labels_become_category_ids():
 
 
 def test_box_precision_is_kept():
-    dets = Detections(boxes=torch.tensor([[1.123456, 2.0, 3.654321, 4.0]]), scores=torch.tensor([0.5]),
-                      labels=torch.tensor([0]))
+    dets = Detections(
+        boxes=torch.tensor([[1.123456, 2.0, 3.654321, 4.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([0])
+    )
     (record,) = detections_to_coco_results([dets], [1], [1])
     assert record["bbox"][0] == pytest.approx(1.123456, abs=1e-6)
     assert record["bbox"][2] == pytest.approx(3.654321 - 1.123456, abs=1e-6)
@@ -131,10 +132,24 @@ def _tiny_coco() -> COCO:
         "images": [{"id": 1, "width": 20, "height": 10}],
         "categories": [{"id": 4, "name": "square"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 4, "bbox": [2, 2, 4, 4], "area": 16, "iscrowd": 0,
-             "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]},
-            {"id": 2, "image_id": 1, "category_id": 4, "bbox": [10, 0, 5, 5], "area": 25, "iscrowd": 1,
-             "segmentation": [[10, 0, 15, 0, 15, 5, 10, 5]]},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 4,
+                "bbox": [2, 2, 4, 4],
+                "area": 16,
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 4,
+                "bbox": [10, 0, 5, 5],
+                "area": 25,
+                "iscrowd": 1,
+                "segmentation": [[10, 0, 15, 0, 15, 5, 10, 5]],
+            },
         ],
     }
     coco.createIndex()

@@ -25,5 +25,7 @@ def test_matches_torchvision_anchor_generator():
     feature_maps = [torch.zeros(1, 8, 25, 34), torch.zeros(1, 8, 13, 17), torch.zeros(1, 8, 7, 9)]
     padded = (100, 136)
     reference = TorchvisionAnchors(sizes, ratios)(ImageList(torch.zeros(1, 3, *padded), [padded]), feature_maps)[0]
-    ours = torch.cat(AnchorGenerator(sizes, ratios)(padded, [tuple(f.shape[-2:]) for f in feature_maps], torch.device("cpu")))
+    ours = torch.cat(
+        AnchorGenerator(sizes, ratios)(padded, [tuple(f.shape[-2:]) for f in feature_maps], torch.device("cpu"))
+    )
     assert torch.equal(ours, reference)

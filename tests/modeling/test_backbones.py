@@ -55,7 +55,9 @@ def test_default_levels_names_strides_channels(name, fpn):
 
 
 def test_returned_stages_and_no_extra_pool():
-    backbone = build_backbone(BackboneConfig(name="mobilenet_v3_large", returned_stages=(5, 3, 4), fpn_extra_pool=False, fpn_channels=64))
+    backbone = build_backbone(
+        BackboneConfig(name="mobilenet_v3_large", returned_stages=(5, 3, 4), fpn_extra_pool=False, fpn_channels=64)
+    )
     with torch.no_grad():
         features = backbone.eval()(torch.rand(2, 3, 96, 128))
     assert list(features) == backbone.feature_names == backbone.pooled_feature_names == ["p3", "p4", "p5"]
@@ -208,7 +210,9 @@ def test_mobilenet_v3_large_fpn_matches_torchvision():
 
 def test_resnet50_fpn_frozen_bn_matches_torchvision():
     torch.manual_seed(0)
-    tv_backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3)
+    tv_backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
+    )
     randomize_norms(tv_backbone)
     tv_state = {f"backbone.{k}": v for k, v in tv_backbone.state_dict().items()}
     backbone = load_converted(tv_state, "resnet50_fpn", TORCHVISION_BACKBONES["resnet50_fpn"])
@@ -286,7 +290,9 @@ def test_imagenet_mobilenet_v2_from_weights_path():
     random = build_backbone(BackboneConfig(name="mobilenet_v2", fpn=False)).eval()
     imagenet = torch.load(MOBILENET_V2_IMAGENET, map_location="cpu", weights_only=True)
     torch.testing.assert_close(pretrained.body.state_dict()["0.0.weight"], imagenet["features.0.0.weight"])
-    torch.testing.assert_close(pretrained.body.state_dict()["13.conv.3.running_var"], imagenet["features.13.conv.3.running_var"])
+    torch.testing.assert_close(
+        pretrained.body.state_dict()["13.conv.3.running_var"], imagenet["features.13.conv.3.running_var"]
+    )
     x = torch.rand(1, 3, 128, 160)
     with torch.no_grad():
         assert not torch.allclose(pretrained(x)["c4"], random(x)["c4"])
@@ -297,7 +303,9 @@ def test_imagenet_weights_found_in_torch_cache(no_weights_anywhere):
     checkpoints = no_weights_anywhere / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     (checkpoints / MOBILENET_V2_IMAGENET.name).symlink_to(MOBILENET_V2_IMAGENET)
-    backbone = build_backbone(BackboneConfig(name="mobilenet_v2", pretrained=True, norm="frozen_bn", trainable_stages=3))
+    backbone = build_backbone(
+        BackboneConfig(name="mobilenet_v2", pretrained=True, norm="frozen_bn", trainable_stages=3)
+    )
     imagenet = torch.load(MOBILENET_V2_IMAGENET, map_location="cpu", weights_only=True)
     torch.testing.assert_close(backbone.body.state_dict()["18.1.running_mean"], imagenet["features.18.1.running_mean"])
 

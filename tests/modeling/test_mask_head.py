@@ -145,7 +145,9 @@ def test_mask_loss_targets_come_from_each_rois_own_non_crowd_instance() -> None:
     masks[2] = 0
     target = Target(
         boxes=torch.tensor([[4.0, 4.0, 20.0, 20.0], [30.0, 4.0, 50.0, 20.0], [30.0, 24.0, 50.0, 44.0]]),
-        labels=torch.tensor([0, 1, 2]), masks=masks, iscrowd=torch.tensor([False, True, False]),
+        labels=torch.tensor([0, 1, 2]),
+        masks=masks,
+        iscrowd=torch.tensor([False, True, False]),
     )
     features = [torch.rand(1, CHANNELS, 12, 16)]
     _, result = heads.detect(features, [torch.zeros((0, 4))], [(48, 64)], [target])
@@ -160,7 +162,8 @@ def test_detections_get_their_own_class_mask_in_the_roi_frame() -> None:
     heads = make_heads_with_masks().eval()
     features = [torch.rand(2, CHANNELS, 12, 16)]
     proposals = [
-        torch.tensor([[4.0, 4.0, 20.0, 20.0], [30.0, 24.0, 50.0, 44.0]]), torch.tensor([[8.0, 8.0, 40.0, 30.0]])
+        torch.tensor([[4.0, 4.0, 20.0, 20.0], [30.0, 24.0, 50.0, 44.0]]),
+        torch.tensor([[8.0, 8.0, 40.0, 30.0]]),
     ]
     with torch.no_grad():
         detections, _ = heads.detect(features, proposals, [(48, 64), (48, 64)])

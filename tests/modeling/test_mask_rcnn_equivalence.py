@@ -14,7 +14,9 @@ from tests.modeling.test_torchvision_equivalence import MAX_SIZE, MIN_SIZE, asse
 
 def torchvision_mask_rcnn():
     """Seeded random weights with heads calibrated to spread-out outputs (see the Faster R-CNN test)."""
-    return calibrated(torchvision.models.detection.maskrcnn_resnet50_fpn, {"roi_heads.mask_predictor.mask_fcn_logits": 3.0})
+    return calibrated(
+        torchvision.models.detection.maskrcnn_resnet50_fpn, {"roi_heads.mask_predictor.mask_fcn_logits": 3.0}
+    )
 
 
 def binary_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -26,7 +28,11 @@ def binary_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def test_same_detections_and_masks_as_torchvision():
     reference = torchvision_mask_rcnn()
     cfg = torchvision_model_config("resnet50_fpn", num_classes=90, masks=True)
-    cfg = replace(cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE))
+    cfg = replace(
+        cfg,
+        backbone=replace(cfg.backbone, norm="bn"),
+        transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE),
+    )
     model = PIPELINES["mask_rcnn"].build(cfg)
     model.load_state_dict(convert_torchvision_detector(reference.state_dict(), "resnet50_fpn"), strict=True)
     model.eval()

@@ -32,8 +32,13 @@ CHANNELS = 4
 def make_heads(num_classes: int = K, **cfg: float) -> RoIHeads:
     """RoI heads on one stride-4 level with a 2 x 2 RoIAlign and an 8-wide box head."""
     base = RoIHeadsConfig(
-        pooler_resolution=2, representation_size=8, batch_size_per_image=1000, positive_fraction=0.5,
-        score_thresh=0.05, nms_thresh=0.5, detections_per_image=100,
+        pooler_resolution=2,
+        representation_size=8,
+        batch_size_per_image=1000,
+        positive_fraction=0.5,
+        score_thresh=0.05,
+        nms_thresh=0.5,
+        detections_per_image=100,
     )
     pooler = RoIPooler("roi_align", 2, strides=[4])
     head = MLPBoxHead(CHANNELS * 2 * 2, 8)
@@ -67,14 +72,16 @@ def test_ground_truths_join_the_proposals() -> None:
 
 @pytest.mark.parametrize("bg_lo", [0.0, 0.125])
 def test_roi_labels_on_a_hand_made_iou_case(bg_lo: float) -> None:
-    proposals = torch.tensor([
-        box(0, 0, 10, 8),  # IoU 0.8: foreground
-        box(0, 0, 10, 5),  # IoU 0.5 = fg_iou_thresh: foreground (>=)
-        box(0, 0, 10, 2.5),  # IoU 0.25: background
-        box(0, 0, 10, 1.25),  # IoU 0.125: background when bg_iou_thresh_lo is 0.125 (inclusive) or 0
-        box(0, 0, 10, 1),  # IoU 0.1: ignored when lo = 0.125
-        box(50, 50, 60, 60),  # IoU 0: ignored when lo = 0.125, background when lo = 0
-    ])
+    proposals = torch.tensor(
+        [
+            box(0, 0, 10, 8),  # IoU 0.8: foreground
+            box(0, 0, 10, 5),  # IoU 0.5 = fg_iou_thresh: foreground (>=)
+            box(0, 0, 10, 2.5),  # IoU 0.25: background
+            box(0, 0, 10, 1.25),  # IoU 0.125: background when bg_iou_thresh_lo is 0.125 (inclusive) or 0
+            box(0, 0, 10, 1),  # IoU 0.1: ignored when lo = 0.125
+            box(50, 50, 60, 60),  # IoU 0: ignored when lo = 0.125, background when lo = 0
+        ]
+    )
     heads = make_heads(fg_iou_thresh=0.5, bg_iou_thresh_hi=0.5, bg_iou_thresh_lo=bg_lo)
     sampled = heads.sample([proposals], [one_object(label=1)])
     boxes, labels = sampled.boxes[0], sampled.labels[0]
@@ -118,9 +125,7 @@ def test_sample_respects_batch_size_and_positive_fraction(
 
 def test_crowd_instances_neither_join_nor_match() -> None:
     crowd = box(40, 40, 60, 60)
-    target = Target(
-        boxes=torch.tensor([crowd, GT]), labels=torch.tensor([0, 1]), iscrowd=torch.tensor([True, False])
-    )
+    target = Target(boxes=torch.tensor([crowd, GT]), labels=torch.tensor([0, 1]), iscrowd=torch.tensor([True, False]))
     sampled = make_heads().sample([torch.tensor([crowd])], [target])
     # the proposal on the crowd region is background; the crowd box is not added as a proposal
     assert sampled.boxes[0].tolist() == [GT, crowd]
@@ -188,8 +193,11 @@ def test_detect_gives_losses_with_targets_and_detections_in_eval() -> None:
 
 
 def detect_one(
-    heads: RoIHeads, probabilities: list[list[float]], proposals: list[list[float]],
-    deltas: Tensor | None = None, image_size: tuple[int, int] = (64, 64),
+    heads: RoIHeads,
+    probabilities: list[list[float]],
+    proposals: list[list[float]],
+    deltas: Tensor | None = None,
+    image_size: tuple[int, int] = (64, 64),
 ) -> Detections:
     """Inference on one image whose RoIs get exactly ``probabilities`` (K + 1 per RoI, summing to 1)."""
     class_logits = torch.tensor(probabilities).log()  # softmax(log p) = p

@@ -66,16 +66,18 @@ def box(x1: float, y1: float, x2: float, y2: float) -> list[float]:
 
 def test_anchor_labels_on_a_hand_made_iou_case() -> None:
     gt = torch.tensor([box(0, 0, 10, 10), box(30, 30, 50, 50)])  # areas 100 and 400
-    anchors = torch.tensor([
-        box(0, 0, 10, 10),  # IoU 1 with gt 0: foreground
-        box(0, 0, 10, 7.5),  # IoU 0.75 = fg_iou_thresh: foreground (>=)
-        box(0, 0, 10, 5),  # IoU 0.5: between the thresholds, ignored
-        box(0, 0, 10, 2.5),  # IoU 0.25 = bg_iou_thresh: ignored (background is strictly below)
-        box(0, 0, 10, 2),  # IoU 0.2: background
-        box(70, 70, 80, 80),  # IoU 0: background
-        box(30, 30, 38, 40),  # IoU 80/400 = 0.2 with gt 1, but gt 1's best anchor: foreground
-        box(30, 30, 35, 40),  # IoU 50/400 = 0.125: background
-    ])
+    anchors = torch.tensor(
+        [
+            box(0, 0, 10, 10),  # IoU 1 with gt 0: foreground
+            box(0, 0, 10, 7.5),  # IoU 0.75 = fg_iou_thresh: foreground (>=)
+            box(0, 0, 10, 5),  # IoU 0.5: between the thresholds, ignored
+            box(0, 0, 10, 2.5),  # IoU 0.25 = bg_iou_thresh: ignored (background is strictly below)
+            box(0, 0, 10, 2),  # IoU 0.2: background
+            box(70, 70, 80, 80),  # IoU 0: background
+            box(30, 30, 38, 40),  # IoU 80/400 = 0.2 with gt 1, but gt 1's best anchor: foreground
+            box(30, 30, 35, 40),  # IoU 50/400 = 0.125: background
+        ]
+    )
     target = Target(boxes=gt, labels=torch.tensor([0, 1]))
     labels, normaliser = sampled_labels(make_rpn(), anchors, target)
     assert labels.tolist() == [1, 1, -1, -1, 0, 0, 1, 0]
@@ -192,7 +194,8 @@ def test_propose_decodes_the_peak_cell_and_clips_to_each_image() -> None:
     deltas = torch.zeros(2, 4, 4, 6)
     deltas[0, 0, 2, 3] = 0.5
     rpn = RegionProposalNetwork(
-        AnchorGenerator(((8,),), ((1.0,),)), FixedHead([objectness], [deltas]),
+        AnchorGenerator(((8,),), ((1.0,),)),
+        FixedHead([objectness], [deltas]),
         RPNConfig(post_nms_topk_test=1, post_nms_topk_train=1),
     ).eval()
     sizes = [(32, 48), (26, 40)]
@@ -213,8 +216,12 @@ LEVEL1 = [box(30 * i, 30, 30 * i + 20, 50) for i in range(3)]
 LOGITS = [1.0, 5.0, 2.0, 4.0, 3.0, 0.5, 6.0, 2.5]
 
 
-def infer(rpn: RegionProposalNetwork, levels: list[list[list[float]]], logits: list[float],
-          image_sizes: list[tuple[int, int]] | None = None) -> list[list[list[float]]]:
+def infer(
+    rpn: RegionProposalNetwork,
+    levels: list[list[list[float]]],
+    logits: list[float],
+    image_sizes: list[tuple[int, int]] | None = None,
+) -> list[list[list[float]]]:
     """Proposals (as lists) for one image (or several sharing ``logits``) from per-level anchors."""
     image_sizes = image_sizes or [(100, 100)]
     objectness = torch.tensor([logits] * len(image_sizes))

@@ -73,7 +73,11 @@ def _calibrate(layer: nn.Module, inputs: torch.Tensor, spread: float) -> None:
 def detkit_detector(arch: str, state_dict: dict) -> nn.Module:
     cfg = torchvision_model_config(arch, num_classes=90)
     # torchvision builds nn.BatchNorm2d when given no pretrained weights; detkit must compute the same.
-    cfg = replace(cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE))
+    cfg = replace(
+        cfg,
+        backbone=replace(cfg.backbone, norm="bn"),
+        transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE),
+    )
     model = PIPELINES["faster_rcnn"].build(cfg)
     model.load_state_dict(convert_torchvision_detector(state_dict, arch), strict=True)
     return model.eval()
@@ -82,7 +86,9 @@ def detkit_detector(arch: str, state_dict: dict) -> nn.Module:
 def images():
     """Two smooth random images of different sizes and aspect ratios (so padding is exercised)."""
     generator = torch.Generator().manual_seed(1)
-    smooth = lambda h, w: nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8, generator=generator), size=(h, w), mode="bilinear")[0]
+    smooth = lambda h, w: nn.functional.interpolate(
+        torch.rand(1, 3, h // 8, w // 8, generator=generator), size=(h, w), mode="bilinear"
+    )[0]
     return [smooth(240, 320), smooth(304, 200)]
 
 
@@ -111,7 +117,9 @@ def assert_same_detections(got, want: dict[str, torch.Tensor]) -> None:
 def test_torchvision_state_dict_file_loads_with_coco_names(tmp_path):
     """A torchvision .pth (as a user downloads it) becomes a detkit checkpoint with COCO class names."""
     torch.manual_seed(0)
-    reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91)
+    reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, num_classes=91
+    )
     path = tmp_path / "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"
     torch.save(reference.state_dict(), path)
     checkpoint = load_checkpoint(path)
@@ -131,4 +139,7 @@ def test_old_torchvision_key_layout_is_accepted():
         key = key.replace(".inner_blocks.0.0.", ".inner_blocks.0.").replace(".inner_blocks.1.0.", ".inner_blocks.1.")
         key = key.replace(".layer_blocks.0.0.", ".layer_blocks.0.").replace(".layer_blocks.1.0.", ".layer_blocks.1.")
         old[key] = value
-    assert convert_torchvision_detector(old, "mobilenet_v3_large_fpn").keys() == convert_torchvision_detector(state, "mobilenet_v3_large_fpn").keys()
+    assert (
+        convert_torchvision_detector(old, "mobilenet_v3_large_fpn").keys()
+        == convert_torchvision_detector(state, "mobilenet_v3_large_fpn").keys()
+    )

@@ -22,9 +22,7 @@ from detkit.structures import Detections, ImageBatch, Target
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def make_transform(
-    min_size: tuple[int, ...] = (80,), max_size: int = 200, size_divisible: int = 32
-) -> ImageTransform:
+def make_transform(min_size: tuple[int, ...] = (80,), max_size: int = 200, size_divisible: int = 32) -> ImageTransform:
     cfg = TransformConfig(
         min_size=min_size, max_size=max_size, image_mean=MEAN, image_std=STD, size_divisible=size_divisible
     )
@@ -100,8 +98,11 @@ def test_targets_are_resized_with_their_image() -> None:
     masks = torch.zeros(1, 40, 60, dtype=torch.uint8)
     masks[0, 5:25, 10:30] = 1
     target = Target(
-        boxes=torch.tensor([[10.0, 5.0, 30.0, 25.0]]), labels=torch.tensor([2]), masks=masks,
-        proposals=torch.tensor([[0.0, 0.0, 60.0, 40.0]]), image_id=7,
+        boxes=torch.tensor([[10.0, 5.0, 30.0, 25.0]]),
+        labels=torch.tensor([2]),
+        masks=masks,
+        proposals=torch.tensor([[0.0, 0.0, 60.0, 40.0]]),
+        image_id=7,
     )
     _, (resized,) = make_transform()(images_of((40, 60)), [target])
     assert resized.boxes.tolist() == [[20.0, 10.0, 60.0, 50.0]]
@@ -117,11 +118,12 @@ def test_postprocess_maps_boxes_back_per_axis() -> None:
     batch, _ = transform(images_of((37, 53), (40, 60)))
     assert batch.image_sizes == [(64, 91), (64, 96)]
     detections = [
-        Detections(boxes=torch.tensor([[0.0, 0.0, 91.0, 64.0], [45.5, 16.0, 91.0, 32.0]]),
-                   scores=torch.tensor([0.9, 0.4]), labels=torch.tensor([1, 0])),
         Detections(
-            boxes=torch.tensor([[16.0, 8.0, 48.0, 32.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([2])
+            boxes=torch.tensor([[0.0, 0.0, 91.0, 64.0], [45.5, 16.0, 91.0, 32.0]]),
+            scores=torch.tensor([0.9, 0.4]),
+            labels=torch.tensor([1, 0]),
         ),
+        Detections(boxes=torch.tensor([[16.0, 8.0, 48.0, 32.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([2])),
     ]
     first, second = transform.postprocess(detections, batch)
     torch.testing.assert_close(first.boxes, torch.tensor([[0.0, 0.0, 53.0, 37.0], [26.5, 9.25, 53.0, 18.5]]))
@@ -147,8 +149,10 @@ def test_postprocess_pastes_masks_at_the_mapped_box() -> None:
     left_half = torch.zeros(1, 28, 28)
     left_half[:, :, :14] = 1.0
     detections = Detections(
-        boxes=torch.tensor([[40.0, 20.0, 80.0, 60.0]]), scores=torch.ones(1),
-        labels=torch.zeros(1, dtype=torch.int64), masks=left_half,
+        boxes=torch.tensor([[40.0, 20.0, 80.0, 60.0]]),
+        scores=torch.ones(1),
+        labels=torch.zeros(1, dtype=torch.int64),
+        masks=left_half,
     )
     (mapped,) = transform.postprocess([detections], batch)
     assert mapped.masks.shape == (1, 40, 60)  # the original frame

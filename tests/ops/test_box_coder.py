@@ -30,9 +30,9 @@ def test_decode_clamps_huge_scale():
     assert decoded[0, 2] - decoded[0, 0] <= 1000.0 + 1e-3
 
 
-boxes = st.tuples(
-    st.floats(0, 500), st.floats(0, 500), st.floats(1, 300), st.floats(1, 300)
-).map(lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+boxes = st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(1, 300), st.floats(1, 300)).map(
+    lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+)
 
 
 @settings(max_examples=200, deadline=None)

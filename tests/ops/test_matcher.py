@@ -5,10 +5,12 @@ from detkit.ops.matcher import BACKGROUND, FOREGROUND, IGNORE, match_boxes
 
 def test_thresholds_on_hand_matrix():
     # 2 ground truths x 5 proposals.
-    iou = torch.tensor([
-        [0.80, 0.40, 0.10, 0.00, 0.55],
-        [0.20, 0.60, 0.05, 0.00, 0.72],
-    ])
+    iou = torch.tensor(
+        [
+            [0.80, 0.40, 0.10, 0.00, 0.55],
+            [0.20, 0.60, 0.05, 0.00, 0.72],
+        ]
+    )
     result = match_boxes(iou, fg_iou_thresh=0.7, bg_iou_thresh_hi=0.3)
     assert result.kind.tolist() == [FOREGROUND, IGNORE, BACKGROUND, BACKGROUND, FOREGROUND]
     assert result.gt_index.tolist()[0] == 0 and result.gt_index.tolist()[4] == 1
@@ -21,10 +23,12 @@ def test_fast_rcnn_background_band():
 
 
 def test_low_quality_matches_give_every_gt_an_anchor():
-    iou = torch.tensor([
-        [0.40, 0.40, 0.10],  # best 0.40, reached by two proposals (a tie): both become foreground
-        [0.00, 0.00, 0.00],  # overlaps nothing: must not turn every proposal into foreground
-    ])
+    iou = torch.tensor(
+        [
+            [0.40, 0.40, 0.10],  # best 0.40, reached by two proposals (a tie): both become foreground
+            [0.00, 0.00, 0.00],  # overlaps nothing: must not turn every proposal into foreground
+        ]
+    )
     result = match_boxes(iou, 0.7, 0.3, allow_low_quality_matches=True)
     assert result.kind.tolist() == [FOREGROUND, FOREGROUND, BACKGROUND]
 

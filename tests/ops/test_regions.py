@@ -20,7 +20,9 @@ def test_no_context_is_the_box_itself_and_too_much_is_refused():
 def test_warp_of_a_flat_region_and_mean_padding_outside_the_image():
     image = torch.zeros(3, 40, 60)
     image[:, 10:30, 20:40] = 0.7  # a flat square
-    crops = warp_regions(image, torch.tensor([[20.0, 10.0, 40.0, 30.0], [-20.0, -20.0, 0.0, 0.0]]), crop_size=16, context_padding=0)
+    crops = warp_regions(
+        image, torch.tensor([[20.0, 10.0, 40.0, 30.0], [-20.0, -20.0, 0.0, 0.0]]), crop_size=16, context_padding=0
+    )
     assert crops.shape == (2, 3, 16, 16)
     # bilinear sampling blends the outermost samples with the neighbouring pixels; the inside is the square
     torch.testing.assert_close(crops[0, :, 2:-2, 2:-2], torch.full((3, 12, 12), 0.7))

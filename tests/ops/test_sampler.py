@@ -6,7 +6,9 @@ from detkit.ops.sampler import sample_balanced
 
 def test_fractions_respected():
     kind = torch.tensor([FOREGROUND] * 100 + [BACKGROUND] * 1000 + [IGNORE] * 50, dtype=torch.int8)
-    fg, bg = sample_balanced(kind, batch_size_per_image=256, positive_fraction=0.25, generator=torch.Generator().manual_seed(0))
+    fg, bg = sample_balanced(
+        kind, batch_size_per_image=256, positive_fraction=0.25, generator=torch.Generator().manual_seed(0)
+    )
     assert len(fg) == 64 and len(bg) == 192
     assert (kind[fg] == FOREGROUND).all() and (kind[bg] == BACKGROUND).all()
     assert len(set(fg.tolist())) == 64  # without replacement

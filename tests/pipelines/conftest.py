@@ -25,7 +25,11 @@ def tiny_batch():
     generator = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 64, 80, generator=generator), torch.rand(3, 72, 64, generator=generator)]
     targets = [
-        Target(boxes=torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 20.0, 70.0, 60.0]]), labels=torch.tensor([0, 2]), image_id=1),
+        Target(
+            boxes=torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 20.0, 70.0, 60.0]]),
+            labels=torch.tensor([0, 2]),
+            image_id=1,
+        ),
         Target(image_id=2),
     ]
     return images, targets

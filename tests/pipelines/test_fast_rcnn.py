@@ -7,8 +7,8 @@ from detkit.config import BackboneConfig, ProposalConfig
 from detkit.data.images import image_to_tensor
 from detkit.pipelines import PIPELINES
 from detkit.structures import Detections, Target
-from tests.proposals.images import object_boxes, rectangles_image
 from tests.pipelines.training import train_two_steps
+from tests.proposals.images import object_boxes, rectangles_image
 
 
 @pytest.fixture

@@ -51,7 +51,9 @@ def test_eval_mode_with_targets_gives_losses_and_detections(tiny_model_config, t
 
 def test_crowd_boxes_are_not_trained_on(tiny_model_config, tiny_batch):
     images, targets = tiny_batch
-    crowd_only = Target(boxes=targets[0].boxes, labels=targets[0].labels, iscrowd=torch.tensor([True, True]), image_id=1)
+    crowd_only = Target(
+        boxes=targets[0].boxes, labels=targets[0].labels, iscrowd=torch.tensor([True, True]), image_id=1
+    )
     model = build(tiny_model_config).train()
     output = model(images, [crowd_only, targets[1]])
     assert output.losses["loss_box"].item() == 0.0 and output.losses["loss_rpn_box"].item() == 0.0

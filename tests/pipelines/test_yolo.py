@@ -13,7 +13,9 @@ LOSSES = {"loss_cls", "loss_box", "loss_obj"}
 @pytest.fixture
 def yolo_config() -> ModelConfig:
     return ModelConfig(
-        pipeline="yolo", num_classes=3, backbone=BackboneConfig(name="resnet18", fpn=False),
+        pipeline="yolo",
+        num_classes=3,
+        backbone=BackboneConfig(name="resnet18", fpn=False),
         yolo=YOLOConfig(image_size=96, train_sizes=(64, 96), width_multiple=0.125, score_thresh=0.0),
     )
 
@@ -55,7 +57,11 @@ def test_eval_mode_with_targets_gives_losses_and_detections(yolo_config, tiny_ba
 
 def test_width_and_depth_multipliers_scale_the_model(yolo_config):
     small = build(yolo_config)
-    wide = build(ModelConfig(**{**yolo_config.__dict__, "yolo": YOLOConfig(image_size=96, width_multiple=0.25, depth_multiple=0.67)}))
+    wide = build(
+        ModelConfig(
+            **{**yolo_config.__dict__, "yolo": YOLOConfig(image_size=96, width_multiple=0.25, depth_multiple=0.67)}
+        )
+    )
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(wide.neck) > 3 * count(small.neck)
     assert len(wide.neck.fuse3.bottlenecks) == 2 and len(small.neck.fuse3.bottlenecks) == 1

@@ -58,7 +58,10 @@ def test_with_the_cache_off_every_lookup_computes_and_nothing_is_written(tmp_pat
 
 
 def test_the_cache_location_does_not_change_the_key(tmp_path):
-    assert ProposalCache(ProposalConfig(cache_dir=str(tmp_path / "a"))).folder.name == ProposalCache(ProposalConfig(cache_dir=str(tmp_path / "b"))).folder.name
+    assert (
+        ProposalCache(ProposalConfig(cache_dir=str(tmp_path / "a"))).folder.name
+        == ProposalCache(ProposalConfig(cache_dir=str(tmp_path / "b"))).folder.name
+    )
 
 
 def test_a_corrupt_entry_is_recomputed(tmp_path):

@@ -48,10 +48,14 @@ def test_large_images_are_shrunk_and_boxes_mapped_back():
 
 def test_same_image_same_proposals():
     image = rectangles_image()
-    np.testing.assert_array_equal(selective_search(image, ProposalConfig()), selective_search(image.copy(), ProposalConfig()))
+    np.testing.assert_array_equal(
+        selective_search(image, ProposalConfig()), selective_search(image.copy(), ProposalConfig())
+    )
 
 
-@pytest.mark.parametrize("change, needle", [({"mode": "slow"}, "mode"), ({"topk": 0}, "topk"), ({"max_image_size": 8}, "max_image_size")])
+@pytest.mark.parametrize(
+    "change, needle", [({"mode": "slow"}, "mode"), ({"topk": 0}, "topk"), ({"max_image_size": 8}, "max_image_size")]
+)
 def test_bad_parameters_are_config_errors(change, needle):
     with pytest.raises(ConfigError, match=needle):
         selective_search(rectangles_image(), replace(ProposalConfig(), **change))

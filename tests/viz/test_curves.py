@@ -18,8 +18,16 @@ def _log(epochs: int = 3, steps_per_epoch: int = 40) -> list[dict]:
         for _ in range(steps_per_epoch):
             iteration += 10
             loss = 2.0 * math.exp(-iteration / 500) + 0.1
-            records.append({"epoch": epoch, "iter": iteration, "lr": 0.01, "loss": loss,
-                            "loss_rpn_cls": loss / 4, "loss_box": loss / 3})
+            records.append(
+                {
+                    "epoch": epoch,
+                    "iter": iteration,
+                    "lr": 0.01,
+                    "loss": loss,
+                    "loss_rpn_cls": loss / 4,
+                    "loss_box": loss / 3,
+                }
+            )
         records.append({"epoch": epoch, "val": {"AP": 0.1 * epoch, "AP50": 0.25 * epoch}})
     return records
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.viz.detections import class_color, draw_detections, save_image_rgb
 from detkit.errors import DetkitError
 from detkit.structures import Detections
+from detkit.viz.detections import class_color, draw_detections, save_image_rgb
 
 H, W = 240, 320
 
@@ -57,8 +57,9 @@ def test_masks_are_blended_in_the_class_colour():
 
 
 def test_tag_stays_inside_the_image_for_a_box_at_the_top_edge():
-    dets = Detections(boxes=torch.tensor([[0.0, 0.0, 50.0, 40.0]]), scores=torch.tensor([0.5]),
-                      labels=torch.tensor([0]))
+    dets = Detections(
+        boxes=torch.tensor([[0.0, 0.0, 50.0, 40.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([0])
+    )
     out = draw_detections(_image(), dets, ["person"])
     assert (out[2:15, 2:40] != 120).any()
 

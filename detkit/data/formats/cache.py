@@ -98,7 +98,9 @@ def resolve_dataset(
     annotations = entry / f"instances_{split}.json"
     atomic_write_json(annotations, converted.coco)
     image_dir = converted.image_dir.resolve()
-    atomic_write_json(entry / _SOURCE_FILE, {"source": str(path), "split": split, "images": str(image_dir), "notes": converted.notes})
+    atomic_write_json(
+        entry / _SOURCE_FILE, {"source": str(path), "split": split, "images": str(image_dir), "notes": converted.notes}
+    )
     return CocoSource(annotations, image_dir, tuple(converted.notes))
 
 
@@ -120,7 +122,14 @@ def source_digest(path: Path, split: str, images: Path | None, classes: Sequence
     else:
         content_files, image_files = yolo_source_files(path, split, images)
     digest = hashlib.blake2b(digest_size=16)
-    header = [str(CONVERTER_VERSION), fmt, str(path), split, str(images), "\0".join(classes) if classes is not None else "-"]
+    header = [
+        str(CONVERTER_VERSION),
+        fmt,
+        str(path),
+        split,
+        str(images),
+        "\0".join(classes) if classes is not None else "-",
+    ]
     digest.update("\n".join(header).encode())
     for file in content_files:
         digest.update(f"\nfile {file}\n".encode())

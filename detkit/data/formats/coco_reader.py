@@ -18,7 +18,7 @@ from detkit.data.formats.split import DatasetSplit
 def coco_split_name(path: Path) -> str:
     """The split a COCO file holds, from its name: ``instances_val2017.json`` -> ``val2017``."""
     stem = path.stem
-    return stem[len("instances_"):] if stem.startswith("instances_") and len(stem) > len("instances_") else stem
+    return stem[len("instances_") :] if stem.startswith("instances_") and len(stem) > len("instances_") else stem
 
 
 def default_image_dir(annotations: Path) -> Path:
@@ -52,7 +52,9 @@ def read_coco(path: Path, *, images: Path | None = None, split: str | None = Non
     split_data = DatasetSplit(split or coco_split_name(path), coco, image_dir)
     report = dataset.report
     if report.num_dropped_malformed:
-        split_data.notes.append(f"{report.num_dropped_malformed} malformed annotations dropped (no id, unknown image or duplicate id)")
+        split_data.notes.append(
+            f"{report.num_dropped_malformed} malformed annotations dropped (no id, unknown image or duplicate id)"
+        )
     without_box = report.num_annotations - report.num_dropped_malformed - len(source["annotations"])
     if without_box:
         split_data.notes.append(f"{without_box} annotations without a usable bbox dropped")

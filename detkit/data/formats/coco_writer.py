@@ -26,8 +26,10 @@ def write_coco(splits: list[DatasetSplit], out: Path, *, replace: bool = False) 
     if out.suffix.lower() == ".json":
         if len(splits) != 1:
             names = ", ".join(split.name for split in splits)
-            raise DataError(f"{out}: one .json file holds one split, and the source has {len(splits)} ({names}); "
-                            "pass --split NAME, or an output folder")
+            raise DataError(
+                f"{out}: one .json file holds one split, and the source has {len(splits)} ({names}); "
+                "pass --split NAME, or an output folder"
+            )
         if out.exists() and not replace:
             raise FileExistsError(out)
         atomic_write_json(out, mark_coco(splits[0].coco))

@@ -52,14 +52,18 @@ def convert_dataset(
     splits = read_source(source, split=split, images=images, classes=classes)
     for item in splits:
         if not _SPLIT_NAME.match(item.name):
-            raise DataError(f"split name {quoted(item.name)} cannot be a file name; pass --split with letters, digits, '_', '-' or '.'")
+            raise DataError(
+                f"split name {quoted(item.name)} cannot be a file name; pass --split with letters, digits, '_', '-' or '.'"
+            )
     try:
         return WRITERS[to](splits, out, replace=replace)
     except FileExistsError:
         raise DataError(f"{out}: already exists; choose another output or pass --overwrite") from None
 
 
-def read_source(source: Path, *, split: str | None = None, images: Path | None = None, classes: Sequence[str] | None = None) -> list[DatasetSplit]:
+def read_source(
+    source: Path, *, split: str | None = None, images: Path | None = None, classes: Sequence[str] | None = None
+) -> list[DatasetSplit]:
     """The splits to convert from ``source``, each in the converters' common form."""
     fmt = detect_format(source)
     if fmt == "coco":
@@ -72,11 +76,15 @@ def read_source(source: Path, *, split: str | None = None, images: Path | None =
     return [read_split(source, name, images=images, classes=classes) for name in names]
 
 
-def read_split(path: Path, split: str, *, images: Path | None = None, classes: Sequence[str] | None = None) -> DatasetSplit:
+def read_split(
+    path: Path, split: str, *, images: Path | None = None, classes: Sequence[str] | None = None
+) -> DatasetSplit:
     """Split ``split`` of a VOC or YOLO dataset, read into the converters' common form."""
     fmt = detect_format(path)
     if classes is not None and fmt != "voc":
-        raise DataError(f"{path}: a class list applies to Pascal VOC only; {fmt.upper()} datasets name their own classes")
+        raise DataError(
+            f"{path}: a class list applies to Pascal VOC only; {fmt.upper()} datasets name their own classes"
+        )
     if fmt == "voc":
         return read_voc(path, split, images=images, classes=classes)
     if fmt == "yolo":

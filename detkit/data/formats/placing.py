@@ -34,11 +34,15 @@ def place_image(source: Path, destination: Path, counts: PlacementCounts) -> Non
     inside its folder, must not bring ``/etc/passwd`` or a private key into a folder that is shared.
     """
     if not source.is_file():
-        raise DataError(f"{source}: image not found; the target layout needs every image in place "
-                        "(run `detkit data check --fix` to drop missing ones first)")
+        raise DataError(
+            f"{source}: image not found; the target layout needs every image in place "
+            "(run `detkit data check --fix` to drop missing ones first)"
+        )
     if not cv2.haveImageReader(str(source)):
-        raise DataError(f"{source}: not an image file (no image format's signature); a converted dataset holds "
-                        "images only: replace the file, or drop its record with `detkit data check --fix`")
+        raise DataError(
+            f"{source}: not an image file (no image format's signature); a converted dataset holds "
+            "images only: replace the file, or drop its record with `detkit data check --fix`"
+        )
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, destination)
@@ -47,7 +51,9 @@ def place_image(source: Path, destination: Path, counts: PlacementCounts) -> Non
         try:
             shutil.copyfile(source, destination)
         except OSError as error:
-            raise DataError(f"{source}: cannot copy image to {destination} ({error.strerror}); check permissions and free space") from None
+            raise DataError(
+                f"{source}: cannot copy image to {destination} ({error.strerror}); check permissions and free space"
+            ) from None
         counts.copied += 1
 
 

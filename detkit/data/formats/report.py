@@ -21,7 +21,13 @@ class SplitSummary:
     annotation_file: Path | None = None
 
     @classmethod
-    def of(cls, split: DatasetSplit, image_dir: Path, annotation_file: Path | None = None, num_annotations: int | None = None) -> SplitSummary:
+    def of(
+        cls,
+        split: DatasetSplit,
+        image_dir: Path,
+        annotation_file: Path | None = None,
+        num_annotations: int | None = None,
+    ) -> SplitSummary:
         count = split.num_annotations if num_annotations is None else num_annotations
         return cls(split.name, split.num_images, count, tuple(split.class_names), image_dir, annotation_file)
 

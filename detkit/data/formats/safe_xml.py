@@ -18,7 +18,9 @@ MAX_XML_BYTES = 16 << 20  # a VOC annotation file is a few kilobytes; 16 MiB is 
 
 # "<!DOCTYPE" opens the only place entities can be declared; "<!ENTITY" is checked too in case
 # a parser is ever lenient. Both in every encoding expat reads.
-_FORBIDDEN = tuple(token.encode(encoding) for token in ("<!DOCTYPE", "<!ENTITY") for encoding in ("utf-8", "utf-16-le", "utf-16-be"))
+_FORBIDDEN = tuple(
+    token.encode(encoding) for token in ("<!DOCTYPE", "<!ENTITY") for encoding in ("utf-8", "utf-16-le", "utf-16-be")
+)
 
 
 def parse_xml_file(path: Path, *, what: str) -> ET.Element:
@@ -31,11 +33,15 @@ def parse_xml_file(path: Path, *, what: str) -> ET.Element:
     except OSError as error:
         raise DataError(f"{path}: cannot read {what} ({error.strerror}); check its permissions") from None
     if any(token in data for token in _FORBIDDEN):
-        raise DataError(f"{path}: {what} declares a DTD or entities, which detkit refuses to expand; remove the <!DOCTYPE ...> block")
+        raise DataError(
+            f"{path}: {what} declares a DTD or entities, which detkit refuses to expand; remove the <!DOCTYPE ...> block"
+        )
     try:
         return ET.fromstring(data)
     except ET.ParseError as error:
         line, column = error.position
-        raise DataError(f"{path}: malformed XML at line {line} column {column + 1}; fix or regenerate the {what}") from None
+        raise DataError(
+            f"{path}: malformed XML at line {line} column {column + 1}; fix or regenerate the {what}"
+        ) from None
     except (ValueError, LookupError) as error:  # e.g. an encoding declaration expat does not know
         raise DataError(f"{path}: unreadable XML ({error}); save the {what} as UTF-8") from None

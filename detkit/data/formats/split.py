@@ -75,8 +75,14 @@ def add_annotation(coco: dict[str, Any], image_id: int, category_id: int, box: B
     """
     annotation_id = len(coco["annotations"]) + 1
     x, y, w, h = xyxy_to_xywh(box)
-    record = {"id": annotation_id, "image_id": image_id, "category_id": category_id, "bbox": [x, y, w, h],
-              "area": max(w, 0.0) * max(h, 0.0), "iscrowd": 0}
+    record = {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x, y, w, h],
+        "area": max(w, 0.0) * max(h, 0.0),
+        "iscrowd": 0,
+    }
     record.update(extra)
     coco["annotations"].append(record)
     return annotation_id
@@ -93,8 +99,10 @@ def fill_image_sizes(split: DatasetSplit) -> None:
         path = split.image_dir / image["file_name"]
         size = read_image_size(path)
         if size is None:
-            raise DataError(f"{path}: image {image['id']} has no width/height and the file is missing or unreadable; "
-                            "run `detkit data check --fix` to drop it, or restore the file")
+            raise DataError(
+                f"{path}: image {image['id']} has no width/height and the file is missing or unreadable; "
+                "run `detkit data check --fix` to drop it, or restore the file"
+            )
         image["height"], image["width"] = size
 
 
@@ -130,7 +138,9 @@ class ExportCounts:
         return notes
 
 
-def objects_by_image(split: DatasetSplit, *, crowd_as_difficult: bool) -> tuple[dict[int, list[ExportObject]], ExportCounts]:
+def objects_by_image(
+    split: DatasetSplit, *, crowd_as_difficult: bool
+) -> tuple[dict[int, list[ExportObject]], ExportCounts]:
     """Each image's annotations, clipped to the image, as a box-only format holds them.
 
     ``fill_image_sizes`` must have given every image its width/height. Boxes under 1 px once

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from detkit.data.coco_fields import Box
 from detkit.data.formats.image_size import read_image_size
-from detkit.data.image_paths import image_path
 from detkit.data.formats.safe_xml import parse_xml_file
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
+from detkit.data.image_paths import image_path
 from detkit.errors import DataError, quoted
 from detkit.io import read_regular_bytes
 
@@ -106,7 +106,9 @@ def split_ids(root: Path, split: str) -> list[str]:
     try:
         lines = read_regular_bytes(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot read the split list ({error}); save it as UTF-8 text, one image id a line") from None
+        raise DataError(
+            f"{path}: cannot read the split list ({error}); save it as UTF-8 text, one image id a line"
+        ) from None
     # A line may carry more columns (class lists add 1/-1); the id is the first.
     ids = [line.split()[0] for line in lines if line.strip()]
     return list(dict.fromkeys(ids))
@@ -114,7 +116,9 @@ def split_ids(root: Path, split: str) -> list[str]:
 
 def check_voc_root(root: Path) -> None:
     if not (root / ANNOTATIONS).is_dir():
-        raise DataError(f"{root}: no {ANNOTATIONS}/ folder; a Pascal VOC dataset has {ANNOTATIONS}/*.xml, {IMAGES}/ and ImageSets/Main/")
+        raise DataError(
+            f"{root}: no {ANNOTATIONS}/ folder; a Pascal VOC dataset has {ANNOTATIONS}/*.xml, {IMAGES}/ and ImageSets/Main/"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +152,9 @@ def _parse_size(path: Path, root: ET.Element) -> tuple[int, int] | None:
             return None
         value = _number(text)
         if value is None or value < 0 or value != int(value):
-            raise DataError(f"{path}: <size><{tag}> is {quoted(text)}, not a whole number of pixels; fix it or remove <size>")
+            raise DataError(
+                f"{path}: <size><{tag}> is {quoted(text)}, not a whole number of pixels; fix it or remove <size>"
+            )
         values.append(int(value))
     return (values[0], values[1]) if values[0] > 0 and values[1] > 0 else None
 
@@ -160,7 +166,9 @@ def _parse_object(path: Path, index: int, element: ET.Element) -> VocObject:
         raise DataError(f"{where} has no <name>; add the class name or remove the object")
     box_element = element.find("bndbox")
     if box_element is None:
-        raise DataError(f"{where} ({quoted(name)}) has no <bndbox>; add <xmin>, <ymin>, <xmax>, <ymax> or remove the object")
+        raise DataError(
+            f"{where} ({quoted(name)}) has no <bndbox>; add <xmin>, <ymin>, <xmax>, <ymax> or remove the object"
+        )
     corners = []
     for tag in ("xmin", "ymin", "xmax", "ymax"):
         text = _text(box_element, tag)
@@ -197,7 +205,9 @@ def _flag(where: str, element: ET.Element, tag: str) -> bool:
 # A split as COCO
 
 
-def read_voc(root: Path, split: str, *, images: Path | None = None, classes: Sequence[str] | None = None) -> DatasetSplit:
+def read_voc(
+    root: Path, split: str, *, images: Path | None = None, classes: Sequence[str] | None = None
+) -> DatasetSplit:
     """Split ``split`` of the VOC dataset at ``root`` as a ``DatasetSplit`` (``file_name`` relative to
     ``images``, by default ``root/JPEGImages``)."""
     check_voc_root(root)
@@ -216,18 +226,30 @@ def read_voc(root: Path, split: str, *, images: Path | None = None, classes: Seq
         coco_image_id = add_image(coco, file_name, size)
         for voc_object in record.objects:
             if voc_object.name not in category_of:
-                raise DataError(f"{record.xml}: class {quoted(voc_object.name)} is not in the class list {quoted(names, 200)}; add it to --classes")
-            add_annotation(coco, coco_image_id, category_of[voc_object.name], voc_object.box,
-                           difficult=int(voc_object.difficult), truncated=int(voc_object.truncated))
+                raise DataError(
+                    f"{record.xml}: class {quoted(voc_object.name)} is not in the class list {quoted(names, 200)}; add it to --classes"
+                )
+            add_annotation(
+                coco,
+                coco_image_id,
+                category_of[voc_object.name],
+                voc_object.box,
+                difficult=int(voc_object.difficult),
+                truncated=int(voc_object.truncated),
+            )
     if unsized:
-        split_data.notes.append(f"{unsized} images have no <size> and no readable file; their width/height are left out")
+        split_data.notes.append(
+            f"{unsized} images have no <size> and no readable file; their width/height are left out"
+        )
     return split_data
 
 
 def _record_of(root: Path, split: str, image_id: str) -> VocRecord:
     xml = root / ANNOTATIONS / f"{image_id}.xml"
     if not xml.is_file():
-        raise DataError(f"{root / SPLIT_LISTS / f'{split}.txt'}: image id {quoted(image_id)} has no {ANNOTATIONS}/{image_id}.xml; add it or remove the line")
+        raise DataError(
+            f"{root / SPLIT_LISTS / f'{split}.txt'}: image id {quoted(image_id)} has no {ANNOTATIONS}/{image_id}.xml; add it or remove the line"
+        )
     return parse_voc_xml(xml)
 
 
@@ -235,7 +257,9 @@ def _class_names(root: Path, records: list[VocRecord], classes: Sequence[str] | 
     if classes is not None:
         names = [str(c).strip() for c in classes]
         if not names or len(set(names)) != len(names) or not all(names):
-            raise DataError(f"class list {quoted(list(classes), 200)} must name each class once; pass e.g. --classes cat,dog")
+            raise DataError(
+                f"class list {quoted(list(classes), 200)} must name each class once; pass e.g. --classes cat,dog"
+            )
         return names
     # Every file, not just this split's: train and val must agree on labels.
     found = {o.name for r in records for o in r.objects}

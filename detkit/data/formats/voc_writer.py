@@ -43,7 +43,10 @@ def write_voc(splits: list[DatasetSplit], out: Path, *, replace: bool = False) -
             _check_class_names(split)
             fill_image_sizes(split)
             objects, export_counts = objects_by_image(split, crowd_as_difficult=True)
-            ids = [_write_image(tmp, split, image, tuple(objects[image["id"]]), placed, taken, counts) for image in split.coco["images"]]
+            ids = [
+                _write_image(tmp, split, image, tuple(objects[image["id"]]), placed, taken, counts)
+                for image in split.coco["images"]
+            ]
             lists[split.name] = ids
             written = sum(len(v) for v in objects.values())
             report.splits.append(SplitSummary.of(split, out / IMAGES, num_annotations=written))
@@ -60,8 +63,10 @@ def _check_class_names(split: DatasetSplit) -> None:
     names = split.class_names
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise DataError(f"split '{split.name}': class names {duplicates} are used by more than one category; "
-                        "VOC identifies classes by name, so rename them in the COCO categories")
+        raise DataError(
+            f"split '{split.name}': class names {duplicates} are used by more than one category; "
+            "VOC identifies classes by name, so rename them in the COCO categories"
+        )
 
 
 def _write_image(
@@ -99,7 +104,9 @@ def _unique_id(base: str, split: str, taken: set[str]) -> str:
     return candidate
 
 
-def _annotation_xml(file_name: str, height: int, width: int, objects: tuple[ExportObject, ...], class_names: list[str]) -> str:
+def _annotation_xml(
+    file_name: str, height: int, width: int, objects: tuple[ExportObject, ...], class_names: list[str]
+) -> str:
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = IMAGES
     ET.SubElement(root, "filename").text = file_name

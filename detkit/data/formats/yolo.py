@@ -32,8 +32,8 @@ import yaml
 
 from detkit.data.coco_fields import Box
 from detkit.data.formats.image_size import read_image_size
-from detkit.data.image_paths import image_path
 from detkit.data.formats.split import DatasetSplit, add_annotation, add_image, new_coco
+from detkit.data.image_paths import image_path
 from detkit.errors import DataError, quoted
 from detkit.io import read_regular_bytes
 
@@ -125,7 +125,11 @@ def _class_names(yaml_path: Path, data: dict) -> list[str]:
         return [f"class_{index}" for index in range(count)]
     if isinstance(names, dict):
         names = _names_from_mapping(yaml_path, names)
-    if not isinstance(names, list) or not names or not all(isinstance(n, (str, int, float)) and not isinstance(n, bool) for n in names):
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, (str, int, float)) and not isinstance(n, bool) for n in names)
+    ):
         raise DataError(f"{yaml_path}: 'names' must be a list of class names or a {{index: name}} map")
     if count is not None and count != len(names):
         raise DataError(f"{yaml_path}: nc is {count} but 'names' has {len(names)} entries; make them agree")
@@ -134,11 +138,16 @@ def _class_names(yaml_path: Path, data: dict) -> list[str]:
 
 def _names_from_mapping(yaml_path: Path, names: dict) -> list:
     # Whole numbers only, written as numbers or digits: int() would also take 1.5, True or inf.
-    if not all((isinstance(key, int) and not isinstance(key, bool)) or (isinstance(key, str) and key.strip().isdigit()) for key in names):
+    if not all(
+        (isinstance(key, int) and not isinstance(key, bool)) or (isinstance(key, str) and key.strip().isdigit())
+        for key in names
+    ):
         raise DataError(f"{yaml_path}: 'names' keys must be class indices 0, 1, ...")
     by_index = {int(key): value for key, value in names.items()}
     if sorted(by_index) != list(range(len(by_index))):
-        raise DataError(f"{yaml_path}: 'names' indices are {sorted(by_index)}; number the classes 0..{len(by_index) - 1}")
+        raise DataError(
+            f"{yaml_path}: 'names' indices are {sorted(by_index)}; number the classes 0..{len(by_index) - 1}"
+        )
     return [by_index[index] for index in range(len(by_index))]
 
 
@@ -185,7 +194,9 @@ def split_images(config: YoloConfig, split: str, images: Path | None = None) -> 
         elif location.is_file() and location.suffix == ".txt":
             files += _images_listed(location, config.root)
         else:
-            raise DataError(f"{config.yaml_path}: split {quoted(split)} entry {quoted(entry)} is not a folder or .txt list; fix the path")
+            raise DataError(
+                f"{config.yaml_path}: split {quoted(split)} entry {quoted(entry)} is not a folder or .txt list; fix the path"
+            )
     files = list(dict.fromkeys(files))
     if len(folders) == 1 and len(config.splits[split]) == 1:
         return files, folders[0]
@@ -205,7 +216,9 @@ def _images_listed(list_file: Path, root: Path) -> list[Path]:
     try:
         lines = read_regular_bytes(list_file).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{list_file}: cannot read the image list ({error}); save it as UTF-8, one image path a line") from None
+        raise DataError(
+            f"{list_file}: cannot read the image list ({error}); save it as UTF-8, one image path a line"
+        ) from None
     paths = []
     for number, line in enumerate((line.strip() for line in lines), start=1):
         if line and Path(line).suffix.lower() in IMAGE_EXTENSIONS:
@@ -248,7 +261,9 @@ def parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> lis
 
 def _parse_line(where: str, fields: list[str], num_classes: int, size: tuple[int, int]) -> YoloLabel:
     if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
-        raise DataError(f"{where} has {len(fields)} fields; write 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...'")
+        raise DataError(
+            f"{where} has {len(fields)} fields; write 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...'"
+        )
     label = _class_index(where, fields[0], num_classes)
     values = [_normalised(where, position, text) for position, text in enumerate(fields[1:], start=2)]
     height, width = size
@@ -269,7 +284,9 @@ def _class_index(where: str, text: str, num_classes: int) -> int:
     if not value.is_integer():
         raise DataError(f"{where}: class {quoted(text)} is not a whole number; the first field is the class index")
     if not 0 <= value < num_classes:
-        raise DataError(f"{where}: class {int(value)} is out of range; data.yaml names {num_classes} classes (0..{num_classes - 1})")
+        raise DataError(
+            f"{where}: class {int(value)} is out of range; data.yaml names {num_classes} classes (0..{num_classes - 1})"
+        )
     return int(value)
 
 
@@ -277,12 +294,16 @@ def _normalised(where: str, position: int, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise DataError(f"{where}: field {position} is {quoted(text)}, not a number; write normalised coordinates") from None
+        raise DataError(
+            f"{where}: field {position} is {quoted(text)}, not a number; write normalised coordinates"
+        ) from None
     if not math.isfinite(value):
         raise DataError(f"{where}: field {position} is {quoted(text)}; write a finite normalised coordinate")
     if not -_NORMALISED_TOLERANCE <= value <= 1 + _NORMALISED_TOLERANCE:
-        raise DataError(f"{where}: field {position} is {text}, outside [0, 1]; YOLO coordinates are normalised "
-                        "(divide pixel values by the image width or height)")
+        raise DataError(
+            f"{where}: field {position} is {text}, outside [0, 1]; YOLO coordinates are normalised "
+            "(divide pixel values by the image width or height)"
+        )
     return value
 
 
@@ -322,7 +343,9 @@ def _relative_name(image: Path, image_dir: Path) -> str:
 
 def _label_lines(path: Path) -> list[str]:
     try:
-        return [line for line in read_regular_bytes(path).decode("utf-8", errors="replace").splitlines() if line.strip()]
+        return [
+            line for line in read_regular_bytes(path).decode("utf-8", errors="replace").splitlines() if line.strip()
+        ]
     except OSError:
         return []
 

@@ -55,12 +55,16 @@ def _shared_class_names(splits: list[DatasetSplit]) -> list[str]:
     names = splits[0].class_names
     for split in splits[1:]:
         if split.class_names != names:
-            raise DataError(f"splits '{splits[0].name}' and '{split.name}' have different classes "
-                            f"({names} vs {split.class_names}); a YOLO dataset has one class list: convert them separately")
+            raise DataError(
+                f"splits '{splits[0].name}' and '{split.name}' have different classes "
+                f"({names} vs {split.class_names}); a YOLO dataset has one class list: convert them separately"
+            )
     return names
 
 
-def _write_split(tmp: Path, split: DatasetSplit, objects: dict[int, list[ExportObject]], counts: PlacementCounts) -> None:
+def _write_split(
+    tmp: Path, split: DatasetSplit, objects: dict[int, list[ExportObject]], counts: PlacementCounts
+) -> None:
     used_stems: set[PurePosixPath] = set()
     for image in split.coco["images"]:
         relative = _unique(safe_relative(image["file_name"]), used_stems)

@@ -24,7 +24,9 @@ def four_by_three(long_side: int) -> tuple[int, int]:
     return 3 * long_side // 4, long_side
 
 
-def scene_inputs(image_size: tuple[int, int], count: int, num_classes: int, seed: int = 0) -> tuple[list[Tensor], list[Target]]:
+def scene_inputs(
+    image_size: tuple[int, int], count: int, num_classes: int, seed: int = 0
+) -> tuple[list[Tensor], list[Target]]:
     """``count`` synthetic ``[3, H, W]`` images in [0, 1] and their targets (labels folded into [0, num_classes))."""
     rng = np.random.default_rng(seed)
     images, targets = [], []

@@ -39,20 +39,31 @@ class BenchmarkModel:
     checkpoint: Checkpoint | None = None
 
 
-def preset_config(pipeline_name: str, backbone: str | None, long_side: int, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+def preset_config(
+    pipeline_name: str, backbone: str | None, long_side: int, overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
     """``pipeline``'s paper preset without ImageNet weights, on ``backbone`` (None: the preset's own),
     sized for ``long_side`` images, with the full-load thresholds and then ``overrides`` applied."""
     if pipeline_name not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline_name!r}; choose from all, {', '.join(PIPELINES)}")
     spec = pipeline(pipeline_name)
-    assignments = ["model.backbone.pretrained=false", *spec.input_size(long_side), *spec.full_load, *_uncached(spec.name)]
+    assignments = [
+        "model.backbone.pretrained=false",
+        *spec.input_size(long_side),
+        *spec.full_load,
+        *_uncached(spec.name),
+    ]
     if backbone is not None:
         assignments.append(f"model.backbone.name={backbone}")
     return apply_overrides(preset(spec.presets[0].__name__), [*assignments, *overrides])
 
 
 def random_model(
-    pipeline_name: str, backbone: str | None, long_side: int, num_classes: int = COCO_CLASSES, overrides: list[str] | tuple[str, ...] = (),
+    pipeline_name: str,
+    backbone: str | None,
+    long_side: int,
+    num_classes: int = COCO_CLASSES,
+    overrides: list[str] | tuple[str, ...] = (),
     seed: int = 0,
 ) -> BenchmarkModel:
     cfg = preset_config(pipeline_name, backbone, long_side, overrides)
@@ -62,7 +73,9 @@ def random_model(
     return BenchmarkModel(name=pipeline_name, pipeline=pipeline_name, model=model, config=cfg, weights="random")
 
 
-def checkpoint_model(path: str | Path, long_side: int | None, overrides: list[str] | tuple[str, ...] = ()) -> BenchmarkModel:
+def checkpoint_model(
+    path: str | Path, long_side: int | None, overrides: list[str] | tuple[str, ...] = ()
+) -> BenchmarkModel:
     """A trained model as its checkpoint configured it; ``long_side`` (when given) resizes its input."""
     checkpoint = load_checkpoint(path)
     spec = pipeline(checkpoint.pipeline)
@@ -70,8 +83,14 @@ def checkpoint_model(path: str | Path, long_side: int | None, overrides: list[st
     checkpoint = replace(checkpoint, config=apply_overrides(checkpoint.config, assignments))
     model = model_from_checkpoint(checkpoint).eval()
     return BenchmarkModel(
-        name=Path(path).stem if Path(path).stem not in ("best", "last") else f"{Path(path).parent.name}/{Path(path).stem}",
-        pipeline=spec.name, model=model, config=checkpoint.config, weights=str(path), checkpoint=checkpoint,
+        name=Path(path).stem
+        if Path(path).stem not in ("best", "last")
+        else f"{Path(path).parent.name}/{Path(path).stem}",
+        pipeline=spec.name,
+        model=model,
+        config=checkpoint.config,
+        weights=str(path),
+        checkpoint=checkpoint,
     )
 
 

@@ -20,11 +20,16 @@ def save_report(report: BenchmarkReport, folder: Path) -> dict[str, Path]:
     env = report.environment
     subtitle = f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads"
     paths = {
-        "json": folder / "benchmark.json", "markdown": folder / "benchmark.md",
-        "stages": folder / "stages.png", "accuracy": folder / "accuracy_latency.png",
+        "json": folder / "benchmark.json",
+        "markdown": folder / "benchmark.md",
+        "stages": folder / "stages.png",
+        "accuracy": folder / "accuracy_latency.png",
     }
     atomic_write_json(paths["json"], report.to_dict(), indent=2)
     atomic_write_text(paths["markdown"], report.markdown())
-    write_png(paths["stages"], render_stage_chart(report.results, stage_columns(report.results), f"Where each image's time goes ({subtitle})"))
+    write_png(
+        paths["stages"],
+        render_stage_chart(report.results, stage_columns(report.results), f"Where each image's time goes ({subtitle})"),
+    )
     write_png(paths["accuracy"], render_accuracy_chart(report.results, f"Accuracy against latency ({subtitle})"))
     return paths

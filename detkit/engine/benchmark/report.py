@@ -42,8 +42,11 @@ class PipelineResult:
     def to_dict(self) -> dict[str, Any]:
         record = {key: value for key, value in asdict(self).items() if key != "latency"}
         record.update(
-            latency_ms_per_call=self.latency.ms, images_per_call=self.latency.images_per_call,
-            p50_ms=self.latency.p50, p90_ms=self.latency.p90, ms_per_image=self.ms_per_image,
+            latency_ms_per_call=self.latency.ms,
+            images_per_call=self.latency.images_per_call,
+            p50_ms=self.latency.p50,
+            p90_ms=self.latency.p90,
+            ms_per_image=self.ms_per_image,
             images_per_second=self.latency.images_per_second,
         )
         return record
@@ -66,7 +69,12 @@ class BenchmarkReport:
             "environment": self.environment,
             "results": [result.to_dict() for result in self.results],
             "torchvision": [
-                {**asdict(c), "detkit_median_ms": c.detkit_median_ms, "torchvision_median_ms": c.torchvision_median_ms, "ratio": c.ratio}
+                {
+                    **asdict(c),
+                    "detkit_median_ms": c.detkit_median_ms,
+                    "torchvision_median_ms": c.torchvision_median_ms,
+                    "ratio": c.ratio,
+                }
                 for c in self.comparisons
             ],
         }
@@ -92,13 +100,24 @@ class BenchmarkReport:
                 f"| {format_optional(r.ap50, '.3f')} |"
             )
         stages = stage_columns(self.results)
-        lines += ["", "Per-stage time (ms per image):", "", "| pipeline | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+        lines += [
+            "",
+            "Per-stage time (ms per image):",
+            "",
+            "| pipeline | " + " | ".join(stages) + " |",
+            "|---" * (len(stages) + 1) + "|",
+        ]
         for r in self.results:
-            lines.append(f"| {r.name} | " + " | ".join(format_optional(r.stages_ms.get(s), ".1f") for s in stages) + " |")
+            lines.append(
+                f"| {r.name} | " + " | ".join(format_optional(r.stages_ms.get(s), ".1f") for s in stages) + " |"
+            )
         if self.comparisons:
             lines += [
-                "", "Against torchvision (same architecture, weights, input, device and precision; alternating runs):", "",
-                "| pipeline | architecture | detkit ms | torchvision ms | ratio |", "|---|---|---|---|---|",
+                "",
+                "Against torchvision (same architecture, weights, input, device and precision; alternating runs):",
+                "",
+                "| pipeline | architecture | detkit ms | torchvision ms | ratio |",
+                "|---|---|---|---|---|",
             ]
             for c in self.comparisons:
                 lines.append(

@@ -30,16 +30,21 @@ from detkit.checkpoint import load_checkpoint
 from detkit.data.coco import CocoDetection
 from detkit.data.formats.coco_reader import default_image_dir
 from detkit.engine.benchmark.cost import counted_flops, parameter_count
-from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
+from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
 from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, random_model
-from detkit.engine.precision import Precision
 from detkit.engine.benchmark.report import BenchmarkReport, PipelineResult
 from detkit.engine.benchmark.timing import Latency, stage_breakdown, time_repeatedly, warm_up
-from detkit.engine.benchmark.torchvision_compare import COMPARABLE_PIPELINES, TORCHVISION_BUILDERS, ComparisonResult, compare_with_torchvision
+from detkit.engine.benchmark.torchvision_compare import (
+    COMPARABLE_PIPELINES,
+    TORCHVISION_BUILDERS,
+    ComparisonResult,
+    compare_with_torchvision,
+)
 from detkit.engine.benchmark.training import training_images_per_second
 from detkit.engine.evaluate import dataset_for_checkpoint, predict_dataset, score_detections
 from detkit.engine.events import EventCallback, Notice, ignore_events
+from detkit.engine.precision import Precision
 from detkit.modeling.stages import STAGE_ORDER
 from detkit.pipelines import pipeline
 from detkit.structures import Target
@@ -63,8 +68,12 @@ class BenchmarkSettings:
 
 
 def benchmark_model(
-    entry: BenchmarkModel, images: list[Tensor], targets: list[Target], settings: BenchmarkSettings,
-    eval_dataset: CocoDetection | None = None, on_event: EventCallback = ignore_events,
+    entry: BenchmarkModel,
+    images: list[Tensor],
+    targets: list[Target],
+    settings: BenchmarkSettings,
+    eval_dataset: CocoDetection | None = None,
+    on_event: EventCallback = ignore_events,
 ) -> PipelineResult:
     """Measure one model on ``images`` (CPU tensors; moved to the device here)."""
     device, precision = settings.device, settings.precision
@@ -85,20 +94,37 @@ def benchmark_model(
         tally = _reset_region_tally(entry.pipeline, model)
         stages = stage_breakdown(calls, device, num_images=len(images))
     result = PipelineResult(
-        name=entry.name, pipeline=entry.pipeline, weights=entry.weights, backbone=entry.config.model.backbone.name,
-        latency=Latency(times, settings.batch_size), stages_ms={s: stages[s] for s in STAGE_ORDER if s in stages},
-        params=parameter_count(model), gflops=gflops, peak_rss_mib=memory.rss_mib(), rss_at_start_mib=rss_at_start,
+        name=entry.name,
+        pipeline=entry.pipeline,
+        weights=entry.weights,
+        backbone=entry.config.model.backbone.name,
+        latency=Latency(times, settings.batch_size),
+        stages_ms={s: stages[s] for s in STAGE_ORDER if s in stages},
+        params=parameter_count(model),
+        gflops=gflops,
+        peak_rss_mib=memory.rss_mib(),
+        rss_at_start_mib=rss_at_start,
         cuda_peak_mib=memory.cuda_mib(),
         regions_per_image=tally.regions / tally.images if tally is not None and tally.images else None,
     )
     if eval_dataset is not None and entry.checkpoint is not None:
-        on_event(Notice(f"{entry.name}: AP on {len(eval_dataset)} images of {eval_dataset.annotation_file}", level="info"))
+        on_event(
+            Notice(f"{entry.name}: AP on {len(eval_dataset)} images of {eval_dataset.annotation_file}", level="info")
+        )
         result.ap, result.ap50 = _average_precision(model, eval_dataset, settings, on_event)
     if settings.train:
         on_event(Notice(f"{entry.name}: training steps", level="info"))
         result.train_images_per_second = training_images_per_second(
-            model, entry.config, images, targets, batch_size=settings.batch_size, device=device,
-            precision=precision, runs=settings.runs, warmup=settings.warmup, max_seconds=settings.max_seconds,
+            model,
+            entry.config,
+            images,
+            targets,
+            batch_size=settings.batch_size,
+            device=device,
+            precision=precision,
+            runs=settings.runs,
+            warmup=settings.warmup,
+            max_seconds=settings.max_seconds,
         )
     return result
 
@@ -108,14 +134,24 @@ def environment(settings: BenchmarkSettings, input_description: str) -> dict[str
     device = settings.device
     cuda = device.type == "cuda"
     return {
-        "detkit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
-        "cuda": torch.version.cuda if cuda else None, "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "threads": torch.get_num_threads(), "precision": settings.precision.name,
-        "channels_last": settings.precision.channels_last, "compile": settings.precision.compile,
-        "batch_size": settings.batch_size, "runs": settings.runs, "warmup": settings.warmup,
-        "max_seconds": settings.max_seconds, "input": input_description,
+        "detkit": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "threads": torch.get_num_threads(),
+        "precision": settings.precision.name,
+        "channels_last": settings.precision.channels_last,
+        "compile": settings.precision.compile,
+        "batch_size": settings.batch_size,
+        "runs": settings.runs,
+        "warmup": settings.warmup,
+        "max_seconds": settings.max_seconds,
+        "input": input_description,
         "rss_peak": "since each model's first inference" if reset_rss_peak() else "process lifetime",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
@@ -137,7 +173,9 @@ def _reset_region_tally(pipeline_name: str, model: torch.nn.Module):
 
 def _average_precision(model, dataset: CocoDetection, settings: BenchmarkSettings, on_event) -> tuple[float, float]:
     with settings.precision.autocast(settings.device):
-        detections = predict_dataset(model, dataset, device=settings.device, batch_size=settings.batch_size, on_event=on_event)
+        detections = predict_dataset(
+            model, dataset, device=settings.device, batch_size=settings.batch_size, on_event=on_event
+        )
     stats = score_detections(dataset, detections)["bbox"].stats
     return stats["AP"], stats["AP50"]
 
@@ -174,7 +212,9 @@ def run_benchmark(request: BenchmarkRequest, on_event: EventCallback = ignore_ev
     settings = request.settings
     _check_inputs(request)
     report = BenchmarkReport(environment(settings, _input_description(request)))
-    rows = [("random", pipeline) for pipeline in request.pipelines] + [("checkpoint", str(path)) for path in request.weights]
+    rows = [("random", pipeline) for pipeline in request.pipelines] + [
+        ("checkpoint", str(path)) for path in request.weights
+    ]
     for row in rows:
         if settings.isolate:
             on_event(Notice(f"{row[1]}: measuring in a fresh process", level="info"))
@@ -189,7 +229,10 @@ def run_benchmark(request: BenchmarkRequest, on_event: EventCallback = ignore_ev
 
 
 def measure_row(
-    request: BenchmarkRequest, row: tuple[str, str], threads: int | None = None, on_event: EventCallback = ignore_events,
+    request: BenchmarkRequest,
+    row: tuple[str, str],
+    threads: int | None = None,
+    on_event: EventCallback = ignore_events,
 ) -> PipelineResult:
     """Build one row's model (``("random", pipeline)`` or ``("checkpoint", path)``) and its inputs, and
     measure it. A top-level function of picklable arguments: it is what a fresh process runs."""
@@ -242,22 +285,34 @@ def _dataset_for(entry: BenchmarkModel, request: BenchmarkRequest) -> CocoDetect
     return CocoDetection(request.data, request.data_images or default_image_dir(request.data), with_masks=with_masks)
 
 
-def _torchvision_comparisons(request: BenchmarkRequest, report: BenchmarkReport, on_event: EventCallback) -> list[ComparisonResult]:
+def _torchvision_comparisons(
+    request: BenchmarkRequest, report: BenchmarkReport, on_event: EventCallback
+) -> list[ComparisonResult]:
     """detkit vs torchvision for each comparable pipeline in the table (both when none is), on the
     first batch of synthetic scenes."""
     settings = request.settings
     long_side, count = request.long_side or DEFAULT_LONG_SIDE, request.images or DEFAULT_IMAGES
-    benchmarked = [p for p in COMPARABLE_PIPELINES if any(r.pipeline == p for r in report.results)] or list(COMPARABLE_PIPELINES)
+    benchmarked = [p for p in COMPARABLE_PIPELINES if any(r.pipeline == p for r in report.results)] or list(
+        COMPARABLE_PIPELINES
+    )
     pipelines = [p for p in benchmarked if (p, request.compare_arch) in TORCHVISION_BUILDERS]
     image_size = four_by_three(long_side)
     images, _ = scene_inputs(image_size, min(count, settings.batch_size), COCO_CLASSES)
     comparisons = []
     for pipeline in pipelines:
         on_event(Notice(f"{pipeline}: detkit against torchvision {request.compare_arch}", level="info"))
-        comparisons.append(compare_with_torchvision(
-            pipeline, request.compare_arch, image_size, images=[image.to(settings.device) for image in images],
-            runs=settings.runs, warmup=settings.warmup, device=settings.device, precision=settings.precision,
-        ))
+        comparisons.append(
+            compare_with_torchvision(
+                pipeline,
+                request.compare_arch,
+                image_size,
+                images=[image.to(settings.device) for image in images],
+                runs=settings.runs,
+                warmup=settings.warmup,
+                device=settings.device,
+                precision=settings.precision,
+            )
+        )
     return comparisons
 
 

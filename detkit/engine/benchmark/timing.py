@@ -62,7 +62,9 @@ def warm_up(calls: list[Callable[[], object]], passes: int) -> None:
             call()
 
 
-def time_repeatedly(calls: list[Callable[[], object]], device: torch.device, runs: int, max_seconds: float) -> list[float]:
+def time_repeatedly(
+    calls: list[Callable[[], object]], device: torch.device, runs: int, max_seconds: float
+) -> list[float]:
     """Milliseconds of each call of up to ``runs`` passes over ``calls``.
 
     Passes stop early once ``max_seconds`` of timed calls have passed, but only at the end of a pass

@@ -16,14 +16,16 @@ import torch
 from torch import nn
 
 from detkit.config import TransformConfig
-from detkit.engine.precision import Precision
 from detkit.engine.benchmark.timing import time_models
+from detkit.engine.precision import Precision
 from detkit.errors import ConfigError
 from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
 from detkit.pipelines import PIPELINES
 
 # (pipeline, torchvision architecture) -> torchvision's builder of the same model (PipelineSpec.torchvision).
-TORCHVISION_BUILDERS = {(name, arch): builder for name, spec in PIPELINES.items() for arch, builder in spec.torchvision.items()}
+TORCHVISION_BUILDERS = {
+    (name, arch): builder for name, spec in PIPELINES.items() for arch, builder in spec.torchvision.items()
+}
 COMPARABLE_PIPELINES = tuple(name for name, spec in PIPELINES.items() if spec.torchvision)
 
 
@@ -62,13 +64,21 @@ def paired_models(pipeline: str, arch: str, image_size: tuple[int, int], seed: i
     short, long = min(image_size), max(image_size)
     torch.manual_seed(seed)
     reference = getattr(torchvision.models.detection, TORCHVISION_BUILDERS[pipeline, arch])(
-        weights=None, weights_backbone=None, num_classes=91, min_size=short, max_size=long,
-        rpn_nms_thresh=1.0, box_score_thresh=0.0,
+        weights=None,
+        weights_backbone=None,
+        num_classes=91,
+        min_size=short,
+        max_size=long,
+        rpn_nms_thresh=1.0,
+        box_score_thresh=0.0,
     ).eval()
     cfg = torchvision_model_config(arch, num_classes=90, masks=PIPELINES[pipeline].masks)
     cfg = replace(
-        cfg, backbone=replace(cfg.backbone, norm="bn"), transform=TransformConfig(min_size=(short,), max_size=long),
-        rpn=replace(cfg.rpn, nms_thresh=1.0), roi_heads=replace(cfg.roi_heads, score_thresh=0.0),
+        cfg,
+        backbone=replace(cfg.backbone, norm="bn"),
+        transform=TransformConfig(min_size=(short,), max_size=long),
+        rpn=replace(cfg.rpn, nms_thresh=1.0),
+        roi_heads=replace(cfg.roi_heads, score_thresh=0.0),
     )
     model = PIPELINES[cfg.pipeline].build(cfg)
     model.load_state_dict(convert_torchvision_detector(reference.state_dict(), arch), strict=True)
@@ -76,12 +86,20 @@ def paired_models(pipeline: str, arch: str, image_size: tuple[int, int], seed: i
 
 
 def compare_with_torchvision(
-    pipeline: str = "faster_rcnn", arch: str = "resnet50_fpn", image_size: tuple[int, int] = (480, 640), *,
-    images: list[torch.Tensor], runs: int = 10, warmup: int = 2, device: torch.device = torch.device("cpu"),
+    pipeline: str = "faster_rcnn",
+    arch: str = "resnet50_fpn",
+    image_size: tuple[int, int] = (480, 640),
+    *,
+    images: list[torch.Tensor],
+    runs: int = 10,
+    warmup: int = 2,
+    device: torch.device = torch.device("cpu"),
     precision: Precision = Precision(),
 ) -> ComparisonResult:
     """Time ``pipeline`` in detkit and in torchvision on ``images`` (one batch), alternating."""
     model, reference = (precision.prepare(m.to(device)) for m in paired_models(pipeline, arch, image_size))
     with precision.autocast(device):
         times = time_models({"detkit": model, "torchvision": reference}, images, runs, warmup, device)
-    return ComparisonResult(pipeline, arch, image_size, str(device), precision.name, times["detkit"], times["torchvision"])
+    return ComparisonResult(
+        pipeline, arch, image_size, str(device), precision.name, times["detkit"], times["torchvision"]
+    )

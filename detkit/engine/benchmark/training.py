@@ -15,18 +15,27 @@ import torch
 from torch import Tensor, nn
 
 from detkit.config import ExperimentConfig
-from detkit.pipelines import pipeline
-from detkit.engine.precision import Precision
 from detkit.engine.benchmark.timing import time_repeatedly, warm_up
+from detkit.engine.precision import Precision
 from detkit.engine.solver import build_optimizer
+from detkit.pipelines import pipeline
 from detkit.structures import Target
 
 TIMING_LR = 1e-6
 
 
 def training_images_per_second(
-    model: nn.Module, cfg: ExperimentConfig, images: list[Tensor], targets: list[Target], *, batch_size: int,
-    device: torch.device, precision: Precision, runs: int, warmup: int, max_seconds: float,
+    model: nn.Module,
+    cfg: ExperimentConfig,
+    images: list[Tensor],
+    targets: list[Target],
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+    runs: int,
+    warmup: int,
+    max_seconds: float,
 ) -> float:
     """Images per second over timed training steps of ``batch_size`` images; ``model`` is trained (its
     weights change: measure it last)."""
@@ -37,7 +46,8 @@ def training_images_per_second(
     optimizer = build_optimizer(trainee, replace(cfg.solver, lr=TIMING_LR))
     scaler = precision.grad_scaler(device)
     batches = [
-        (images[start : start + batch_size], targets[start : start + batch_size]) for start in range(0, len(images), batch_size)
+        (images[start : start + batch_size], targets[start : start + batch_size])
+        for start in range(0, len(images), batch_size)
     ]
 
     def step(batch_images: list[Tensor], batch_targets: list[Target]) -> None:

@@ -64,8 +64,12 @@ __all__ = ["STAGES_FILE", "StageContext", "StageLog", "train_rcnn"]
 
 
 def train_rcnn(
-    cfg: ExperimentConfig, *, rank: Rank = SINGLE_PROCESS, device: torch.device | None = None,
-    resume_from: Path | None = None, on_event: EventCallback = ignore_events,
+    cfg: ExperimentConfig,
+    *,
+    rank: Rank = SINGLE_PROCESS,
+    device: torch.device | None = None,
+    resume_from: Path | None = None,
+    on_event: EventCallback = ignore_events,
 ) -> TrainResult:
     """Run (or resume) every stage; returns the engine's ``TrainResult``.
 
@@ -112,8 +116,12 @@ def train_rcnn(
 def _save_checkpoints(ctx: StageContext, metrics: dict[str, float]) -> None:
     """``last.pt`` and ``best.pt`` (the same: a staged run has one result) and ``runs/latest.json``."""
     checkpoint = Checkpoint(
-        config=ctx.cfg, model_state=ctx.model.state_dict(), class_names=ctx.train_set.class_names,
-        category_ids=ctx.train_set.category_ids, metrics=metrics, training_state={},
+        config=ctx.cfg,
+        model_state=ctx.model.state_dict(),
+        class_names=ctx.train_set.class_names,
+        category_ids=ctx.train_set.category_ids,
+        metrics=metrics,
+        training_state={},
     )
     for name in ("last.pt", "best.pt"):
         save_checkpoint(ctx.run_dir / name, checkpoint)

@@ -29,8 +29,12 @@ def _no_progress(done: int) -> None:
 
 @torch.no_grad()
 def write_feature_shards(
-    model: RCNNDetector, dataset: CocoDetection, folder: Path, on_progress: Callable[[int], None] = _no_progress,
-    rank: int = 0, world_size: int = 1,
+    model: RCNNDetector,
+    dataset: CocoDetection,
+    folder: Path,
+    on_progress: Callable[[int], None] = _no_progress,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> None:
     """Compute and write the features of every region of ``dataset`` (non-crowd ground truths + the
     proposals its targets carry) in the missing shards that are this process's: shard ``s`` belongs to

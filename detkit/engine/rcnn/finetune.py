@@ -50,7 +50,16 @@ def finetune_cnn(ctx: StageContext) -> list[float]:
     ema = ModelEMA(model.cnn, solver.ema_decay, solver.ema_ramp_steps) if solver.ema_decay > 0 else None
     scaler = Precision.of_solver(solver).grad_scaler(device)
     step = TrainingStep(
-        cfg, trained, model.cnn, optimizer, scheduler, scaler, rank, device, ema=ema, on_event=ctx.on_event,
+        cfg,
+        trained,
+        model.cnn,
+        optimizer,
+        scheduler,
+        scaler,
+        rank,
+        device,
+        ema=ema,
+        on_event=ctx.on_event,
     )
     model.train()
     losses: list[float] = []
@@ -66,7 +75,11 @@ def finetune_cnn(ctx: StageContext) -> list[float]:
             closes_group = micro == group_size - 1
             torch.manual_seed(window_seed(cfg.seed, rank.rank, len(losses), micro))
             batch = step.forward_backward(
-                images, targets, group_size=group_size, closes_group=closes_group, step=len(losses),
+                images,
+                targets,
+                group_size=group_size,
+                closes_group=closes_group,
+                step=len(losses),
             )
             if batch.values is None:  # non-finite: this step's gradients are dropped everywhere
                 batches_done += micro + 1
@@ -90,4 +103,3 @@ def finetune_cnn(ctx: StageContext) -> list[float]:
         model.cnn.load_state_dict(ema.module.state_dict())
     model.eval()
     return losses
-

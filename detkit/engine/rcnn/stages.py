@@ -55,7 +55,9 @@ def proposal_stage(ctx: StageContext) -> str:
         run = propose_and_report(dataset, cfg.model.proposals, label=split, on_event=ctx.on_event)
         recall = run.recall.recall if run.recall is not None else {}  # a dataset has ground truth: always set
         info[split] = {
-            "images": run.num_images, "computed": run.num_computed, "proposals_per_image": run.proposals_per_image,
+            "images": run.num_images,
+            "computed": run.num_computed,
+            "proposals_per_image": run.proposals_per_image,
             **{f"recall@{t}": r for t, r in recall.items()},
         }
     train_set = ctx.train_set
@@ -72,8 +74,11 @@ def finetune_stage(ctx: StageContext, data_key: str) -> None:
     if rcnn.finetune_iters <= 0:
         return
     key = digest(
-        data_key, state_digest(model.cnn), settings(rcnn, "finetune_", "crop_size", "context_padding"),
-        asdict(cfg.solver), cfg.seed,
+        data_key,
+        state_digest(model.cnn),
+        settings(rcnn, "finetune_", "crop_size", "context_padding"),
+        asdict(cfg.solver),
+        cfg.seed,
     )
     path = ctx.run_dir / "cnn.pt"
     if ctx.log.is_current("finetune", key, path):
@@ -109,8 +114,12 @@ def features_stage(ctx: StageContext, key: str) -> RegionSet | None:
     started = time.perf_counter()
     on_event(StageStarted("features", total=len(ctx.train_set), description="extracting region features"))
     write_feature_shards(
-        ctx.model, ctx.train_set, folder, on_progress=lambda done: on_event(StageAdvanced("features", done)),
-        rank=rank.rank, world_size=rank.world_size,
+        ctx.model,
+        ctx.train_set,
+        folder,
+        on_progress=lambda done: on_event(StageAdvanced("features", done)),
+        rank=rank.rank,
+        world_size=rank.world_size,
     )
     on_event(StageFinished("features"))
     barrier()
@@ -147,8 +156,14 @@ def svm_stage(ctx: StageContext, regions: RegionSet, features_key: str) -> None:
 
         generator = torch.Generator().manual_seed(cfg.seed)
         weight, bias = train_svms(
-            (features.float() * scale).half(), regions.is_gt.to(features.device), regions.labels.to(features.device),
-            regions.class_iou.to(features.device), rcnn, model.num_classes, on_round, generator,
+            (features.float() * scale).half(),
+            regions.is_gt.to(features.device),
+            regions.labels.to(features.device),
+            regions.class_iou.to(features.device),
+            rcnn,
+            model.num_classes,
+            on_round,
+            generator,
         )
         on_event(StageAdvanced("svms", model.num_classes))
         on_event(StageFinished("svms"))
@@ -176,8 +191,16 @@ def regressor_stage(ctx: StageContext, regions: RegionSet, features_key: str) ->
         started = time.perf_counter()
         features = regions.features.float() * model.feature_scale.cpu()
         weight, counts = fit_box_regressors(
-            features, regions.boxes, regions.gt_boxes, regions.labels, regions.max_iou, regions.is_gt,
-            model.num_classes, rcnn.bbox_reg_iou, rcnn.ridge_lambda, model.box_coder,
+            features,
+            regions.boxes,
+            regions.gt_boxes,
+            regions.labels,
+            regions.max_iou,
+            regions.is_gt,
+            model.num_classes,
+            rcnn.bbox_reg_iou,
+            rcnn.ridge_lambda,
+            model.box_coder,
         )
         atomic_write(path, lambda handle: torch.save(weight, handle))
         ctx.log.record("regressors", key, time.perf_counter() - started, {"pairs_per_class": counts})
@@ -188,7 +211,11 @@ def evaluate_stage(ctx: StageContext) -> dict[str, float]:
     """COCO box metrics of the finished detector on the validation set (every process takes part)."""
     started = time.perf_counter()
     metrics = evaluate_detector(
-        ctx.model, ctx.val_set, device=ctx.device, batch_size=ctx.cfg.data.batch_size, on_event=ctx.on_event,
+        ctx.model,
+        ctx.val_set,
+        device=ctx.device,
+        batch_size=ctx.cfg.data.batch_size,
+        on_event=ctx.on_event,
     )
     if ctx.rank.is_main:
         ctx.log.record("evaluate", "", time.perf_counter() - started, {"AP": metrics["AP"], "AP50": metrics["AP50"]})

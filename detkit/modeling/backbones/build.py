@@ -39,7 +39,9 @@ POOL_LEVEL = "pool"
 class Backbone(nn.Module):
     """Trunk (+ FPN). ``out_channels`` is the channel count of every returned map."""
 
-    def __init__(self, body: Trunk, fpn: FeaturePyramid | None, feature_names: list[str], strides: list[int], out_channels: int) -> None:
+    def __init__(
+        self, body: Trunk, fpn: FeaturePyramid | None, feature_names: list[str], strides: list[int], out_channels: int
+    ) -> None:
         super().__init__()
         self.body = body
         self.fpn = fpn
@@ -111,7 +113,9 @@ def _trunk_spec(cfg: BackboneConfig) -> TrunkSpec:
     if cfg.norm not in NORM_LAYERS:
         raise ConfigError(f"model.backbone.norm={cfg.norm!r} is unknown; valid: {', '.join(NORM_LAYERS)}")
     if not 0 <= cfg.trainable_stages <= 5:
-        raise ConfigError(f"model.backbone.trainable_stages={cfg.trainable_stages} must be in 0..5 (5 trains every stage)")
+        raise ConfigError(
+            f"model.backbone.trainable_stages={cfg.trainable_stages} must be in 0..5 (5 trains every stage)"
+        )
     if cfg.fpn and cfg.fpn_channels <= 0:
         raise ConfigError(f"model.backbone.fpn_channels={cfg.fpn_channels} must be positive")
     norm_layer = NORM_LAYERS[cfg.norm]

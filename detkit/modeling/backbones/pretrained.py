@@ -21,7 +21,10 @@ IMAGENET_WEIGHTS = {
     "resnet18": (models.ResNet18_Weights.IMAGENET1K_V1,),
     "resnet50": (models.ResNet50_Weights.IMAGENET1K_V1, models.ResNet50_Weights.IMAGENET1K_V2),
     "mobilenet_v2": (models.MobileNet_V2_Weights.IMAGENET1K_V1, models.MobileNet_V2_Weights.IMAGENET1K_V2),
-    "mobilenet_v3_large": (models.MobileNet_V3_Large_Weights.IMAGENET1K_V1, models.MobileNet_V3_Large_Weights.IMAGENET1K_V2),
+    "mobilenet_v3_large": (
+        models.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        models.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
+    ),
     "vgg16": (models.VGG16_Weights.IMAGENET1K_V1,),
 }
 
@@ -93,5 +96,5 @@ def _unwrap(checkpoint: object, path: Path) -> dict[str, Tensor]:
 def _trunk_state(state: dict[str, Tensor], trunk: nn.Module, key_prefix: str) -> dict[str, Tensor]:
     """Classifier keys -> trunk keys; the classifier head (``fc.``, ``classifier.``) falls outside the trunk."""
     wanted = trunk.state_dict().keys()
-    renamed = ((k[len(key_prefix):], v) for k, v in state.items() if k.startswith(key_prefix))
+    renamed = ((k[len(key_prefix) :], v) for k, v in state.items() if k.startswith(key_prefix))
     return {k: v for k, v in renamed if k in wanted}

@@ -111,7 +111,9 @@ def resnet50(norm_layer: NormLayer) -> TrunkSpec:
     return _resnet(torchvision.models.resnet50, norm_layer)
 
 
-def _mobilenet(features: nn.Sequential, stage_ends: list[int], extra: dict[str, int], fpn_taps: tuple[str, ...]) -> TrunkSpec:
+def _mobilenet(
+    features: nn.Sequential, stage_ends: list[int], extra: dict[str, int], fpn_taps: tuple[str, ...]
+) -> TrunkSpec:
     layers = [(str(i), layer) for i, layer in enumerate(features)]
     index = {f"c{s}": i for s, i in enumerate(stage_ends, start=1)} | extra
     strides = _strides(features)

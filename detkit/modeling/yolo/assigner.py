@@ -43,8 +43,16 @@ class Assignment:
 
 @torch.no_grad()
 def simota_assign(
-    pred_boxes: Tensor, pred_scores: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor, gt_labels: Tensor, *,
-    center_radius: float = 2.5, candidate_topk: int = 10, iou_cost_weight: float = 3.0,
+    pred_boxes: Tensor,
+    pred_scores: Tensor,
+    points: Tensor,
+    strides: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    *,
+    center_radius: float = 2.5,
+    candidate_topk: int = 10,
+    iou_cost_weight: float = 3.0,
 ) -> Assignment:
     num_points = len(points)
     if len(gt_boxes) == 0:

@@ -26,7 +26,9 @@ from detkit.structures import Detections
 MAX_LOG_SIZE = math.log(1000.0)
 
 
-def grid_points(feature_sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
+def grid_points(
+    feature_sizes: list[tuple[int, int]], strides: list[int], device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Cell centres of every level, levels finest first and cells row-major: ``[P, 2]`` (x, y), ``[P]``."""
     points, point_strides = [], []
     for (height, width), stride in zip(feature_sizes, strides):
@@ -47,8 +49,15 @@ def decode_boxes(box_deltas: Tensor, points: Tensor, strides: Tensor) -> Tensor:
 
 
 def select_detections(
-    boxes: Tensor, cls_logits: Tensor, obj_logits: Tensor, image_sizes: list[tuple[int, int]], *,
-    score_thresh: float, nms_thresh: float, pre_nms_topk: int, detections_per_image: int,
+    boxes: Tensor,
+    cls_logits: Tensor,
+    obj_logits: Tensor,
+    image_sizes: list[tuple[int, int]],
+    *,
+    score_thresh: float,
+    nms_thresh: float,
+    pre_nms_topk: int,
+    detections_per_image: int,
 ) -> list[Detections]:
     """``boxes [N, P, 4]``, ``cls_logits [N, P, K]``, ``obj_logits [N, P]`` -> N ``Detections`` in the
     frames ``image_sizes`` (boxes clipped to them), sorted by score.
@@ -74,4 +83,3 @@ def select_detections(
         selected = kept[kept_images == image][:detections_per_image]
         detections.append(Detections(boxes=candidates[selected], scores=top_scores[selected], labels=labels[selected]))
     return detections
-

@@ -14,8 +14,6 @@ a 2-core CPU: MobileNetV2 trunk at 640x480 112 -> 54 ms, a ResNet-18 YOLO traini
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import Tensor, nn
 
@@ -30,7 +28,12 @@ from detkit.structures import DetectorOutput, Target
 
 class YOLODetector(nn.Module):
     def __init__(
-        self, transform: LetterboxTransform, trunk: nn.Module, strides: list[int], neck: nn.Module, head: DecoupledHead,
+        self,
+        transform: LetterboxTransform,
+        trunk: nn.Module,
+        strides: list[int],
+        neck: nn.Module,
+        head: DecoupledHead,
         cfg: YOLOConfig,
     ) -> None:
         super().__init__()
@@ -57,8 +60,13 @@ class YOLODetector(nn.Module):
             return DetectorOutput(losses=losses)
         with stage("postprocess"):
             detections = select_detections(
-                boxes.float(), predictions.cls_logits.float(), predictions.obj_logits.float(), batch.image_sizes,
-                score_thresh=self.cfg.score_thresh, nms_thresh=self.cfg.nms_thresh, pre_nms_topk=self.cfg.pre_nms_topk,
+                boxes.float(),
+                predictions.cls_logits.float(),
+                predictions.obj_logits.float(),
+                batch.image_sizes,
+                score_thresh=self.cfg.score_thresh,
+                nms_thresh=self.cfg.nms_thresh,
+                pre_nms_topk=self.cfg.pre_nms_topk,
                 detections_per_image=self.cfg.detections_per_image,
             )
             detections = self.transform.postprocess(detections, batch)

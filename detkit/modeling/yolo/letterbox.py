@@ -27,8 +27,13 @@ from detkit.structures import Detections, ImageBatch, Target
 
 class LetterboxTransform(nn.Module):
     def __init__(
-        self, side: int, train_sizes: tuple[int, ...], letterbox: bool, image_mean: tuple[float, ...],
-        image_std: tuple[float, ...], size_divisible: int = 32,
+        self,
+        side: int,
+        train_sizes: tuple[int, ...],
+        letterbox: bool,
+        image_mean: tuple[float, ...],
+        image_std: tuple[float, ...],
+        size_divisible: int = 32,
     ) -> None:
         super().__init__()
         self.side = side
@@ -38,7 +43,9 @@ class LetterboxTransform(nn.Module):
         self.register_buffer("mean", torch.tensor(image_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(image_std).view(3, 1, 1), persistent=False)
 
-    def forward(self, images: list[Tensor], targets: list[Target] | None = None) -> tuple[ImageBatch, list[Target] | None]:
+    def forward(
+        self, images: list[Tensor], targets: list[Target] | None = None
+    ) -> tuple[ImageBatch, list[Target] | None]:
         side = self._pick_side()
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         scaled_sizes = [self._scaled_size(size, side) for size in original_sizes]
@@ -47,10 +54,14 @@ class LetterboxTransform(nn.Module):
             for img, size in zip(images, scaled_sizes)
         ]
         min_size = (side, side) if self.training else (0, 0)
-        batch = ImageBatch(pad_images(resized, self.size_divisible, min_size), scaled_sizes, original_sizes, list(images))
+        batch = ImageBatch(
+            pad_images(resized, self.size_divisible, min_size), scaled_sizes, original_sizes, list(images)
+        )
         if targets is None:
             return batch, None
-        return batch, [resize_target(t, original, scaled) for t, original, scaled in zip(targets, original_sizes, scaled_sizes)]
+        return batch, [
+            resize_target(t, original, scaled) for t, original, scaled in zip(targets, original_sizes, scaled_sizes)
+        ]
 
     def postprocess(self, detections: list[Detections], batch: ImageBatch) -> list[Detections]:
         """Boxes from each scaled image back to its original frame, clipped to it."""

@@ -50,8 +50,14 @@ class YOLOLoss:
             obj_weight[image] = (~points_in_boxes(points, target.boxes[target.iscrowd]).any(dim=0)).float()
             target = target.without_crowd()
             assignment = simota_assign(
-                boxes[image].detach(), scores[image], points, strides, target.boxes, target.labels,
-                center_radius=self.cfg.center_radius, candidate_topk=self.cfg.candidate_topk,
+                boxes[image].detach(),
+                scores[image],
+                points,
+                strides,
+                target.boxes,
+                target.labels,
+                center_radius=self.cfg.center_radius,
+                candidate_topk=self.cfg.candidate_topk,
                 iou_cost_weight=self.cfg.iou_cost_weight,
             )
             foreground = assignment.foreground
@@ -60,7 +66,9 @@ class YOLOLoss:
             fg_cls_logits.append(cls_logits[image, foreground])
             fg_boxes.append(boxes[image, foreground])
             labels = target.labels[assignment.matched_gt]
-            cls_targets.append(F.one_hot(labels, cls_logits.shape[-1]).to(cls_logits.dtype) * assignment.matched_iou[:, None])
+            cls_targets.append(
+                F.one_hot(labels, cls_logits.shape[-1]).to(cls_logits.dtype) * assignment.matched_iou[:, None]
+            )
             box_targets.append(target.boxes[assignment.matched_gt])
         num_foreground = loss_normalizer(sum(len(b) for b in box_targets), obj_logits.device)
         fg_cls_logits, fg_boxes = torch.cat(fg_cls_logits), torch.cat(fg_boxes)
@@ -73,4 +81,3 @@ class YOLOLoss:
             "loss_box": loss_box / num_foreground,
             "loss_obj": loss_obj / num_foreground,
         }
-

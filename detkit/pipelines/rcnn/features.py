@@ -44,7 +44,12 @@ class RegionSet:
 
 
 def image_regions(
-    model: RCNNDetector, image: Tensor, gt_boxes: Tensor, gt_labels: Tensor, proposals: Tensor, image_index: int,
+    model: RCNNDetector,
+    image: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    proposals: Tensor,
+    image_index: int,
 ) -> RegionSet:
     """The regions of one image (ground truths first, then proposals) with their features and overlaps."""
     boxes = torch.cat([gt_boxes, proposals.to(gt_boxes)])
@@ -63,7 +68,12 @@ def image_regions(
                 class_iou[:, k] = iou[:, of_class].amax(dim=1)
     features = model.region_features(image.to(model.svm_weight.device), boxes.to(model.svm_weight.device)).cpu()
     return RegionSet(
-        features=features.half(), image_index=torch.full((len(boxes),), image_index, dtype=torch.int64), boxes=boxes,
-        is_gt=torch.arange(len(boxes)) < num_gt, labels=labels, max_iou=max_iou, gt_boxes=matched,
+        features=features.half(),
+        image_index=torch.full((len(boxes),), image_index, dtype=torch.int64),
+        boxes=boxes,
+        is_gt=torch.arange(len(boxes)) < num_gt,
+        labels=labels,
+        max_iou=max_iou,
+        gt_boxes=matched,
         class_iou=class_iou.half(),
     )

@@ -78,8 +78,13 @@ class RCNNDetector(nn.Module):
     regressor_weight: Tensor
 
     def __init__(
-        self, proposal_generator: PrecomputedProposals, cnn: RegionCNN, box_coder: BoxCoder, cfg: RCNNConfig,
-        image_mean: Sequence[float], image_std: Sequence[float],
+        self,
+        proposal_generator: PrecomputedProposals,
+        cnn: RegionCNN,
+        box_coder: BoxCoder,
+        cfg: RCNNConfig,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -137,7 +142,9 @@ class RCNNDetector(nn.Module):
                 foreground = best_iou >= self.cfg.finetune_fg_iou
                 window_labels[foreground] = target.labels[best_gt[foreground]]
             chosen = self._sample_windows(window_labels, len(images))
-            crops.append(warp_regions(self.normalize(image), windows[chosen], self.cfg.crop_size, self.cfg.context_padding))
+            crops.append(
+                warp_regions(self.normalize(image), windows[chosen], self.cfg.crop_size, self.cfg.context_padding)
+            )
             labels.append(window_labels[chosen])
         logits = self.cnn(torch.cat(crops))
         num_windows = loss_normalizer(len(logits), logits.device)
@@ -179,6 +186,10 @@ class RCNNDetector(nn.Module):
                 boxes = clip_boxes(self.regress(features[roi_index], boxes, labels), image_size)
         with stage("postprocess"):
             return select_detections(
-                boxes, scores[roi_index, labels], labels, score_thresh=self.cfg.score_thresh,
-                nms_thresh=self.cfg.nms_thresh, detections_per_image=self.cfg.detections_per_image,
+                boxes,
+                scores[roi_index, labels],
+                labels,
+                score_thresh=self.cfg.score_thresh,
+                nms_thresh=self.cfg.nms_thresh,
+                detections_per_image=self.cfg.detections_per_image,
             )

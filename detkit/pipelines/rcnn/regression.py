@@ -26,8 +26,16 @@ def ridge(inputs: Tensor, targets: Tensor, ridge_lambda: float) -> Tensor:
 
 
 def fit_box_regressors(
-    features: Tensor, boxes: Tensor, gt_boxes: Tensor, labels: Tensor, max_iou: Tensor, is_gt: Tensor,
-    num_classes: int, min_iou: float, ridge_lambda: float, box_coder: BoxCoder,
+    features: Tensor,
+    boxes: Tensor,
+    gt_boxes: Tensor,
+    labels: Tensor,
+    max_iou: Tensor,
+    is_gt: Tensor,
+    num_classes: int,
+    min_iou: float,
+    ridge_lambda: float,
+    box_coder: BoxCoder,
 ) -> tuple[Tensor, list[int]]:
     """``[K, D + 1, 4]`` regressors (zeros for a class without training pairs) and the pair count per class."""
     weight = features.new_zeros((num_classes, features.shape[1] + 1, 4), dtype=torch.float32)

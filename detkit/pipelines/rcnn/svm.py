@@ -34,8 +34,14 @@ class SVMRound:
 
 
 def train_svms(
-    features: Tensor, is_gt: Tensor, labels: Tensor, class_iou: Tensor, cfg: RCNNConfig, num_classes: int,
-    on_round: Callable[[SVMRound], None] = lambda r: None, generator: torch.Generator | None = None,
+    features: Tensor,
+    is_gt: Tensor,
+    labels: Tensor,
+    class_iou: Tensor,
+    cfg: RCNNConfig,
+    num_classes: int,
+    on_round: Callable[[SVMRound], None] = lambda r: None,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``[K, D]`` weights and ``[K]`` biases for ``features`` ``[N, D]`` (already scaled), one SVM per class."""
     weight = features.new_zeros((num_classes, features.shape[1]), dtype=torch.float32)
@@ -86,6 +92,10 @@ def _hard_negatives(features, negative_pool, negatives, w, b) -> Tensor:
     in_working_set = torch.zeros(len(features), dtype=torch.bool, device=features.device)
     in_working_set[negatives] = True
     candidates = negative_pool[~in_working_set[negative_pool]]
-    scores = torch.cat([features[part].float() @ w + b for part in candidates.split(65536)]) if len(candidates) else w.new_zeros(0)
+    scores = (
+        torch.cat([features[part].float() @ w + b for part in candidates.split(65536)])
+        if len(candidates)
+        else w.new_zeros(0)
+    )
     hard = candidates[scores > HARD_MARGIN]
     return hard[torch.argsort(scores[scores > HARD_MARGIN], descending=True)][:MAX_NEW_NEGATIVES]

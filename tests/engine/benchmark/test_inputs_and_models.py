@@ -3,9 +3,9 @@ import torch
 
 from detkit.engine.benchmark.inputs import four_by_three, scene_inputs
 from detkit.engine.benchmark.models import preset_config, random_model
-from detkit.pipelines import PIPELINES
 from detkit.engine.precision import Precision, dense_network
 from detkit.errors import ConfigError
+from detkit.pipelines import PIPELINES
 
 
 def test_scene_inputs_are_images_with_consistent_targets():
@@ -54,7 +54,10 @@ def test_random_models_are_seeded_and_in_eval_mode():
 def test_precision_settings():
     assert Precision().name == "fp32" and Precision("bf16").name == "amp-bf16"
     assert Precision("fp16").needs_grad_scaler() and not Precision("bf16").needs_grad_scaler()
-    assert Precision("fp16").grad_scaler(torch.device("cpu")).is_enabled() and not Precision().grad_scaler(torch.device("cpu")).is_enabled()
+    assert (
+        Precision("fp16").grad_scaler(torch.device("cpu")).is_enabled()
+        and not Precision().grad_scaler(torch.device("cpu")).is_enabled()
+    )
     with pytest.raises(ConfigError, match="bf16 or fp16"):
         Precision("fp8")
     rcnn = random_model("rcnn", "resnet18", 64).model

@@ -39,6 +39,7 @@ def test_passes_stop_only_at_a_pass_boundary_once_the_budget_is_spent(clock):
         def run():
             seen.append(name)
             clock.now += seconds
+
         return run
 
     calls = [call("a", 1.0), call("b", 2.0)]

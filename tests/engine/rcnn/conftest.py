@@ -69,8 +69,15 @@ def make_context(rcnn_config: ExperimentConfig, tmp_path: Path) -> MakeContext:
         run_dir.mkdir()
         events: list[object] = []
         context = StageContext(
-            cfg, build_rcnn(cfg.model), train_set, val_set, run_dir, StageLog(run_dir / STAGES_FILE),
-            torch.device("cpu"), SINGLE_PROCESS, events.append,
+            cfg,
+            build_rcnn(cfg.model),
+            train_set,
+            val_set,
+            run_dir,
+            StageLog(run_dir / STAGES_FILE),
+            torch.device("cpu"),
+            SINGLE_PROCESS,
+            events.append,
         )
         proposal_stage(replace(context, on_event=ignore_events))
         return context, events

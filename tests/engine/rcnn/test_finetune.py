@@ -65,7 +65,12 @@ def test_without_clipping_the_shared_step_gives_the_plain_loops_weights_bit_for_
 def test_the_solvers_clipping_bounds_the_update(make_context: MakeContext):
     lr, clip = 0.1, 1e-3
     context, _ = make_context(
-        optimizer="sgd", lr=lr, momentum=0.0, weight_decay=0.0, warmup_iters=0, clip_grad_norm=clip,
+        optimizer="sgd",
+        lr=lr,
+        momentum=0.0,
+        weight_decay=0.0,
+        warmup_iters=0,
+        clip_grad_norm=clip,
     )
     before = parameters(context)
     finetune_cnn(context)
@@ -100,7 +105,8 @@ def test_nonfinite_losses_in_a_row_stop_finetuning(make_context: MakeContext, mo
 
 
 def test_accumulation_makes_a_step_of_several_batches_and_an_epoch_end_cuts_a_group_short(
-    make_context: MakeContext, monkeypatch,
+    make_context: MakeContext,
+    monkeypatch,
 ):
     context, events = make_context(finetune_iters=2, accumulate_steps=2)
     real_loss, calls = context.model.finetune_loss, []

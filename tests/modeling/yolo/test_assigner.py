@@ -12,8 +12,12 @@ def points_of(size=64, strides=(8, 16, 32)):
 def test_no_boxes_means_no_foreground():
     points, strides = points_of()
     assignment = simota_assign(
-        torch.zeros(len(points), 4), torch.full((len(points), 3), 0.5), points, strides,
-        torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64),
+        torch.zeros(len(points), 4),
+        torch.full((len(points), 3), 0.5),
+        points,
+        strides,
+        torch.zeros(0, 4),
+        torch.zeros(0, dtype=torch.int64),
     )
     assert not assignment.foreground.any() and assignment.num_foreground == 0
 

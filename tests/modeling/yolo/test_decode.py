@@ -30,16 +30,29 @@ def logits(p):
 
 
 def test_select_detections_thresholds_nms_per_class_and_per_image():
-    boxes = torch.tensor([
-        [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 11.0], [50.0, 50.0, 60.0, 60.0]],
-        [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 11.0], [50.0, 50.0, 60.0, 60.0]],
-    ])
+    boxes = torch.tensor(
+        [
+            [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 11.0], [50.0, 50.0, 60.0, 60.0]],
+            [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 11.0], [50.0, 50.0, 60.0, 60.0]],
+        ]
+    )
     cls = torch.full((2, 3, 2), -20.0)
-    cls[0, 0, 0], cls[0, 1, 0], cls[0, 1, 1] = logits(0.9), logits(0.8), logits(0.7)  # overlapping: class 0 twice, class 1 once
+    cls[0, 0, 0], cls[0, 1, 0], cls[0, 1, 1] = (
+        logits(0.9),
+        logits(0.8),
+        logits(0.7),
+    )  # overlapping: class 0 twice, class 1 once
     cls[1, 2, 1] = logits(0.6)
     obj = torch.full((2, 3), 20.0)
     detections = select_detections(
-        boxes, cls, obj, [(40, 40), (40, 40)], score_thresh=0.05, nms_thresh=0.5, pre_nms_topk=100, detections_per_image=300,
+        boxes,
+        cls,
+        obj,
+        [(40, 40), (40, 40)],
+        score_thresh=0.05,
+        nms_thresh=0.5,
+        pre_nms_topk=100,
+        detections_per_image=300,
     )
     first, second = detections
     assert first.labels.tolist() == [0, 1]  # the 0.8 duplicate of class 0 is suppressed, class 1 is not
@@ -53,7 +66,11 @@ def test_select_detections_caps_the_count_and_handles_nothing_above_threshold():
     boxes = torch.cat([boxes, boxes + 5], dim=-1)
     cls = torch.zeros(1, 50, 4)
     obj = torch.zeros(1, 50)
-    kept = select_detections(boxes, cls, obj, [(100, 100)], score_thresh=0.1, nms_thresh=1.0, pre_nms_topk=1000, detections_per_image=7)
+    kept = select_detections(
+        boxes, cls, obj, [(100, 100)], score_thresh=0.1, nms_thresh=1.0, pre_nms_topk=1000, detections_per_image=7
+    )
     assert len(kept[0]) == 7
-    none = select_detections(boxes, cls, obj, [(100, 100)], score_thresh=0.9, nms_thresh=0.5, pre_nms_topk=10, detections_per_image=7)
+    none = select_detections(
+        boxes, cls, obj, [(100, 100)], score_thresh=0.9, nms_thresh=0.5, pre_nms_topk=10, detections_per_image=7
+    )
     assert none[0].boxes.shape == (0, 4) and none[0].labels.dtype == torch.int64

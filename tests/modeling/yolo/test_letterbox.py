@@ -34,7 +34,12 @@ def test_stretch_mode_and_postprocess_map_back_to_the_original_frame():
     module = transform(letterbox=False).eval()
     batch, _ = module([torch.rand(3, 64, 256)])
     assert batch.image_sizes == [(128, 128)]
-    detections = [Detections(boxes=torch.tensor([[0.0, 0.0, 64.0, 64.0], [100.0, 100.0, 140.0, 140.0]]),
-                             scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1]))]
+    detections = [
+        Detections(
+            boxes=torch.tensor([[0.0, 0.0, 64.0, 64.0], [100.0, 100.0, 140.0, 140.0]]),
+            scores=torch.tensor([0.9, 0.8]),
+            labels=torch.tensor([0, 1]),
+        )
+    ]
     mapped = module.postprocess(detections, batch)[0]
     assert torch.allclose(mapped.boxes, torch.tensor([[0.0, 0.0, 128.0, 32.0], [200.0, 50.0, 256.0, 64.0]]))

@@ -36,7 +36,9 @@ def test_image_without_boxes_trains_objectness_only():
     losses = YOLOLoss(YOLOConfig())(dense, boxes, points, strides, [Target()])
     assert losses["loss_box"].item() == 0.0 and losses["loss_cls"].item() == 0.0
     # every point is background: the objectness loss is the plain BCE sum against zeros
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(dense.obj_logits, torch.zeros_like(dense.obj_logits), reduction="sum")
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        dense.obj_logits, torch.zeros_like(dense.obj_logits), reduction="sum"
+    )
     assert torch.allclose(losses["loss_obj"], expected)
     sum(losses.values()).backward()
 

@@ -18,7 +18,8 @@ from tests.proposals.images import object_boxes, rectangles_image
 @pytest.fixture
 def rcnn_config(tmp_path) -> ModelConfig:
     return ModelConfig(
-        pipeline="rcnn", num_classes=3,
+        pipeline="rcnn",
+        num_classes=3,
         backbone=BackboneConfig(name="resnet18", fpn=False, returned_stages=(5,)),
         proposals=ProposalConfig(cache_dir=str(tmp_path)),
         rcnn=RCNNConfig(crop_size=32, context_padding=3, score_thresh=0.0),

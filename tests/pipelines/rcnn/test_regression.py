@@ -25,7 +25,9 @@ def test_box_regressors_learn_a_constant_shift_from_close_proposals_only():
     features = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
     labels = torch.zeros(6, dtype=torch.int64)
     max_iou = torch.tensor([0.9, 0.9, 0.9, 0.9, 0.9, 0.1])
-    weight, counts = fit_box_regressors(features, boxes, gt, labels, max_iou, torch.zeros(6, dtype=torch.bool), 2, 0.6, 1e6, coder)
+    weight, counts = fit_box_regressors(
+        features, boxes, gt, labels, max_iou, torch.zeros(6, dtype=torch.bool), 2, 0.6, 1e6, coder
+    )
     assert counts == [5, 0] and weight[1].abs().sum() == 0
     augmented = torch.cat([features, torch.ones(6, 1)], 1)
     refined = coder.decode(augmented[:5] @ weight[0], boxes[:5])[:, 0]

@@ -13,7 +13,9 @@ def toy_regions(num_negatives=400, seed=0):
     negatives[:20] += torch.tensor([1.8, 0.0])  # hard negatives for class 0, rare in a random draw
     features = torch.cat([pos0, pos1, negatives])
     is_gt = torch.arange(len(features)) < 40
-    labels = torch.cat([torch.zeros(20, dtype=torch.int64), torch.ones(20, dtype=torch.int64), torch.full((num_negatives,), -1)])
+    labels = torch.cat(
+        [torch.zeros(20, dtype=torch.int64), torch.ones(20, dtype=torch.int64), torch.full((num_negatives,), -1)]
+    )
     class_iou = torch.zeros(len(features), 2)  # every proposal overlaps nothing: a negative for both classes
     return features, is_gt, labels, class_iou
 
