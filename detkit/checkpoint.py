@@ -21,8 +21,9 @@ it, so it holds that run's paths: where it wrote (``output_dir``, ``name``), wha
 (``data.*``, ``model.backbone.weights_path``) and its proposal cache. A file received from
 elsewhere must not decide where ``detect``, ``eval`` or ``train --weights`` read and write on this
 machine, so ``load_checkpoint`` reads the config without ``LOCATION_FIELDS`` (their defaults apply;
-the run name becomes the pipeline's); the command's own options and config choose them. ``model.init_weights`` stays, as the record of
-what the run started from: no command reads it from a checkpoint (``train --weights`` sets its own).
+the run name becomes the pipeline's); the command's own options and config choose them.
+``model.init_weights`` stays, as the record of what the run started from: no command reads it from a
+checkpoint (``train --weights`` sets its own).
 
 A raw torchvision detection state dict (such as ``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``) is
 recognised and converted on load, with COCO class names when it has torchvision's 91 outputs.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import errno
 import pickle
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ import torch
 from torch import nn
 
 import detkit
-from detkit.config import ExperimentConfig
+from detkit.config import ExperimentConfig, ModelConfig
 from detkit.config.legacy import upgrade
 from detkit.config.overrides import config_from_dict, config_to_dict, without_keys
 from detkit.errors import CheckpointError, ConfigError, StorageError, a_type, quoted, shown
@@ -199,7 +201,9 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     return model
 
 
-def _build_from_file_config(builder: Any, model_cfg: Any, checkpoint: Checkpoint) -> nn.Module:
+def _build_from_file_config(
+    builder: Callable[[ModelConfig], nn.Module], model_cfg: ModelConfig, checkpoint: Checkpoint
+) -> nn.Module:
     """``builder(model_cfg)``; a config it refuses is the file's problem. Values no detkit writes (a
     negative channel count, an empty anchor list) fail in whatever way torch's layers fail, so those
     errors are the file's too, reported with their class and first line."""
@@ -232,7 +236,8 @@ def _load_data(path: Path) -> Any:
     kind = _foreign_kind(path)
     if kind:
         raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint ({kind}); pass a .pt written by `detkit train` or a torchvision detection .pth"
+            f"{path}: not a PyTorch checkpoint ({kind}); "
+            "pass a .pt written by `detkit train` or a torchvision detection .pth"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -341,7 +346,7 @@ def _config(value: Any, path: Path) -> ExperimentConfig:
     try:
         # Locations are dropped before parsing, not reset after: a value no command will use must not
         # make the file unreadable (a run named '../x' by an older detkit, which allowed it).
-        cfg = config_from_dict(ExperimentConfig, without_keys(upgrade(value), LOCATION_FIELDS))
+        cfg: ExperimentConfig = config_from_dict(ExperimentConfig, without_keys(upgrade(value), LOCATION_FIELDS))
     except ConfigError as error:
         raise CheckpointError(f"{path}: its config does not fit this detkit ({error}); {_NEWER}") from None
     return replace(cfg, name=cfg.model.pipeline)
@@ -373,7 +378,8 @@ def _looks_like_torchvision_detector(state: dict[str, Any]) -> bool:
 
 
 def checkpoint_from_torchvision(state_dict: dict[str, torch.Tensor], path: Path) -> Checkpoint:
-    """A detkit ``Checkpoint`` for a torchvision detector's ``.pth`` (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth).
+    """A detkit ``Checkpoint`` for a torchvision detector's ``.pth``
+    (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth).
 
     With torchvision's 91 outputs the classes are COCO's: label k is COCO category id k + 1, named
     from torchvision's weight metadata (ids COCO leaves unused are named "N/A").

@@ -178,7 +178,8 @@ def read_json(path: str | os.PathLike[str], *, what: str, missing_fix: str) -> A
         return json.loads(data)
     except json.JSONDecodeError as error:
         raise DataError(
-            f"{path}: invalid JSON at line {error.lineno} column {error.colno} ({error.msg}); fix or regenerate the file"
+            f"{path}: invalid JSON at line {error.lineno} column {error.colno} ({error.msg}); "
+            "fix or regenerate the file"
         ) from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; save the {what} as UTF-8 JSON") from None

@@ -47,25 +47,31 @@ class Target:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def _crowd(self) -> Tensor:
+        """``iscrowd``, never None after ``__post_init__`` (the field takes None only so callers may omit it)."""
+        assert self.iscrowd is not None
+        return self.iscrowd
+
     def to(self, device: torch.device | str) -> Target:
         return replace(
             self,
             boxes=self.boxes.to(device),
             labels=self.labels.to(device),
             masks=None if self.masks is None else self.masks.to(device),
-            iscrowd=self.iscrowd.to(device),
+            iscrowd=self._crowd().to(device),
             proposals=None if self.proposals is None else self.proposals.to(device),
         )
 
     def without_crowd(self) -> Target:
         """The non-crowd instances only: what training matches proposals against."""
-        keep = ~self.iscrowd
+        iscrowd = self._crowd()
+        keep = ~iscrowd
         return replace(
             self,
             boxes=self.boxes[keep],
             labels=self.labels[keep],
             masks=None if self.masks is None else self.masks[keep],
-            iscrowd=self.iscrowd[keep],
+            iscrowd=iscrowd[keep],
         )
 
 

@@ -28,14 +28,16 @@ def benchmark_command(
     backbone: Annotated[
         str,
         typer.Option(
-            help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16), or 'preset' for each preset's own."
+            help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16), "
+            "or 'preset' for each preset's own."
         ),
     ] = "mobilenet_v2",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     image_size: Annotated[
         Optional[int],
         typer.Option(
-            help="Longer side of the 4:3 input in pixels; the models run at it without resampling (default 640; checkpoints: their own size)."
+            help="Longer side of the 4:3 input in pixels; the models run at it without resampling "
+            "(default 640; checkpoints: their own size)."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
@@ -73,7 +75,8 @@ def benchmark_command(
     compare_arch: Annotated[
         str,
         typer.Option(
-            help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn (Faster R-CNN only)."
+            help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn "
+            "(Faster R-CNN only)."
         ),
     ] = "resnet50_fpn",
     isolate: Annotated[
@@ -92,7 +95,9 @@ def benchmark_command(
     ] = None,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
-    """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training speed, AP."""
+    # The help text is one line: Typer would show a line break of the docstring in the command list.
+    """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training \
+speed, AP."""
     import torch
 
     from detkit.cli.options import apply_path_policy, check_range

@@ -86,7 +86,10 @@ def _detkit_message(error: Exception) -> str:
 def _os_message(error: OSError) -> str:
     where = error.filename if error.filename is not None else "detkit"
     reason = error.strerror or error.__class__.__name__
-    return f"{where}: {reason}; check that the path exists, is of the right kind (file or folder) and is writable, and that the disk has room"
+    return (
+        f"{where}: {reason}; check that the path exists, is of the right kind (file or folder) and is writable, "
+        "and that the disk has room"
+    )
 
 
 def _one_line(message: str) -> str:

@@ -52,7 +52,8 @@ def convert_command(
     images: Annotated[
         Optional[Path],
         typer.Option(
-            help="Image folder (COCO: default <split>/ beside annotations/, else beside the json; VOC: default JPEGImages/)."
+            help="Image folder (COCO: default <split>/ beside annotations/, else beside the json; "
+            "VOC: default JPEGImages/)."
         ),
     ] = None,
     classes: Annotated[

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,6 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from detkit.cli.console import literal, printable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from detkit.data.check import CheckReport, Finding
+    from detkit.data.fix import FixResult
+    from detkit.data.formats.report import ConversionReport
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -30,7 +38,7 @@ def image_progress(console: Console, description: str = "decoding images") -> It
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
-def render_check(console: Console, report, *, suggest_fix: bool = True) -> None:
+def render_check(console: Console, report: CheckReport, *, suggest_fix: bool = True) -> None:
     """A ``data.check.CheckReport``: what was checked, a table of findings, and the verdict line."""
     console.print(
         literal(
@@ -44,7 +52,7 @@ def render_check(console: Console, report, *, suggest_fix: bool = True) -> None:
     console.print(verdict_line(report, suggest_fix=suggest_fix), soft_wrap=True)  # one line, for grep
 
 
-def findings_table(findings) -> Table:
+def findings_table(findings: Sequence[Finding]) -> Table:
     table = Table(show_lines=True)
     table.add_column("severity")
     table.add_column("check")
@@ -62,24 +70,27 @@ def findings_table(findings) -> Table:
     return table
 
 
-def verdict_line(report, *, suggest_fix: bool = True) -> Text:
+def verdict_line(report: CheckReport, *, suggest_fix: bool = True) -> Text:
     """One line naming every error and warning code (grep-able, and whole whatever the terminal width)."""
     errors, warnings = _codes(report.errors), _codes(report.warnings)
     if errors:
         hint = "; fix them, or pass --fix OUT.json for a cleaned copy" if suggest_fix else ""
         if report.wrong_image_folder:  # --fix would drop those records: the folder is the likely mistake
-            hint = f"; {report.missing_images} of {report.num_images} images are not in {report.image_dir}: check --images first"
+            hint = (
+                f"; {report.missing_images} of {report.num_images} images are not in {report.image_dir}: "
+                "check --images first"
+            )
         return Text(f"errors: {errors}; warnings: {warnings or 'none'}{hint}", style="bold red")
     if warnings:
         return Text(f"no errors; warnings: {warnings}", style="yellow")
     return Text("no problems found", style="green")
 
 
-def _codes(findings) -> str:
+def _codes(findings: Sequence[Finding]) -> str:
     return ", ".join(f"{finding.code} ({finding.count})" for finding in findings)
 
 
-def render_fix(console: Console, result, after) -> None:
+def render_fix(console: Console, result: FixResult, after: CheckReport) -> None:
     """A ``data.fix.FixResult`` and the ``CheckReport`` of the cleaned file."""
     where = f"wrote {result.output} (its images: {after.image_dir})"
     if not result.changes:
@@ -99,17 +110,18 @@ def render_fix(console: Console, result, after) -> None:
         )
 
 
-def render_conversion(console: Console, report) -> None:
+def render_conversion(console: Console, report: ConversionReport) -> None:
     """A ``data.formats.ConversionReport``: one row per split, then the notes."""
     title = literal(f"{report.format.upper()} dataset written to {report.output}", style="table.title")
     table = Table(title=title, title_justify="left")
-    for column, justify in (
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("split", "left"),
         ("images", "right"),
         ("annotations", "right"),
         ("classes", "left"),
         ("images in", "left"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for split in report.splits:
         table.add_row(

@@ -37,7 +37,9 @@ def detect_command(
     save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,
 ) -> None:
-    """Detect objects: a table per image, annotated images and COCO results (json lines as it goes, a json at the end) in --out."""
+    # The help text is one line: Typer would show a line break of the docstring in the command list.
+    """Detect objects: a table per image, annotated images and COCO results (json lines as it goes, a json at \
+the end) in --out."""
     from detkit.cli.options import check_range
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import detections_table, proposal_run_line

@@ -23,7 +23,8 @@ def eval_command(
     images: Annotated[
         Optional[Path],
         typer.Option(
-            help="Image folder of --coco (default: <split>/ beside annotations/, else beside the json, or the VOC/YOLO layout's)."
+            help="Image folder of --coco (default: <split>/ beside annotations/, else beside the json, "
+            "or the VOC/YOLO layout's)."
         ),
     ] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of a VOC/YOLO dataset (default: test, else val).")] = None,
@@ -91,7 +92,8 @@ def eval_command(
         if metrics is None:
             continue
         console.print(
-            f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, scored by {metrics.backend}"
+            f"COCO {metrics.iou_type}: {metrics.num_images} images, {metrics.num_detections} detections, "
+            f"scored by {metrics.backend}"
         )
         console.print(metrics_table(metrics.stats, title=f"COCO {metrics.iou_type}"))
         if metrics.per_class_ap:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from detkit.cli.console import label_line, printable, styled
+
+if TYPE_CHECKING:
+    from detkit.engine.events import EpochFinished
 
 _SHOWN_INFO = (
     "loss",
@@ -40,7 +51,7 @@ class RichProgress:
             console=console,
             transient=True,
         )
-        self.tasks: dict[str, Any] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
@@ -83,9 +94,10 @@ def _format_info(info: dict[str, float]) -> str:
     return " ".join(parts)
 
 
-def _epoch_line(event: Any) -> Text:
+def _epoch_line(event: EpochFinished) -> Text:
     """One line per epoch: losses, speed, validation AP; a green "best" when this epoch's checkpoint is the best."""
-    line = f"epoch {event.epoch}/{event.epochs}  loss {event.train_losses.get('loss', float('nan')):.3f}  {event.seconds:.0f}s"
+    loss = event.train_losses.get("loss", float("nan"))
+    line = f"epoch {event.epoch}/{event.epochs}  loss {loss:.3f}  {event.seconds:.0f}s"
     if event.images_per_second:
         line += f"  {event.images_per_second:.1f} img/s"
     if event.metrics:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.options import AllowOutsideImages
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from detkit.config import ProposalConfig
+    from detkit.engine.proposals import ProposalRun
+    from detkit.evaluation.proposal_recall import ProposalRecall
 
 
 @reports_errors
@@ -59,7 +66,7 @@ def proposals_command(
         console.print(f"report written to {report.written}")
 
 
-def _summary_table(run, cfg):
+def _summary_table(run: ProposalRun, cfg: ProposalConfig) -> Table:
     from rich.table import Table
 
     table = Table(title=f"selective search, {cfg.mode}", title_justify="left")
@@ -77,7 +84,7 @@ def _summary_table(run, cfg):
     return table
 
 
-def _recall_table(recall):
+def _recall_table(recall: ProposalRecall) -> Table:
     from rich.table import Table
 
     from detkit.cli.console import literal

@@ -6,10 +6,19 @@ as typed on any console, not only on a ``SafeConsole``, and are cleaned before r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal, Protocol
+
 from rich.table import Table
 from rich.text import Text
 
 from detkit.cli.console import literal
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from detkit.engine.benchmark.report import BenchmarkReport
+    from detkit.engine.evaluate_request import EvalTiming
+    from detkit.engine.proposals import ProposalRun
 
 _STAT_LABELS = {
     "AP": "AP @[.50:.95]",
@@ -25,6 +34,19 @@ _STAT_LABELS = {
     "ARm": "AR medium",
     "ARl": "AR large",
 }
+
+
+class DetectionRows(Protocol):
+    """What ``detections_table`` reads of a ``structures.Detections`` (the CLI does not import structures)."""
+
+    @property
+    def boxes(self) -> Tensor: ...
+
+    @property
+    def scores(self) -> Tensor: ...
+
+    @property
+    def labels(self) -> Tensor: ...
 
 
 def metrics_table(stats: dict[str, float], title: str) -> Table:
@@ -47,9 +69,9 @@ def per_class_table(per_class_ap: dict[str, float], per_class_ap50: dict[str, fl
     return table
 
 
-def detections_table(title: str, detections, class_names: list[str]) -> Table:
+def detections_table(title: str, detections: DetectionRows, class_names: list[str]) -> Table:
     table = Table(title=_title(title), title_justify="left")
-    for column, justify in (
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("#", "right"),
         ("class", "left"),
         ("score", "right"),
@@ -57,7 +79,8 @@ def detections_table(title: str, detections, class_names: list[str]) -> Table:
         ("y1", "right"),
         ("x2", "right"),
         ("y2", "right"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     rows = zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist())
     for index, (box, score, label) in enumerate(rows):
@@ -65,7 +88,7 @@ def detections_table(title: str, detections, class_names: list[str]) -> Table:
     return table
 
 
-def eval_timing_lines(timing) -> str:
+def eval_timing_lines(timing: EvalTiming) -> str:
     """An ``engine.evaluate_request.EvalTiming``: per-image test time split into the model's stages (what is
     left is image reading and batching), then the pipeline's own counts, one per line."""
     parts = [f"{name} {ms:.1f}" for name, ms in timing.stage_ms.items()]
@@ -78,7 +101,7 @@ def eval_timing_lines(timing) -> str:
     return "\n".join([line, *(f"  {extra}" for extra in timing.lines)])
 
 
-def proposal_run_line(run) -> str:
+def proposal_run_line(run: ProposalRun) -> str:
     """One line on a selective search pass (``engine.proposals.ProposalRun``)."""
     line = f"selective search: {run.num_images} images, {run.num_images - run.num_computed} from the cache"
     if run.num_computed:
@@ -89,7 +112,7 @@ def proposal_run_line(run) -> str:
     return line + f"; {run.proposals_per_image:.0f} proposals per image"
 
 
-def benchmark_tables(report) -> list[Table]:
+def benchmark_tables(report: BenchmarkReport) -> list[Table]:
     """A benchmark (``engine.benchmark.report.BenchmarkReport``) as rich tables, each narrow enough for
     a terminal: speed, cost and accuracy, the per-stage split, and the torchvision ratios when measured."""
     from detkit.engine.benchmark.report import format_optional, stage_columns
@@ -98,7 +121,8 @@ def benchmark_tables(report) -> list[Table]:
     results = report.results
     show_weights = any(r.weights != "random" for r in results)
     speed = _right_aligned_table(
-        f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads, torch {env['torch']}; {env['input']}",
+        f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads, "
+        f"torch {env['torch']}; {env['input']}",
         [
             "pipeline",
             *(["weights"] if show_weights else []),

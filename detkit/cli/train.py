@@ -38,14 +38,16 @@ def train_command(
     data: Annotated[
         Optional[Path],
         typer.Option(
-            help="COCO instances json, Pascal VOC folder or YOLO folder/data.yaml to train on (default: the synthetic dataset).",
+            help="COCO instances json, Pascal VOC folder or YOLO folder/data.yaml to train on "
+            "(default: the synthetic dataset).",
             rich_help_panel=DATA,
         ),
     ] = None,
     images: Annotated[
         Optional[Path],
         typer.Option(
-            help="Image folder of --data (default: <split>/ beside annotations/, else beside the json, or the VOC/YOLO layout's).",
+            help="Image folder of --data (default: <split>/ beside annotations/, else beside the json, "
+            "or the VOC/YOLO layout's).",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -82,7 +84,8 @@ def train_command(
     weights: Annotated[
         Optional[Path],
         typer.Option(
-            help="Start a new run from a trained checkpoint (fine-tuning): its model settings are kept; layers whose shape differs (another class count) start fresh.",
+            help="Start a new run from a trained checkpoint (fine-tuning): its model settings are kept; "
+            "layers whose shape differs (another class count) start fresh.",
             rich_help_panel=MODEL,
         ),
     ] = None,
@@ -110,7 +113,8 @@ def train_command(
     resume: Annotated[
         Optional[Path],
         typer.Option(
-            help="Resume a run directory (or its last.pt) with the run's own config; other options given are applied on top.",
+            help="Resume a run directory (or its last.pt) with the run's own config; "
+            "other options given are applied on top.",
             rich_help_panel=SCHEDULE,
         ),
     ] = None,
@@ -118,7 +122,8 @@ def train_command(
     devices: Annotated[
         Optional[int],
         typer.Option(
-            help="Data-parallel processes on this machine: one per GPU, or CPU processes sharing the cores. Across machines, use torchrun (see README).",
+            help="Data-parallel processes on this machine: one per GPU, or CPU processes sharing the cores. "
+            "Across machines, use torchrun (see README).",
             rich_help_panel=RUNTIME,
         ),
     ] = None,

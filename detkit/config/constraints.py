@@ -33,7 +33,7 @@ class Constraint:
         raise NotImplementedError
 
 
-def _number(x: float) -> str:
+def _number(x: float | None) -> str:  # None: an unbounded Range, shown as such
     if isinstance(x, int) and x > 2**32 and x & (x - 1) == 0:
         return f"2**{x.bit_length() - 1}"  # the seed's bound reads better than 9223372036854775808
     return f"{x:g}" if isinstance(x, float) else str(x)

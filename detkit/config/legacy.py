@@ -36,9 +36,10 @@ def _copy(values: dict[str, Any]) -> dict[str, Any]:
 def _pop(values: dict[str, Any], parts: list[str]) -> tuple[bool, Any]:
     node = values
     for part in parts[:-1]:
-        node = node.get(part)
-        if not isinstance(node, dict):
+        child = node.get(part)
+        if not isinstance(child, dict):
             return False, None
+        node = child
     if parts[-1] not in node:
         return False, None
     return True, node.pop(parts[-1])

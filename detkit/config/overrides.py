@@ -16,7 +16,7 @@ import math
 import os
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from detkit.config.constraints import Below, Constraint, field_hints, label, split_annotation
 from detkit.config.legacy import moved_to
@@ -31,7 +31,8 @@ MAX_SEQUENCE = 256
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain nested dict (lists for tuples) that JSON, YAML and ``torch.load(weights_only=True)`` accept."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+    values: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return values
 
 
 def without_keys(values: Any, dotted_keys: tuple[str, ...]) -> Any:
@@ -63,7 +64,8 @@ def update_config(cfg: Any, values: dict[str, Any], where: str = "") -> Any:
     """``cfg`` with the nested ``values`` applied, each checked against its field's type and constraints."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys to values, got {type(values).__name__}")
-    hints = field_hints(type(cfg))
+    cls: type = type(cfg)
+    hints = field_hints(cls)
     changes = {}
     for key, value in values.items():
         if not isinstance(key, str):
@@ -86,13 +88,15 @@ def check_config(cfg: Any, where: str = "") -> None:
     """Raise ConfigError unless every value of ``cfg`` (nested dataclasses included) is of its field's
     type and inside its constraints, and every ``Below`` relation between fields holds. For configs
     built in code (presets, command-line options); files and ``--set`` are checked as they are read."""
-    hints = field_hints(type(cfg))
+    cls: type = type(cfg)
+    hints = field_hints(cls)
     for item in dataclasses.fields(cfg):
         value, path = getattr(cfg, item.name), f"{where}.{item.name}" if where else item.name
         base, _ = split_annotation(hints[item.name])
         if dataclasses.is_dataclass(base):
             if type(value) is not base:
-                raise ConfigError(f"{path}: expected a {base.__name__}, got {quoted(value)}")
+                name = cast(type, base).__name__  # a field's annotation: a class, not an instance
+                raise ConfigError(f"{path}: expected a {name}, got {quoted(value)}")
             check_config(value, path)
         else:
             coerce(value, hints[item.name], path)
@@ -264,7 +268,7 @@ def _convert(value: Any, base: Any, path: str) -> Any:
     raise ConfigError(f"{path}: cannot set a value of type {base}")
 
 
-def _coerce_tuple(value: Any, args: tuple, path: str) -> tuple:
+def _coerce_tuple(value: Any, args: tuple[Any, ...], path: str) -> tuple[Any, ...]:
     variadic = len(args) == 2 and args[1] is Ellipsis
     nested = variadic and typing.get_origin(split_annotation(args[0])[0]) is tuple
     if isinstance(value, (int, float, str)) and not nested:

@@ -330,14 +330,16 @@ def _check_files(
         status = scan.get(record["file_name"], ImageStatus("missing", detail="not scanned"))
         if status.state in codes:
             found.add(codes[status.state], f"image {image_id}: {record['file_name']} ({status.detail})")
-        width, height = record.get("width"), record.get("height")
+        width: Any = record.get("width")  # JSON values: used as numbers once is_positive_size holds
+        height: Any = record.get("height")
         has_size = is_positive_size(width) and is_positive_size(height)
         if not has_size:
             found.add("missing_image_size", f"image {image_id}: {record['file_name']}")
         elif status.size is not None and (status.size[1], status.size[0]) != (width, height):
             found.add(
                 "image_size_mismatch",
-                f"image {image_id}: {record['file_name']} json {width}x{height}, file {status.size[1]}x{status.size[0]}",
+                f"image {image_id}: {record['file_name']} json {width}x{height}, "
+                f"file {status.size[1]}x{status.size[0]}",
             )
         if has_size:
             frames[image_id] = (float(width), float(height))
@@ -460,7 +462,8 @@ def _check_classes(categories: dict[int, str], class_counts: Counter[int], found
     found.set_message(
         "class_imbalance",
         f"largest class '{categories[largest_id]}' ({largest}) over smallest "
-        f"'{categories[smallest_id]}' ({smallest}) is {ratio:.1f}x; classes under 1/{IMBALANCE_RATIO:g} of the largest:",
+        f"'{categories[smallest_id]}' ({smallest}) is {ratio:.1f}x; "
+        f"classes under 1/{IMBALANCE_RATIO:g} of the largest:",
     )
     for count, cat_id in reversed(rare):
         found.add("class_imbalance", f"'{categories[cat_id]}': {count}")

@@ -87,7 +87,7 @@ class _Record:
     segmentation: Any
 
 
-class CocoDetection(Dataset):
+class CocoDetection(Dataset[tuple[Tensor, Target]]):
     """COCO detection dataset; see the module docstring for the item contract.
 
     ``category_ids`` fixes the label mapping (``category_ids[label] = COCO category id``), e.g. the
@@ -149,7 +149,8 @@ class CocoDetection(Dataset):
         return len(self.image_ids)
 
     def image_path(self, index: int) -> Path:
-        return self.image_dir / self.coco.imgs[self.image_ids[index]]["file_name"]
+        name: str = self.coco.imgs[self.image_ids[index]]["file_name"]  # checked to be a str on load
+        return self.image_dir / name
 
     def require_image_files(self) -> None:
         """Raise ``DataError`` naming the first missing image file (and how many are missing): a
@@ -174,7 +175,8 @@ class CocoDetection(Dataset):
         return groups
 
     def target_for(self, index: int, image_size: tuple[int, int]) -> Target:
-        """The ground truth of image ``index`` without reading its pixels; ``image_size`` (H, W) is the stored image's."""
+        """The ground truth of image ``index`` without reading its pixels; ``image_size`` (H, W) is the
+        stored image's."""
         return self._target(self.image_ids[index], *image_size)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Target]:
@@ -364,7 +366,7 @@ def _decode_mask(record: _Record, height: int, width: int, path: Path) -> np.nda
             rle = mask_utils.frPyObjects(segmentation, *segmentation["size"])
         else:
             rle = segmentation
-        mask = mask_utils.decode(rle)
+        mask: np.ndarray = mask_utils.decode(rle)
     except (TypeError, ValueError, KeyError) as error:
         raise DataError(
             f"{path}: annotation {record.annotation_id} has a segmentation pycocotools cannot decode ({error}); "

@@ -29,9 +29,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from detkit.data.coco_fields import (
+    Box,
     clip_box,
     crowd_flag,
     is_degenerate,
@@ -92,7 +93,8 @@ def fix_dataset(
     """
     if os.path.lexists(output) and same_file(output, annotation_file):
         raise DataError(
-            f"--fix {output}: is the file being checked; write the cleaned copy to another path (the original stays as it is)"
+            f"--fix {output}: is the file being checked; "
+            "write the cleaned copy to another path (the original stays as it is)"
         )
     dataset = read_coco_json(Path(annotation_file))
     statuses = [
@@ -102,8 +104,8 @@ def fix_dataset(
     ]
     if statuses and all(status is not None and status.state == "missing" for status in statuses):
         raise DataError(
-            f"{annotation_file}: none of its {len(statuses)} images is in {image_dir or 'the image folder'}, so --fix would "
-            "drop every record; pass --images with the folder that holds them (nothing was written)"
+            f"{annotation_file}: none of its {len(statuses)} images is in {image_dir or 'the image folder'}, "
+            "so --fix would drop every record; pass --images with the folder that holds them (nothing was written)"
         )
     fixed, counts = fix_coco(dataset, images)
     atomic_write_json(output, fixed)
@@ -252,7 +254,7 @@ def _fix_annotations(
             counts[problem] += 1
             continue
         image = by_id[ann["image_id"]]
-        box = xywh_to_xyxy(ann["bbox"])
+        box = cast(Box, xywh_to_xyxy(ann["bbox"]))  # not None: _annotation_problem checked it
         clipped = clip_box(box, image.get("width"), image.get("height"))
         if is_degenerate(clipped):
             counts["annotation_bad_box"] += 1

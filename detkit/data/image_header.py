@@ -14,7 +14,7 @@ unreadable headers give None: the decoder judges them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, Literal
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers carry the size; C4 (Huffman tables), C8 (reserved) and CC
@@ -46,7 +46,7 @@ class ImageHeader:
         return (self.width, self.height) if self.orientation >= 5 else (self.height, self.width)
 
 
-def read_header(handle: BinaryIO) -> ImageHeader | None:
+def read_header(handle: IO[bytes]) -> ImageHeader | None:
     """The header of the PNG or JPEG file open in ``handle`` (at its start), or None."""
     head = handle.read(8)
     if head.startswith(_PNG_SIGNATURE):
@@ -57,7 +57,7 @@ def read_header(handle: BinaryIO) -> ImageHeader | None:
     return None
 
 
-def _png_header(handle: BinaryIO) -> ImageHeader | None:
+def _png_header(handle: IO[bytes]) -> ImageHeader | None:
     """IHDR: length, 'IHDR', width, height."""
     chunk = handle.read(16)
     if len(chunk) < 16 or chunk[4:8] != b"IHDR":
@@ -66,7 +66,7 @@ def _png_header(handle: BinaryIO) -> ImageHeader | None:
     return ImageHeader(height, width) if width and height else None
 
 
-def _jpeg_header(handle: BinaryIO) -> ImageHeader | None:
+def _jpeg_header(handle: IO[bytes]) -> ImageHeader | None:
     """Walk the marker segments after SOI up to the first start-of-frame."""
     orientation = 1
     while True:
@@ -108,7 +108,7 @@ def exif_orientation(tiff: bytes) -> int | None:
     """
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return None
-    order = "little" if tiff[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
     if int.from_bytes(tiff[2:4], order) != 42:
         return None
     ifd = int.from_bytes(tiff[4:8], order)

@@ -52,6 +52,7 @@ def image_path(folder: str | os.PathLike[str], name: str, *, where: str) -> Path
     if leads_outside(folder, name) and not outside_images_allowed():
         raise DataError(
             f"{where}: image path {quoted(name, 80)} leads outside the image folder {folder}; fix the path, pass "
-            "--images with the folder that holds the images, or pass --allow-outside-images if they really live elsewhere"
+            "--images with the folder that holds the images, "
+            "or pass --allow-outside-images if they really live elsewhere"
         )
     return Path(folder) / name

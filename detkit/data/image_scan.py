@@ -17,14 +17,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import cv2
 
 from detkit.data.image_paths import leads_outside, outside_images_allowed
-from detkit.data.images import ImageError, read_image_rgb
-
-ImageState = Literal["ok", "missing", "unreadable", "truncated", "too_large", "outside"]
+from detkit.data.images import ImageError, ImageState, read_image_rgb
 
 _MAX_THREADS = 8
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -37,6 +38,10 @@ _PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 _FIX_MISSING = "check the image folder and the file_name in the annotations"
 _FIX_REPLACE = "replace it or drop it from the annotations"
 
+# What ``detkit data check`` reports of an image file (``image_scan.ImageStatus``). An ``ImageError``
+# carries one of the bad states; ``outside`` is found before a file is opened.
+ImageState = Literal["ok", "missing", "unreadable", "truncated", "too_large", "outside"]
+
 
 class ImageError(DataError):
     """An image file that cannot be used. ``state`` says how (what ``detkit data check`` reports:
@@ -46,12 +51,14 @@ class ImageError(DataError):
     exception is rebuilt in the main process as ``type(error)(message)``.
     """
 
-    def __init__(self, message: str, state: str = "unreadable", detail: str = "") -> None:
+    def __init__(self, message: str, state: ImageState = "unreadable", detail: str = "") -> None:
         super().__init__(message)
         self.state, self.detail = state, detail or message
 
     @classmethod
-    def of(cls, path: str | os.PathLike[str], state: str, detail: str, fix: str, *, headline: str = "") -> ImageError:
+    def of(
+        cls, path: str | os.PathLike[str], state: ImageState, detail: str, fix: str, *, headline: str = ""
+    ) -> ImageError:
         return cls(f"{path}: {headline or detail}; {fix}", state, detail)
 
 

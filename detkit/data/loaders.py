@@ -28,14 +28,14 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def build_loader(
-    dataset: Dataset,
+    dataset: Dataset[tuple[Tensor, Target]],
     *,
     batch_size: int,
     shuffle: bool,
     num_workers: int = 0,
     seed: int = 0,
     drop_last: bool = False,
-) -> DataLoader:
+) -> DataLoader[tuple[Tensor, Target]]:
     """A DataLoader yielding ``(list[Tensor[3, H, W]], list[Target])`` batches.
 
     The shuffle order and the per-worker seeds come from a generator seeded with ``seed``, so two
@@ -57,8 +57,12 @@ def build_loader(
 
 
 def build_batch_loader(
-    dataset: Dataset, batch_sampler: Sampler[list[int]], *, num_workers: int = 0, pin_memory: bool = False
-) -> DataLoader:
+    dataset: Dataset[tuple[Tensor, Target]],
+    batch_sampler: Sampler[list[int]],
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader[tuple[Tensor, Target]]:
     """A DataLoader over the index batches of ``batch_sampler`` (e.g. ``DetectionBatchSampler``), yielding
     ``(list[Tensor[3, H, W]], list[Target])``; ``pin_memory`` page-locks the images for fast GPU copies."""
     return DataLoader(

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from detkit.data.seeded import Items
 from detkit.data.transforms import uniform
 from detkit.ops.boxes import clip_boxes, nonempty_boxes, scale_boxes
 from detkit.structures import Target
@@ -147,12 +149,12 @@ def _place_tile(
         canvas[:, y1:y2, x1:x2] = image[:, y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]
     shifted = target.boxes.float() + target.boxes.new_tensor([x0, y0, x0, y0], dtype=torch.float32)
     clipped, keep = _visible_instances(shifted, placement, min_visible, min_box_size)
-    masks = _paste_masks(target.masks[keep], placement, canvas_size) if with_masks else None
+    masks = _paste_masks(_masks(target)[keep], placement, canvas_size) if with_masks else None
     return Target(
         boxes=clipped[keep],
         labels=target.labels[keep].to(torch.int64),
         masks=masks,
-        iscrowd=target.iscrowd[keep].to(torch.bool),
+        iscrowd=_crowd(target)[keep].to(torch.bool),
         image_id=target.image_id,
     )
 
@@ -161,15 +163,25 @@ def _concatenate(targets: Sequence[Target], image_id: int, canvas_size: int, wit
     """One Target of all tiles' instances, in tile order, with the anchor's ``image_id``."""
     masks = None
     if with_masks:
-        masks = torch.cat([t.masks for t in targets]).reshape(-1, canvas_size, canvas_size)
+        masks = torch.cat([_masks(t) for t in targets]).reshape(-1, canvas_size, canvas_size)
     return Target(
         boxes=torch.cat([t.boxes for t in targets]).reshape(-1, 4).to(torch.float32),
         labels=torch.cat([t.labels for t in targets]).to(torch.int64),
         masks=masks,
-        iscrowd=torch.cat([t.iscrowd for t in targets]).to(torch.bool),
+        iscrowd=torch.cat([_crowd(t) for t in targets]).to(torch.bool),
         image_id=image_id,
         proposals=None,
     )
+
+
+def _masks(target: Target) -> Tensor:
+    """``target.masks`` where the caller knows every tile has masks (``with_masks``)."""
+    return cast(Tensor, target.masks)
+
+
+def _crowd(target: Target) -> Tensor:
+    """``target.iscrowd``, which ``Target.__post_init__`` sets when it is not given."""
+    return cast(Tensor, target.iscrowd)
 
 
 def mosaic(
@@ -205,7 +217,7 @@ def mosaic(
     return canvas, _concatenate(placed, anchor_target.image_id, canvas_size, with_masks)
 
 
-class MosaicDataset(Dataset):
+class MosaicDataset(Dataset[tuple[Tensor, Target]]):
     """Wrap a dataset of ``(image, Target)`` so that item ``i`` is, with probability ``prob``, a mosaic.
 
     The mosaic has ``dataset[i]`` as its top-left tile and three items drawn uniformly (with
@@ -217,7 +229,7 @@ class MosaicDataset(Dataset):
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Items[tuple[Tensor, Target]],
         prob: float = 1.0,
         scale_range: tuple[float, float] = (0.5, 1.5),
         min_visible: float = 0.25,

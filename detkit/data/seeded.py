@@ -9,10 +9,12 @@ single-process augmentations.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol, TypeVar
 
 import torch
 from torch.utils.data import Dataset
+
+T_co = TypeVar("T_co", covariant=True)
 
 
 def hash_ints(*values: int) -> int:
@@ -26,20 +28,28 @@ def hash_ints(*values: int) -> int:
     return state >> 1
 
 
-class SeededItems(Dataset):
+class Items(Protocol[T_co]):
+    """A map-style dataset with a length: what a wrapper reads of the dataset it wraps."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> T_co: ...
+
+
+class SeededItems(Dataset[T_co]):
     """``dataset`` whose item ``i`` is produced under torch's global generator seeded by ``(seed, epoch, i)``.
 
     The caller's random state is restored afterwards. detkit's transforms and mosaic draw from
     torch's generator only, which is what this pins.
     """
 
-    def __init__(self, dataset: Dataset, *, seed: int, epoch: int) -> None:
+    def __init__(self, dataset: Items[T_co], *, seed: int, epoch: int) -> None:
         self.dataset, self.seed, self.epoch = dataset, seed, epoch
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> T_co:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash_ints(self.seed, self.epoch, index))
             return self.dataset[index]

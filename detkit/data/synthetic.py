@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -162,7 +162,7 @@ def generate_synthetic_coco(
     return paths
 
 
-def _coco_document(split: str, images: list[dict], annotations: list[dict]) -> dict[str, Any]:
+def _coco_document(split: str, images: list[dict[str, Any]], annotations: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "info": {"description": f"detkit synthetic shapes ({split})", "version": str(GENERATOR_VERSION)},
         "licenses": [],
@@ -337,7 +337,7 @@ def _pick_colour(
             best, best_distance = colour, distance
         if distance >= MIN_COLOUR_DISTANCE:
             break
-    return best
+    return cast(np.ndarray, best)  # COLOUR_TRIES >= 1: set on the first try
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -352,7 +352,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     if kind == 0:  # smoothed noise
         cells = int(rng.integers(3, 10))
         coarse = rng.normal(0.0, 1.0, size=(cells, cells)).astype(np.float32)
-        pattern = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        pattern: np.ndarray = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)  # float32
         pattern /= max(float(np.abs(pattern).max()), 1e-6)
     elif kind == 1:  # linear gradient
         theta = rng.uniform(0.0, 2.0 * np.pi)
@@ -374,7 +374,8 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 
 
 def _random_colour(rng: np.random.Generator) -> tuple[float, float, float]:
-    return tuple(float(c) for c in rng.integers(0, 256, size=3))
+    c0, c1, c2 = (float(c) for c in rng.integers(0, 256, size=3))
+    return c0, c1, c2
 
 
 def _draw_clutter(rng: np.random.Generator, canvas: np.ndarray) -> None:

@@ -45,7 +45,8 @@ def check_and_fix(
     ``progress(done, total)`` follows the image decoding."""
     if fix is not None and os.path.lexists(fix) and same_file(fix, annotations):
         raise DataError(
-            f"--fix {fix}: is the file being checked; write the cleaned copy to another path (the original stays as it is)"
+            f"--fix {fix}: is the file being checked; "
+            "write the cleaned copy to another path (the original stays as it is)"
         )
     if detect_format(annotations) != "coco":
         split = split or default_splits(annotations)[0]

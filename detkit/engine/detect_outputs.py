@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from detkit.errors import DataError
 from detkit.evaluation.results import detections_to_coco_results, write_results_json
 from detkit.io import input_replaced_by, same_file
 from detkit.viz.detections import draw_detections, save_image_rgb
+
+if TYPE_CHECKING:
+    from detkit.engine.predict import ImageDetections
 
 STREAM = "detections.jsonl"
 RESULTS = "detections.json"
@@ -57,13 +60,13 @@ class DetectionWriter:
         self._created_out = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         self._stream: IO[str] = open(self.out / STREAM, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self.results: list[dict] = []
+        self.results: list[dict[str, Any]] = []
         self.images_done = self.images_written = 0
 
     def planned_outputs(self) -> list[Path]:
         return [self.out / STREAM, self.out / RESULTS, *(self.out / name for name in self.annotated.values())]
 
-    def add(self, item) -> None:
+    def add(self, item: ImageDetections) -> None:
         """One image's ``engine.predict.ImageDetections``: its line in the stream, its annotated copy."""
         records = [
             {**record, "file_name": str(item.path)}
@@ -101,7 +104,7 @@ class DetectionWriter:
             if self._created_out and not any(self.out.iterdir()):
                 self.out.rmdir()
 
-    def _stream_record(self, record: dict) -> dict:
+    def _stream_record(self, record: dict[str, Any]) -> dict[str, Any]:
         kept = {key: value for key, value in record.items() if key not in ("image_id", "file_name")}
         return {**kept, "category": self._name_of[record["category_id"]]}
 

@@ -25,7 +25,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"device {name!r} asked for but CUDA is not available on this machine; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(
-            f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
         )
     return device
 

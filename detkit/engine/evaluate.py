@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch import Tensor, nn
+from torch.utils.data import Subset
 
 from detkit.checkpoint import Checkpoint
 from detkit.data.coco import CocoDetection
@@ -18,13 +19,13 @@ from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, St
 from detkit.errors import DataError
 from detkit.evaluation.coco_eval import CocoMetrics, evaluate_coco
 from detkit.evaluation.results import detections_to_coco_results
-from detkit.structures import Detections
+from detkit.structures import Detections, Target
 
 
 @torch.inference_mode()
 def predict_dataset(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: CocoDetection | Subset[tuple[Tensor, Target]],
     *,
     device: torch.device,
     batch_size: int = 4,
@@ -84,7 +85,7 @@ def evaluate_detector(
         stats = dict(metrics["bbox"].stats)
         if "segm" in metrics:
             stats.update({f"mask_{name}": value for name, value in metrics["segm"].stats.items()})
-    return broadcast_from_main(stats)
+    return cast(dict[str, float], broadcast_from_main(stats))  # rank 0's, which scored the detections
 
 
 def predict_across_processes(
@@ -139,8 +140,8 @@ def dataset_for_checkpoint(
     if renamed:
         cat_id = renamed[0]
         raise DataError(
-            f"{annotations}: category {cat_id} is {dataset.coco.cats[cat_id].get('name')!r} here but {model_names[cat_id]!r} in "
-            f"{checkpoint.source} ({len(renamed)} of {len(dataset.coco.cats)} categories differ); evaluate with a model "
-            "trained on these categories, or give the json the model's category ids"
+            f"{annotations}: category {cat_id} is {dataset.coco.cats[cat_id].get('name')!r} here but "
+            f"{model_names[cat_id]!r} in {checkpoint.source} ({len(renamed)} of {len(dataset.coco.cats)} categories "
+            "differ); evaluate with a model trained on these categories, or give the json the model's category ids"
         )
     return dataset

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module, and imports no torch until a command runs
+    from detkit.structures import Detections
 
 
 @dataclass
@@ -52,8 +56,8 @@ class TrainingStarted:
 class ImageDetected:
     """One image's detections (``structures.Detections`` in its frame) and the model's class names."""
 
-    path: Any
-    detections: Any
+    path: Path
+    detections: Detections
     class_names: list[str]
 
 
@@ -65,7 +69,7 @@ class Notice:
     level: str = "warning"
 
 
-Event = Any
+Event = StageStarted | StageAdvanced | StageFinished | EpochFinished | TrainingStarted | ImageDetected | Notice
 EventCallback = Callable[[Event], None]
 
 

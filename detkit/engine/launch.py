@@ -12,26 +12,31 @@ from __future__ import annotations
 import multiprocessing as mp
 import socket
 import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from detkit.engine.distributed import Rank
 from detkit.errors import DetkitError, TrainingError, TrainingInterrupted
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import SimpleQueue
 
 T = TypeVar("T")
 JOIN_SECONDS = 60  # how long finished ranks may take to exit before they are terminated
 
 Worker = Callable[..., T]  # worker(rank: Rank, init_method: str, *args, **main_kwargs) -> T
+Failure = tuple[int, str, int]  # (rank, one-line message, exit code) a failed child puts on the queue
 
 
-def launch(worker: Worker, world_size: int, args: tuple[Any, ...], main_kwargs: dict[str, Any] | None = None) -> T:
+def launch(worker: Worker[T], world_size: int, args: tuple[Any, ...], main_kwargs: dict[str, Any] | None = None) -> T:
     """Run ``worker(rank, init_method, *args)`` in ``world_size`` processes; return rank 0's result.
 
     ``main_kwargs`` go to rank 0 only (such as an event callback, which cannot cross processes).
     """
     init_method = f"tcp://127.0.0.1:{_free_port()}"
     context = mp.get_context("spawn")
-    failures = context.SimpleQueue()
+    failures: SimpleQueue[Failure] = context.SimpleQueue()
     children = [
         context.Process(
             target=_run_child,
@@ -64,7 +69,9 @@ def _rank(index: int, world_size: int) -> Rank:
     return Rank(rank=index, world_size=world_size, local_rank=index, local_world_size=world_size, joined=True)
 
 
-def _run_child(worker: Worker, rank: Rank, init_method: str, args: tuple[Any, ...], failures) -> None:
+def _run_child(
+    worker: Worker[object], rank: Rank, init_method: str, args: tuple[Any, ...], failures: SimpleQueue[Failure]
+) -> None:
     """Body of ranks 1..N-1: run the worker; report a failure on the queue and exit non-zero."""
     try:
         worker(rank, init_method, *args)
@@ -89,7 +96,7 @@ def _lost_a_peer(error: Exception) -> bool:
     return isinstance(error, dist.DistError) or "closed by peer" in message or "Connection reset" in message
 
 
-def _first_failure(failures) -> DetkitError | None:
+def _first_failure(failures: SimpleQueue[Failure]) -> DetkitError | None:
     if failures.empty():
         return None
     rank, message, exit_code = failures.get()
@@ -98,13 +105,13 @@ def _first_failure(failures) -> DetkitError | None:
     return error
 
 
-def _join(children: list[mp.Process]) -> None:
+def _join(children: Sequence[BaseProcess]) -> None:
     for child in children:
         child.join(JOIN_SECONDS)
     _stop(children)
 
 
-def _stop(children: list[mp.Process]) -> None:
+def _stop(children: Sequence[BaseProcess]) -> None:
     for child in children:
         if child.is_alive():
             child.terminate()
@@ -115,4 +122,5 @@ def _stop(children: list[mp.Process]) -> None:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]  # (host, port) for AF_INET; typeshed types the address Any
+        return port

@@ -12,9 +12,8 @@ training process starts.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -48,7 +47,7 @@ class Precision:
         """What the report calls it: ``fp32``, ``amp-bf16`` or ``amp-fp16``."""
         return "fp32" if self.amp is None else f"amp-{self.amp}"
 
-    def autocast(self, device: torch.device) -> ContextManager[None]:
+    def autocast(self, device: torch.device) -> AbstractContextManager[None]:
         if self.amp is None:
             return nullcontext()
         return torch.autocast(device.type, dtype=AMP_DTYPES[self.amp])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
 from detkit.errors import ConfigError
+from detkit.modeling.box_head import MLPBoxHead
 from detkit.pipelines import PIPELINES, pipeline
 from detkit.structures import Detections
 
@@ -59,7 +61,7 @@ def load_detector(
                 f"--svd-rank {rank}: truncated SVD applies to the FC box head of "
                 f"{', '.join(name for name, s in PIPELINES.items() if s.svd_box_head)} models"
             )
-        model.roi_heads.box_head.truncate(rank)
+        cast(MLPBoxHead, model.get_submodule("roi_heads.box_head")).truncate(rank)
     return model.to(device).eval(), checkpoint
 
 

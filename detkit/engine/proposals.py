@@ -6,9 +6,10 @@ Also what training a selective-search pipeline calls first, so its loaders only 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -40,7 +41,7 @@ class ProposalRun:
     def seconds_per_computed_image(self) -> float:
         return self.compute_seconds / max(self.num_computed, 1)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "num_images": self.num_images,
             "num_computed": self.num_computed,
@@ -79,7 +80,8 @@ def propose_and_report(
 ) -> ProposalRun:
     """``propose_dataset``, then one info notice of what it cost and what it recalls (training's first words)."""
     run = propose_dataset(dataset, cfg, on_event=on_event)
-    recall = ", ".join(f"recall@{t} {r:.3f}" for t, r in run.recall.recall.items())
+    measured = cast(ProposalRecall, run.recall)  # propose_dataset always measures it: it has ground truth
+    recall = ", ".join(f"recall@{t} {r:.3f}" for t, r in measured.recall.items())
     on_event(
         Notice(
             f"{label} proposals: {run.num_images} images ({run.num_computed} computed in {run.wall_seconds:.0f} s), "
@@ -97,7 +99,13 @@ def propose_images(
     return _run(list(paths), cfg, workers, on_event, lambda index, result: None)
 
 
-def _run(paths: list[Path], cfg: ProposalConfig, workers: int, on_event: EventCallback, visit) -> ProposalRun:
+def _run(
+    paths: list[Path],
+    cfg: ProposalConfig,
+    workers: int,
+    on_event: EventCallback,
+    visit: Callable[[int, ImageProposals], None],
+) -> ProposalRun:
     started = time.perf_counter()
     computed = num_boxes = 0
     compute_seconds = cache_seconds = 0.0

@@ -13,9 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detkit.errors import CheckpointError, ConfigError, quoted
 from detkit.io import atomic_write_json, read_regular_bytes
+
+if TYPE_CHECKING:
+    from detkit.config import ExperimentConfig
 
 LATEST = "latest.json"
 CONFIG = "config.json"
@@ -87,7 +91,7 @@ def latest_checkpoint(output_dir: str | Path = "runs") -> Path:
     return checkpoint
 
 
-def run_config(resume_from: str | Path):
+def run_config(resume_from: str | Path) -> ExperimentConfig:
     """The resolved ``ExperimentConfig`` a run was started with (``<run>/config.json``), placed where the
     run is: its output folder and name are the run directory's own, whatever the file says, and the
     proposal cache is the default one (``--set`` places it again). A run directory can come from
@@ -106,7 +110,7 @@ def run_config(resume_from: str | Path):
         run_dir / CONFIG, what="run config", missing_fix="pass a run directory written by `detkit train`"
     )
     try:  # the file's placement fields are not even parsed: they are the run folder's own
-        cfg = config_from_dict(ExperimentConfig, without_keys(upgrade(values), RUN_LOCATIONS))
+        cfg: ExperimentConfig = config_from_dict(ExperimentConfig, without_keys(upgrade(values), RUN_LOCATIONS))
     except ConfigError as error:
         raise ConfigError(f"{run_dir / CONFIG}: {error}; was the run made by another detkit version?") from None
     return replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name)

@@ -12,8 +12,9 @@ from detkit.errors import ConfigError
 
 
 def build_optimizer(model: nn.Module, cfg: SolverConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for _name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         # Weight decay on norm scales and biases only shrinks them toward zero for no benefit.

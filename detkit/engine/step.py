@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from detkit.config import ExperimentConfig, LossWeights
 from detkit.engine.distributed import Rank, sum_over_processes
@@ -27,12 +28,16 @@ from detkit.engine.ema import ModelEMA
 from detkit.engine.events import EventCallback, Notice, ignore_events
 from detkit.engine.precision import Precision
 from detkit.errors import TrainingError
+from detkit.structures import Target
 
 
 def weighted_total(losses: dict[str, Tensor], weights: LossWeights) -> Tensor:
     """``sum(weight[name] * loss)`` over ``losses``; a loss ``LossWeights`` does not name counts once."""
     known = {field.name for field in fields(weights)}
-    return sum(getattr(weights, name) * value if name in known else value for name, value in losses.items())
+    # sum() starts from the int 0; a detector returns at least one loss, so the total is a tensor
+    return cast(
+        Tensor, sum(getattr(weights, name) * value if name in known else value for name, value in losses.items())
+    )
 
 
 def reweighted(values: dict[str, float], weights: LossWeights) -> dict[str, float]:
@@ -64,7 +69,7 @@ class TrainingStep:
         trained: nn.Module,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        scheduler: Any,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
         scaler: torch.amp.GradScaler,
         rank: Rank,
         device: torch.device,
@@ -82,7 +87,7 @@ class TrainingStep:
     def forward_backward(
         self,
         images: list[Tensor],
-        targets: list[Any],
+        targets: list[Target],
         *,
         group_size: int = 1,
         closes_group: bool = True,
@@ -93,7 +98,8 @@ class TrainingStep:
         DDP synchronises gradients on the batch that ``closes_group`` only)."""
         images = [image.to(self.device, non_blocking=True) for image in images]
         targets = [target.to(self.device) for target in targets]
-        no_sync = self.trained.no_sync() if self.rank.joined and not closes_group else nullcontext()
+        joined_and_open = self.rank.joined and not closes_group  # joined: ``trained`` is the DDP wrapper
+        no_sync = cast(DistributedDataParallel, self.trained).no_sync() if joined_and_open else nullcontext()
         with no_sync:
             with self.precision.autocast(self.device):
                 losses = self.trained(images, targets).losses
@@ -107,7 +113,8 @@ class TrainingStep:
             if not torch.isfinite(reduced[0]):
                 self._skip(losses, step)
                 return StepLosses(names, None)
-            self.scaler.scale(loss / group_size).backward()
+            # torch leaves Tensor.backward unannotated
+            self.scaler.scale(loss / group_size).backward()  # type: ignore[no-untyped-call]
         self.nonfinite_in_a_row = 0
         return StepLosses(names, reduced[:-1].cpu())
 

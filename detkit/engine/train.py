@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from detkit.checkpoint import Checkpoint, save_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import config_to_dict
+from detkit.data.sampler import DetectionBatchSampler
 from detkit.data.seeded import hash_ints
 from detkit.engine.device import deterministic_algorithms, seed_everything
 from detkit.engine.distributed import (
@@ -75,7 +76,13 @@ from detkit.engine.runs import CONFIG, TrainResult, new_run_dir, record_latest, 
 from detkit.engine.solver import build_optimizer, build_scheduler
 from detkit.engine.step import TrainingStep, reweighted
 from detkit.engine.training_data import epoch_loader, load_datasets, report_dataset, validation_notice
-from detkit.engine.training_state import TrainingState, read_resume_checkpoint, resume_into, training_checkpoint
+from detkit.engine.training_state import (
+    TrainingParts,
+    TrainingState,
+    read_resume_checkpoint,
+    resume_into,
+    training_checkpoint,
+)
 from detkit.errors import ConfigError, TrainingInterrupted
 from detkit.io import atomic_write_text
 from detkit.pipelines import pipeline
@@ -170,7 +177,8 @@ class _Trainer:
         if fresh and cfg.model.init_weights:
             start_from_checkpoint(model, cfg, self.on_event if self.rank.is_main else ignore_events)
         if cfg.runtime.sync_bn and self.rank.joined:  # CUDA only: check_runtime refused it on CPU
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            # torch leaves convert_sync_batchnorm unannotated; it returns the converted module
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
         self.model = self.precision.prepare(model.to(device))
         self.ema = (
             ModelEMA(self.model, cfg.solver.ema_decay, cfg.solver.ema_ramp_steps) if cfg.solver.ema_decay > 0 else None
@@ -205,9 +213,8 @@ class _Trainer:
             run_dir = resume_into(resumed, self.cfg, self._parts(), self.state, self.rank, self.on_event)
             _refuse_a_finished_run(run_dir, self.state.epoch, self.cfg)  # before anything in the run is rewritten
         else:
-            run_dir = broadcast_from_main(
-                new_run_dir(self.cfg.output_dir, self.cfg.name) if self.rank.is_main else None
-            )
+            made = new_run_dir(self.cfg.output_dir, self.cfg.name) if self.rank.is_main else None
+            run_dir = cast(Path, broadcast_from_main(made))  # rank 0's
         if self.rank.is_main:
             atomic_write_text(run_dir / CONFIG, json.dumps(config_to_dict(self.cfg), indent=2))
             # Records past the checkpoint would be repeated; a line cut short by a kill is dropped.
@@ -220,7 +227,7 @@ class _Trainer:
                 )
         return run_dir
 
-    def _parts(self) -> dict[str, Any]:
+    def _parts(self) -> TrainingParts:
         return {
             "model": self.model,
             "ema": self.ema,
@@ -302,8 +309,9 @@ class _Trainer:
             start=state.batches_done,
             pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
         )
-        total = len(loader.batch_sampler.global_batches)
-        num_images = sum(len(batch) for batch in loader.batch_sampler.global_batches[state.batches_done :])
+        sampler = cast(DetectionBatchSampler, loader.batch_sampler)  # what epoch_loader gives the loader
+        total = len(sampler.global_batches)
+        num_images = sum(len(batch) for batch in sampler.global_batches[state.batches_done :])
         self.model.train()
         self.on_event(
             StageStarted("train", total=total, epoch=epoch + 1, description=f"epoch {epoch + 1}/{cfg.solver.epochs}")

@@ -68,7 +68,7 @@ class TrainRequest:
 
 def resolve_config(request: TrainRequest, on_event: EventCallback = ignore_events) -> ExperimentConfig:
     """The run's config, checked (``check_runtime``) before anything slow; notes go to ``on_event``."""
-    cfg = _starting_config(request)
+    cfg: ExperimentConfig = _starting_config(request)
     if request.data.data is not None:
         train_source, val_source = _training_sources(request.data, on_event)
         cfg = replace(

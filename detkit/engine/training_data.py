@@ -5,7 +5,7 @@ Shared by the gradient loop (``train.py``) and the staged R-CNN (``rcnn/``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detkit.config import ExperimentConfig
 from detkit.data.coco import CocoDetection
@@ -13,13 +13,16 @@ from detkit.data.loaders import build_batch_loader
 from detkit.data.mosaic import MosaicDataset
 from detkit.data.sampler import DetectionBatchSampler
 from detkit.data.seeded import SeededItems
-from detkit.data.transforms import Compose, RandomHorizontalFlip, RandomPhotometric
+from detkit.data.transforms import Compose, RandomHorizontalFlip, RandomPhotometric, Transform
 from detkit.engine.distributed import SINGLE_PROCESS, Rank
 from detkit.engine.events import EventCallback, Notice
 from detkit.errors import ConfigError, DataError
 from detkit.io import same_file
 from detkit.pipelines import pipeline
 from detkit.proposals.cache import ProposalCache
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 
 def load_datasets(cfg: ExperimentConfig, *, augment: bool = True) -> tuple[CocoDetection, CocoDetection]:
@@ -89,11 +92,11 @@ def epoch_loader(
     rank: Rank = SINGLE_PROCESS,
     start: int = 0,
     pin_memory: bool = False,
-):
+) -> DataLoader[Any]:
     """This process's loader for ``epoch``, skipping the first ``start`` global batches (a resumed run)."""
     data = cfg.data
     groups = dataset.orientations() if data.group_by_aspect else None
-    items: Any = dataset
+    items: CocoDetection | MosaicDataset = dataset
     if data.mosaic_prob > 0 and epoch < cfg.solver.epochs - data.mosaic_off_epochs:
         items, groups = (
             MosaicDataset(dataset, prob=data.mosaic_prob, scale_range=data.mosaic_scale),
@@ -116,7 +119,7 @@ def epoch_loader(
 
 def _train_transforms(cfg: ExperimentConfig) -> Compose:
     """Per-image augmentation: flip, then colour jitter when ``data.color_jitter`` > 0."""
-    transforms = [RandomHorizontalFlip(cfg.data.hflip_prob)]
+    transforms: list[Transform] = [RandomHorizontalFlip(cfg.data.hflip_prob)]
     if cfg.data.color_jitter > 0:
         amount = cfg.data.color_jitter
         if amount >= 1:

@@ -3,8 +3,8 @@
 ``training_state`` in ``last.pt``: optimizer, scheduler and gradient-scaler state, EMA update count
 and raw weights (when the checkpoint's weights are the EMA's), completed epochs, optimizer steps,
 global batches already trained on in the unfinished epoch, the best validation numbers so far and
-the number of processes. No random-generator state is needed: every random draw is seeded from the step, the
-epoch and the item (see ``train.py``), so restoring the counters restores the random streams.
+the number of processes. No random-generator state is needed: every random draw is seeded from the step,
+the epoch and the item (see ``train.py``), so restoring the counters restores the random streams.
 
 ``resume_into`` checks every field before it loads anything (``check_training_state``): torch's
 ``load_state_dict`` methods take a damaged state (a counter that is text, an optimizer buffer of
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -27,9 +27,20 @@ from detkit.checkpoint import Checkpoint, load_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.data.coco import CocoDetection
 from detkit.engine.distributed import Rank
+from detkit.engine.ema import ModelEMA
 from detkit.engine.events import EventCallback, Notice
 from detkit.errors import CheckpointError, quoted, shown
 from detkit.modeling.state_checks import check_tensor_dict, check_weights_fit, value_kind
+
+
+class TrainingParts(TypedDict):
+    """What a training checkpoint saves besides the weights it is evaluated with, and ``--resume`` loads."""
+
+    model: nn.Module  # the raw (not averaged) model, unwrapped from DDP
+    ema: ModelEMA | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
 
 
 @dataclass
@@ -46,7 +57,7 @@ def training_checkpoint(
     evaluated: nn.Module,
     train_set: CocoDetection,
     metrics: dict[str, float],
-    parts: dict[str, Any],
+    parts: TrainingParts,
     state: TrainingState,
     world_size: int,
 ) -> Checkpoint:
@@ -83,7 +94,7 @@ def read_resume_checkpoint(source: Path) -> Checkpoint:
 def resume_into(
     checkpoint: Checkpoint,
     cfg: ExperimentConfig,
-    parts: dict[str, Any],
+    parts: TrainingParts,
     state: TrainingState,
     rank: Rank,
     on_event: EventCallback,
@@ -109,13 +120,14 @@ def _check_compatible(checkpoint: Checkpoint, cfg: ExperimentConfig, path: Path)
     if checkpoint.pipeline != cfg.model.pipeline or checkpoint.config.model.num_classes != cfg.model.num_classes:
         raise CheckpointError(
             f"{path}: cannot resume a {checkpoint.pipeline} model with {checkpoint.config.model.num_classes} "
-            f"classes as a {cfg.model.pipeline} model with {cfg.model.num_classes}; resume with the same --pipeline and data"
+            f"classes as a {cfg.model.pipeline} model with {cfg.model.num_classes}; "
+            "resume with the same --pipeline and data"
         )
     if not checkpoint.training_state:
         raise CheckpointError(f"{path}: holds weights only, no training state; pass the run's last.pt")
 
 
-def _load_weights(checkpoint: Checkpoint, parts: dict[str, Any]) -> None:
+def _load_weights(checkpoint: Checkpoint, parts: TrainingParts) -> None:
     """The raw weights into the model, the checkpoint's (the average) into the EMA (both checked already)."""
     training = checkpoint.training_state
     parts["model"].load_state_dict(training.get("model", checkpoint.model_state))
@@ -131,8 +143,9 @@ def _batches_in_new_world(batches_done: int, saved_world: int, rank: Rank, on_ev
     if rank.is_main:
         on_event(
             Notice(
-                f"resuming with {rank.world_size} processes, the run had {saved_world}: the global batch changed, so the "
-                "resumed run continues from about the same image of the epoch but is not step-for-step identical"
+                f"resuming with {rank.world_size} processes, the run had {saved_world}: the global batch changed, "
+                "so the resumed run continues from about the same image of the epoch but is not step-for-step "
+                "identical"
             )
         )
     return batches_done * saved_world // rank.world_size
@@ -151,7 +164,7 @@ def _damaged(path: Path, field: str, problem: str) -> CheckpointError:
     )
 
 
-def check_training_state(checkpoint: Checkpoint, parts: dict[str, Any]) -> None:
+def check_training_state(checkpoint: Checkpoint, parts: TrainingParts) -> None:
     """Refuse a ``training_state`` that ``resume_into`` could not put back faithfully, naming the field."""
     path, training = Path(checkpoint.source), checkpoint.training_state
     _check_counters(training, path)
@@ -195,7 +208,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_resume_weights(checkpoint: Checkpoint, parts: dict[str, Any], path: Path) -> None:
+def _check_resume_weights(checkpoint: Checkpoint, parts: TrainingParts, path: Path) -> None:
     """The raw weights (``training_state.model`` when the checkpoint holds the EMA's) fit the model, the
     checkpoint's fit the EMA: same names, shapes, kinds of values, all finite (``check_weights_fit``)."""
     training = checkpoint.training_state
@@ -217,8 +230,9 @@ def _check_optimizer(training: dict[str, Any], optimizer: torch.optim.Optimizer,
     """Groups and hyper-parameters like the optimizer's own, and a state per parameter of its shape:
     ``Optimizer.load_state_dict`` checks only the number of parameters per group."""
     saved = training.get("optimizer")
-    shaped = isinstance(saved, dict) and isinstance(saved.get("param_groups"), list)
-    if not shaped or not isinstance(saved.get("state"), dict):
+    if not (
+        isinstance(saved, dict) and isinstance(saved.get("param_groups"), list) and isinstance(saved.get("state"), dict)
+    ):
         raise _damaged(path, "optimizer", f"is {shown(saved)}, not an optimizer state (state, param_groups)")
     reference, groups = optimizer.state_dict()["param_groups"], saved["param_groups"]
     if len(groups) != len(reference):

@@ -62,7 +62,7 @@ class CocoMetrics:
 
 def evaluate_coco(
     ground_truth: Any,
-    results: list[dict] | str | os.PathLike[str],
+    results: list[dict[str, Any]] | str | os.PathLike[str],
     *,
     iou_type: str = "bbox",
     backend: str = "auto",
@@ -140,7 +140,9 @@ def _faster_coco_eval_available() -> bool:
     return True
 
 
-def _run_pycocotools(dataset: dict, records: list[dict], iou_type: str, image_ids: list[int]) -> Any:
+def _run_pycocotools(
+    dataset: dict[str, Any], records: list[dict[str, Any]], iou_type: str, image_ids: list[int]
+) -> Any:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -155,7 +157,9 @@ def _run_pycocotools(dataset: dict, records: list[dict], iou_type: str, image_id
     return evaluator
 
 
-def _run_faster_coco_eval(dataset: dict, records: list[dict], iou_type: str, image_ids: list[int]) -> Any:
+def _run_faster_coco_eval(
+    dataset: dict[str, Any], records: list[dict[str, Any]], iou_type: str, image_ids: list[int]
+) -> Any:
     from faster_coco_eval import COCO, COCOeval_faster
 
     def silent(*args: Any, **kwargs: Any) -> None:
@@ -203,7 +207,7 @@ def _per_class_ap(evaluator: Any, names: dict[int, str]) -> tuple[dict[str, floa
 
 
 def _metrics_without_detections(
-    dataset: dict, iou_type: str, backend: str, image_ids: list[int], notes: tuple[str, ...] = ()
+    dataset: dict[str, Any], iou_type: str, backend: str, image_ids: list[int], notes: tuple[str, ...] = ()
 ) -> CocoMetrics:
     """No detections: every stat is 0 (pycocotools' ``loadRes`` cannot even take an empty list)."""
     wanted = set(image_ids)
@@ -229,7 +233,7 @@ def _metrics_without_detections(
 # ----------------------------------------------------------------------------- inputs
 
 
-def _load_ground_truth(ground_truth: Any, iou_type: str) -> tuple[dict, str]:
+def _load_ground_truth(ground_truth: Any, iou_type: str) -> tuple[dict[str, Any], str]:
     """The ground truth's COCO dict and a name for messages."""
     if isinstance(ground_truth, (str, os.PathLike)):
         path = Path(ground_truth)
@@ -277,14 +281,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _load_results(results: Any) -> tuple[list[dict], str]:
+def _load_results(results: Any) -> tuple[list[dict[str, Any]], str]:
     if isinstance(results, (str, os.PathLike)):
         return load_results_json(results), str(results)
     validate_results(results, "results")
     return results, "results"
 
 
-def _evaluation_image_ids(dataset: dict, image_ids: Sequence[int] | None, source: str) -> list[int]:
+def _evaluation_image_ids(dataset: dict[str, Any], image_ids: Sequence[int] | None, source: str) -> list[int]:
     known = sorted({int(image["id"]) for image in dataset["images"]})
     if image_ids is None:
         return known
@@ -298,7 +302,9 @@ def _evaluation_image_ids(dataset: dict, image_ids: Sequence[int] | None, source
     return sorted({int(i) for i in image_ids})
 
 
-def _check_results_fit(records: list[dict], dataset: dict, iou_type: str, gt_source: str, source: str) -> None:
+def _check_results_fit(
+    records: list[dict[str, Any]], dataset: dict[str, Any], iou_type: str, gt_source: str, source: str
+) -> None:
     """Every record must name a known image and category and carry what ``iou_type`` scores."""
     image_ids = {int(image["id"]) for image in dataset["images"]}
     category_ids = {int(c["id"]) for c in dataset["categories"]}
@@ -330,19 +336,19 @@ class _Private:
     """What the backends see: copies with ids 1..N, the results and image ids in those ids, and the
     category names by private id."""
 
-    dataset: dict
-    records: list[dict]
+    dataset: dict[str, Any]
+    records: list[dict[str, Any]]
     image_ids: list[int]
     names: dict[int, str]
 
 
-def _renumbered(dataset: dict, records: list[dict], image_ids: list[int]) -> _Private:
+def _renumbered(dataset: dict[str, Any], records: list[dict[str, Any]], image_ids: list[int]) -> _Private:
     """Copies evaluation may write into, with images, categories and annotations numbered 1..N (see
     the module docstring). Annotations naming an image or category the file does not list cannot
     match anything scored and are left out."""
     image_id = {int(image["id"]): new for new, image in enumerate(dataset["images"], start=1)}
     category_id = {int(c["id"]): new for new, c in enumerate(dataset["categories"], start=1)}
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for ann in dataset["annotations"]:
         if ann["image_id"] in image_id and ann["category_id"] in category_id:
             annotations.append(
@@ -366,7 +372,7 @@ def _renumbered(dataset: dict, records: list[dict], image_ids: list[int]) -> _Pr
     return _Private(private, renamed, sorted(image_id[i] for i in image_ids), names)
 
 
-def _notes(dataset: dict) -> tuple[str, ...]:
+def _notes(dataset: dict[str, Any]) -> tuple[str, ...]:
     if any(ann.get("id") == 0 for ann in dataset["annotations"]):
         return (
             "the ground truth has an annotation id 0, which pycocotools alone would score as unmatched (a perfect "

@@ -9,6 +9,7 @@ a detector can only find what its proposals cover. Crowd regions are not objects
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,7 +29,7 @@ class ProposalRecall:
     num_images: int
     proposals_per_image: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "num_images": self.num_images,
             "proposals_per_image": self.proposals_per_image,

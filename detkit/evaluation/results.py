@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ _FIX = "write it with `detkit detect` (COCO results format: image_id, category_i
 
 def detections_to_coco_results(
     detections: Sequence[Detections], image_ids: Sequence[int], category_ids: Sequence[int]
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """One COCO result record per detection.
 
     detections[i] belongs to dataset image ``image_ids[i]``; its boxes must be in that image's
@@ -38,13 +38,13 @@ def detections_to_coco_results(
     """
     if len(detections) != len(image_ids):
         raise ValueError(f"got {len(detections)} Detections but {len(image_ids)} image ids")
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     for dets, image_id in zip(detections, image_ids):
         records.extend(_image_results(dets, int(image_id), category_ids))
     return records
 
 
-def _image_results(dets: Detections, image_id: int, category_ids: Sequence[int]) -> list[dict]:
+def _image_results(dets: Detections, image_id: int, category_ids: Sequence[int]) -> list[dict[str, Any]]:
     if len(dets) == 0:
         return []
     boxes = dets.boxes.detach().to("cpu", torch.float64).numpy()
@@ -67,7 +67,7 @@ def _image_results(dets: Detections, image_id: int, category_ids: Sequence[int])
     return records
 
 
-def masks_to_rles(masks: torch.Tensor) -> list[dict]:
+def masks_to_rles(masks: torch.Tensor) -> list[dict[str, Any]]:
     """Compressed RLEs (``counts`` as str) of ``masks >= 0.5``.
 
     masks: ``[D, H, W]`` float probabilities in the image frame (``[D, 1, H, W]`` is accepted,
@@ -83,14 +83,14 @@ def masks_to_rles(masks: torch.Tensor) -> list[dict]:
     return [_jsonable_rle(rle) for rle in rles]
 
 
-def _jsonable_rle(rle: dict) -> dict:
+def _jsonable_rle(rle: dict[str, Any]) -> dict[str, Any]:
     counts = rle["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")
     return {"size": [int(s) for s in rle["size"]], "counts": counts}
 
 
-def ground_truth_as_results(coco: Any, *, include_masks: bool = False) -> list[dict]:
+def ground_truth_as_results(coco: Any, *, include_masks: bool = False) -> list[dict[str, Any]]:
     """Every non-crowd annotation of a pycocotools ``COCO`` as a detection with score 1.0.
 
     A perfect detector: evaluating these must give AP 1.0, which makes them the sanity check of
@@ -113,17 +113,17 @@ def ground_truth_as_results(coco: Any, *, include_masks: bool = False) -> list[d
     return records
 
 
-def write_results_json(path: str | os.PathLike[str], results: list[dict]) -> None:
+def write_results_json(path: str | os.PathLike[str], results: list[dict[str, Any]]) -> None:
     """Write result records as a COCO results json, atomically."""
     atomic_write_json(path, results)
 
 
-def load_results_json(path: str | os.PathLike[str]) -> list[dict]:
+def load_results_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read and validate a COCO results json; ``DataError`` names the file, record and fix."""
     path = Path(path)
     records = read_json(path, what="results file", missing_fix="write one with `detkit detect` or pass the right path")
     validate_results(records, str(path))
-    return records
+    return cast(list[dict[str, Any]], records)  # validate_results checked it is a list of records
 
 
 def validate_results(records: Any, source: str) -> None:
@@ -137,8 +137,12 @@ def validate_results(records: Any, source: str) -> None:
 
 
 def match_file_names(
-    records: list[dict], images: list[dict], image_dir: str | os.PathLike[str] | None, source: str, gt_source: str
-) -> list[dict]:
+    records: list[dict[str, Any]],
+    images: list[dict[str, Any]],
+    image_dir: str | os.PathLike[str] | None,
+    source: str,
+    gt_source: str,
+) -> list[dict[str, Any]]:
     """``records`` with the ``image_id`` of the ground-truth image their ``file_name`` names (records
     without one are kept as they are). ``detkit detect`` numbers images by position, so its ids mean
     nothing to a dataset; the file name does. A name matches a ground-truth ``file_name`` exactly, or
@@ -166,12 +170,13 @@ def match_file_names(
 class _FileNameIndex:
     """Ground-truth images by ``file_name``, by resolved path under the image folder, and by base name."""
 
-    def __init__(self, images: list[dict], image_dir: str | os.PathLike[str] | None) -> None:
+    def __init__(self, images: list[dict[str, Any]], image_dir: str | os.PathLike[str] | None) -> None:
         self.by_name: dict[str, int] = {}
         self.by_path: dict[str, int] = {}
         self.by_base: dict[str, list[int]] = {}
         for image in images:
-            name, image_id = image.get("file_name"), image.get("id")
+            name = image.get("file_name")
+            image_id: Any = image.get("id")  # a JSON value, checked to be an integer below
             if not isinstance(name, str) or not _is_int(image_id):
                 continue
             self.by_name.setdefault(name, image_id)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+# (padded size, feature sizes, device): every input the anchors of a batch depend on.
+_AnchorKey = tuple[tuple[int, int], tuple[tuple[int, int], ...], str]
+
 
 def cell_anchors(sizes: tuple[int, ...], aspect_ratios: tuple[float, ...]) -> Tensor:
     """``[A, 4]`` anchors centred on (0, 0), ratio-major, rounded to whole pixels as torchvision does."""
@@ -31,7 +34,7 @@ class AnchorGenerator(nn.Module):
                 f"anchor sizes ({len(sizes)} levels) and aspect ratios ({len(aspect_ratios)} levels) differ"
             )
         self.cell_anchors = [cell_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]
-        self._cache: dict[tuple, list[Tensor]] = {}
+        self._cache: dict[_AnchorKey, list[Tensor]] = {}
 
     @property
     def num_anchors_per_location(self) -> list[int]:
@@ -43,7 +46,7 @@ class AnchorGenerator(nn.Module):
         """Anchors per level for a batch padded to ``padded_size (H, W)``; shared by every image of the batch."""
         if len(feature_sizes) != len(self.cell_anchors):
             raise ValueError(f"{len(feature_sizes)} feature maps but anchors for {len(self.cell_anchors)} levels")
-        key = (padded_size, tuple(feature_sizes), str(device))
+        key: _AnchorKey = (padded_size, tuple(feature_sizes), str(device))
         if key not in self._cache:
             if len(self._cache) >= 64:  # multi-scale training visits many sizes; keep memory bounded
                 self._cache.clear()

@@ -6,6 +6,8 @@ is the LAST column, index K) and class-specific deltas ``[R, K*4]`` (class k at 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,17 +17,21 @@ from detkit.modeling.svd import truncated_svd_linear
 class MLPBoxHead(nn.Module):
     def __init__(self, in_features: int, representation_size: int) -> None:
         super().__init__()
-        self.fc6 = nn.Linear(in_features, representation_size)
-        self.fc7 = nn.Linear(representation_size, representation_size)
+        # Linear layers, or the pairs of them ``truncate`` factorizes them into.
+        self.fc6: nn.Linear | nn.Sequential = nn.Linear(in_features, representation_size)
+        self.fc7: nn.Linear | nn.Sequential = nn.Linear(representation_size, representation_size)
         self.out_features = representation_size
 
     def forward(self, pooled: Tensor) -> Tensor:
         return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
 
     def truncate(self, rank: int) -> None:
-        """Replace fc6 and fc7 by their rank-``rank`` SVD factorizations (inference only; see ``svd``)."""
-        self.fc6 = truncated_svd_linear(self.fc6, rank)
-        self.fc7 = truncated_svd_linear(self.fc7, rank)
+        """Replace fc6 and fc7 by their rank-``rank`` SVD factorizations (inference only; see ``svd``).
+
+        Call it once: a factorized layer has no ``weight`` to factorize again.
+        """
+        self.fc6 = truncated_svd_linear(cast(nn.Linear, self.fc6), rank)
+        self.fc7 = truncated_svd_linear(cast(nn.Linear, self.fc7), rank)
 
 
 class BoxPredictor(nn.Module):

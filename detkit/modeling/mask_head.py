@@ -36,7 +36,8 @@ class MaskHead(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, pooled: Tensor) -> Tensor:
         return F.relu(self.deconv(self.convs(pooled)))
@@ -49,7 +50,8 @@ class MaskBranch(nn.Module):
         self.head = head
         self.predictor = nn.Conv2d(channels, num_classes, 1)  # one mask per foreground class, no background
         nn.init.kaiming_normal_(self.predictor.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.predictor.bias)
+        if self.predictor.bias is not None:  # always, but Conv2d types its bias as optional
+            nn.init.zeros_(self.predictor.bias)
 
     @property
     def resolution(self) -> int:
@@ -57,7 +59,8 @@ class MaskBranch(nn.Module):
 
     def forward(self, features: list[Tensor], boxes: list[Tensor]) -> Tensor:
         """Mask logits ``[R, K, 2S, 2S]`` for per-image RoI boxes."""
-        return self.predictor(self.head(self.pooler(features, boxes)))
+        logits: Tensor = self.predictor(self.head(self.pooler(features, boxes)))
+        return logits
 
     def losses(self, logits: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
         """Mean per-pixel BCE of the ``labels`` ``[R]`` channels of ``logits`` against ``targets`` ``[R, 2S, 2S]``."""

@@ -68,6 +68,9 @@ class RoIPooler(nn.Module):
         return (torch.clamp(level, min=self.min_level, max=self.max_level) - self.min_level).to(torch.int64)
 
     def _pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
+        pooled: Tensor
         if self.kind == "roi_pool":
-            return roi_pool(feature, rois, self.output_size, scale)
-        return roi_align(feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
+            pooled = roi_pool(feature, rois, self.output_size, scale)
+        else:
+            pooled = roi_align(feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
+        return pooled

@@ -71,7 +71,8 @@ class RoIHeads(nn.Module):
 
     def forward(self, features: list[Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Raw predictions for per-image RoI boxes: logits ``[R, K+1]`` and deltas ``[R, K*4]``."""
-        return self.box_predictor(self.box_head(self.pooler(features, boxes)))
+        predictions: tuple[Tensor, Tensor] = self.box_predictor(self.box_head(self.pooler(features, boxes)))
+        return predictions
 
     def detect(
         self,
@@ -87,7 +88,7 @@ class RoIHeads(nn.Module):
             class_logits, deltas = self(features, sampled.boxes)
             losses = self.losses(class_logits, deltas, sampled)
             if self.mask_branch is not None:
-                losses["loss_mask"] = self._mask_loss(features, sampled, targets)
+                losses["loss_mask"] = self._mask_loss(self.mask_branch, features, sampled, targets)
         detections = None
         if not self.training:
             class_logits, deltas = self(features, proposals)
@@ -95,10 +96,12 @@ class RoIHeads(nn.Module):
                 detections = self.inference(class_logits, deltas, proposals, image_sizes)
             if self.mask_branch is not None:
                 with stage("mask_head"):
-                    detections = self._attach_masks(features, detections)
+                    detections = self._attach_masks(self.mask_branch, features, detections)
         return detections, losses
 
-    def _mask_loss(self, features: list[Tensor], sampled: SampledRoIs, targets: list[Target]) -> Tensor:
+    def _mask_loss(
+        self, mask_branch: MaskBranch, features: list[Tensor], sampled: SampledRoIs, targets: list[Target]
+    ) -> Tensor:
         """Mask loss on the foreground RoIs of the box head's own sample (Mask R-CNN section 3.1)."""
         boxes, labels, mask_targets = [], [], []
         for image_boxes, image_labels, matched, target in zip(
@@ -107,18 +110,21 @@ class RoIHeads(nn.Module):
             foreground = torch.where(image_labels < self.num_classes)[0]
             boxes.append(image_boxes[foreground])
             labels.append(image_labels[foreground])
-            if target.masks is None:
+            gt_masks = target.without_crowd().masks  # None exactly when target.masks is
+            if gt_masks is None:
                 raise ValueError("Mask R-CNN training needs instance masks: build the dataset with with_masks=True")
-            gt_masks = target.without_crowd().masks
-            mask_targets.append(self.mask_branch.targets(gt_masks, image_boxes[foreground], matched[foreground]))
-        logits = self.mask_branch(features, boxes)
-        return self.mask_branch.losses(logits, torch.cat(labels), torch.cat(mask_targets))
+            mask_targets.append(mask_branch.targets(gt_masks, image_boxes[foreground], matched[foreground]))
+        logits = mask_branch(features, boxes)
+        return mask_branch.losses(logits, torch.cat(labels), torch.cat(mask_targets))
 
-    def _attach_masks(self, features: list[Tensor], detections: list[Detections]) -> list[Detections]:
+    def _attach_masks(
+        self, mask_branch: MaskBranch, features: list[Tensor], detections: list[Detections]
+    ) -> list[Detections]:
         """``[D, 28, 28]`` RoI-frame mask probabilities on each image's final detections only."""
-        logits = self.mask_branch(features, [d.boxes for d in detections])
-        probabilities = self.mask_branch.inference(logits, torch.cat([d.labels for d in detections]))
-        return [replace(d, masks=m) for d, m in zip(detections, probabilities.split([len(d) for d in detections]))]
+        logits = mask_branch(features, [d.boxes for d in detections])
+        probabilities = mask_branch.inference(logits, torch.cat([d.labels for d in detections]))
+        per_image = torch.split(probabilities, [len(d) for d in detections])
+        return [replace(d, masks=m) for d, m in zip(detections, per_image)]
 
     @torch.no_grad()
     def sample(self, proposals: list[Tensor], targets: list[Target]) -> SampledRoIs:
@@ -169,7 +175,10 @@ class RoIHeads(nn.Module):
         scores = F.softmax(class_logits, dim=-1)[:, : self.num_classes]
         detections = []
         for image_scores, image_deltas, image_proposals, image_size in zip(
-            scores.split([len(p) for p in proposals]), deltas.split([len(p) for p in proposals]), proposals, image_sizes
+            torch.split(scores, [len(p) for p in proposals]),
+            torch.split(deltas, [len(p) for p in proposals]),
+            proposals,
+            image_sizes,
         ):
             detections.append(self._detect_image(image_scores, image_deltas, image_proposals, image_size))
         return detections

@@ -37,12 +37,14 @@ class RPNHead(nn.Module):
 
     def __init__(self, in_channels: int, num_anchors: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(inplace=True))
+        conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        self.conv = nn.Sequential(conv, nn.ReLU(inplace=True))
         self.cls_logits = nn.Conv2d(in_channels, num_anchors, 1)
         self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 1)
-        for layer in (self.conv[0], self.cls_logits, self.bbox_pred):
+        for layer in (conv, self.cls_logits, self.bbox_pred):
             nn.init.normal_(layer.weight, std=0.01)
-            nn.init.constant_(layer.bias, 0)
+            if layer.bias is not None:  # always, but Conv2d types its bias as optional
+                nn.init.constant_(layer.bias, 0)
 
     def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         objectness, deltas = [], []
@@ -134,13 +136,14 @@ class RegionProposalNetwork(nn.Module):
             labels.append((match.kind[image_sampled] == FOREGROUND).to(predictions.objectness.dtype))
             deltas_pred.append(predictions.deltas[image_index, fg])
             deltas_target.append(self.box_coder.encode(anchors[fg], target.boxes[match.gt_index[fg]]))
-        objectness, labels = torch.cat(sampled), torch.cat(labels)
+        objectness, objectness_targets = torch.cat(sampled), torch.cat(labels)
         num_sampled = loss_normalizer(objectness.numel(), objectness.device)
         box_loss = F.smooth_l1_loss(
             torch.cat(deltas_pred), torch.cat(deltas_target), beta=BOX_LOSS_BETA, reduction="sum"
         )
         return {
-            "loss_rpn_cls": F.binary_cross_entropy_with_logits(objectness, labels, reduction="sum") / num_sampled,
+            "loss_rpn_cls": F.binary_cross_entropy_with_logits(objectness, objectness_targets, reduction="sum")
+            / num_sampled,
             "loss_rpn_box": box_loss / num_sampled,
         }
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from typing import ContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -70,7 +69,7 @@ class StageRecorder:
         self._last_mark = now
 
 
-def stage(name: str) -> ContextManager[None]:
+def stage(name: str) -> AbstractContextManager[None]:
     """Mark a block of model code as stage ``name``: timed under an active recorder, free otherwise."""
     return _NOT_RECORDING if _active is None else _active.span(name)
 

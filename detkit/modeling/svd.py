@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 
-def truncated_svd_linear(layer: nn.Linear, rank: int) -> nn.Module:
+def truncated_svd_linear(layer: nn.Linear, rank: int) -> nn.Linear | nn.Sequential:
     """The two-layer approximation of ``layer`` at ``rank``; the layer itself when the rank saves nothing."""
     out_features, in_features = layer.weight.shape
     if rank <= 0 or rank * (out_features + in_features) >= out_features * in_features:

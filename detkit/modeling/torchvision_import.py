@@ -97,7 +97,8 @@ _HEAD_RENAMES = (
 # Mask head (Mask R-CNN): four convs, then torchvision's predictor = deconv + 1x1 logits.
 #   roi_heads.mask_head.<i>.0.<p> (or .mask_fcn<i+1>.<p>, old) -> roi_heads.mask_branch.head.convs.<2i>.<p>
 #   roi_heads.mask_predictor.conv5_mask.<p>                     -> roi_heads.mask_branch.head.deconv.<p>
-#   roi_heads.mask_predictor.mask_fcn_logits.<p>                -> roi_heads.mask_branch.predictor.<p>, background dropped
+#   roi_heads.mask_predictor.mask_fcn_logits.<p>                -> roi_heads.mask_branch.predictor.<p>
+#                                                                  (background dropped)
 _MASK_CONV = re.compile(r"^roi_heads\.mask_head\.(?:(\d+)\.0|mask_fcn(\d+))\.(weight|bias)$")
 
 
@@ -108,7 +109,8 @@ def detect_torchvision_arch(state_dict: dict[str, Tensor]) -> str:
     if "backbone.body.16.0.weight" in state_dict:
         return "mobilenet_v3_large_fpn"
     raise CheckpointError(
-        "unrecognised torchvision detector: detkit imports fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_fpn"
+        "unrecognised torchvision detector: detkit imports fasterrcnn_resnet50_fpn and "
+        "fasterrcnn_mobilenet_v3_large_fpn"
     )
 
 

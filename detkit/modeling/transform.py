@@ -26,6 +26,9 @@ from detkit.structures import Detections, ImageBatch, Target
 
 
 class ImageTransform(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, cfg: TransformConfig) -> None:
         super().__init__()
         self.min_size = tuple(cfg.min_size)
@@ -98,6 +101,6 @@ def resize_target(target: Target, from_size: tuple[int, int], to_size: tuple[int
     """``target`` of an image of ``from_size (H, W)`` moved into the same image resized to ``to_size``."""
     masks = target.masks
     if masks is not None and masks.numel() > 0 and from_size != to_size:
-        masks = F.interpolate(masks[:, None].float(), size=to_size, mode="nearest")[:, 0].to(target.masks.dtype)
+        masks = F.interpolate(masks[:, None].float(), size=to_size, mode="nearest")[:, 0].to(masks.dtype)
     proposals = None if target.proposals is None else scale_boxes(target.proposals, from_size, to_size)
     return replace(target, boxes=scale_boxes(target.boxes, from_size, to_size), masks=masks, proposals=proposals)

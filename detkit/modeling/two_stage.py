@@ -10,10 +10,12 @@ Fast, Faster and Mask R-CNN are this one class with different parts passed in: a
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Protocol
 
 from torch import Tensor, nn
 
+from detkit.modeling.backbones import Backbone
 from detkit.modeling.roi_heads import RoIHeads
 from detkit.modeling.stages import stage
 from detkit.modeling.transform import ImageTransform
@@ -21,6 +23,9 @@ from detkit.structures import DetectorOutput, ImageBatch, Target
 
 
 class ProposalSource(Protocol):
+    """What the detector asks of its proposal source (an ``nn.Module``: ``RegionProposalNetwork`` or
+    ``PrecomputedProposals``): per-image ``[R_i, 4]`` proposals in the resized frame, and its losses."""
+
     stage_name: str  # what its time is called in a stage breakdown (modeling/stages.py)
 
     def propose(
@@ -30,7 +35,11 @@ class ProposalSource(Protocol):
 
 class TwoStageDetector(nn.Module):
     def __init__(
-        self, transform: ImageTransform, backbone: nn.Module, proposal_generator: nn.Module, roi_heads: RoIHeads
+        self,
+        transform: ImageTransform,
+        backbone: Backbone,
+        proposal_generator: ProposalSource,
+        roi_heads: RoIHeads,
     ) -> None:
         super().__init__()
         self.transform = transform
@@ -42,7 +51,7 @@ class TwoStageDetector(nn.Module):
         with stage("preprocess"):
             batch, targets = self.transform(images, targets)
         with stage("backbone"):
-            feature_maps = self.backbone(batch.tensors)
+            feature_maps: OrderedDict[str, Tensor] = self.backbone(batch.tensors)
         all_levels = list(feature_maps.values())
         pooled_levels = [feature_maps[name] for name in self.backbone.pooled_feature_names]
         with stage(self.proposal_generator.stage_name):

@@ -51,7 +51,8 @@ class BoxCoder:
         )
 
     def decode(self, deltas: Tensor, src_boxes: Tensor) -> Tensor:
-        """``[R, 4*C]`` deltas (C boxes per source, e.g. one per class) and ``[R, 4]`` sources -> ``[R, C, 4]`` boxes."""
+        """``[R, 4*C]`` deltas (C boxes per source, e.g. one per class) and ``[R, 4]`` sources -> ``[R, C, 4]``
+        boxes."""
         src_boxes = src_boxes.to(deltas.dtype)
         wx, wy, ww, wh = self.weights
         widths = src_boxes[:, 2] - src_boxes[:, 0]

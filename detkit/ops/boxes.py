@@ -53,7 +53,8 @@ def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, i
 
 
 def boxes_to_rois(boxes_per_image: list[Tensor]) -> Tensor:
-    """Per-image ``[R_i, 4]`` boxes -> ``[sum R_i, 5]`` rois ``(batch_index, x1, y1, x2, y2)`` for roi_align/roi_pool."""
+    """Per-image ``[R_i, 4]`` boxes -> ``[sum R_i, 5]`` rois ``(batch_index, x1, y1, x2, y2)`` for
+    roi_align/roi_pool."""
     if not boxes_per_image:
         return torch.zeros((0, 5))
     reference = boxes_per_image[0]

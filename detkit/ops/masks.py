@@ -22,7 +22,8 @@ def mask_targets(gt_masks: Tensor, boxes: Tensor, matched: Tensor, size: int) ->
     if len(boxes) == 0:
         return boxes.new_zeros((0, size, size))
     rois = torch.cat([matched.to(boxes)[:, None], boxes], dim=1)
-    return roi_align(gt_masks[:, None].to(boxes), rois, (size, size), spatial_scale=1.0)[:, 0]
+    resampled: Tensor = roi_align(gt_masks[:, None].to(boxes), rois, (size, size), spatial_scale=1.0)
+    return resampled[:, 0]
 
 
 def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> Tensor:

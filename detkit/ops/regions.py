@@ -33,4 +33,7 @@ def warp_regions(image: Tensor, boxes: Tensor, crop_size: int, context_padding: 
         return image.new_zeros((0, image.shape[0], crop_size, crop_size))
     dilated = dilate_for_context(boxes.to(image.dtype), crop_size, context_padding)
     rois = torch.cat([dilated.new_zeros((len(dilated), 1)), dilated], dim=1)
-    return roi_align(image[None], rois, (crop_size, crop_size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    crops: Tensor = roi_align(
+        image[None], rois, (crop_size, crop_size), spatial_scale=1.0, sampling_ratio=2, aligned=True
+    )
+    return crops

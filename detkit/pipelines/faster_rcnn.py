@@ -23,7 +23,7 @@ from detkit.config import (
 from detkit.config.synthetic import synthetic_data
 from detkit.errors import ConfigError
 from detkit.modeling.anchors import AnchorGenerator
-from detkit.modeling.backbones import build_backbone
+from detkit.modeling.backbones import Backbone, build_backbone
 from detkit.modeling.rpn import RegionProposalNetwork, RPNHead
 from detkit.modeling.transform import ImageTransform
 from detkit.modeling.two_stage import TwoStageDetector
@@ -39,7 +39,7 @@ def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     )
 
 
-def build_rpn(cfg: ModelConfig, backbone) -> RegionProposalNetwork:
+def build_rpn(cfg: ModelConfig, backbone: Backbone) -> RegionProposalNetwork:
     """The RPN over every level the backbone returns, one tuple of anchor sizes per level."""
     anchor_generator = AnchorGenerator(cfg.anchors.sizes, cfg.anchors.aspect_ratios)
     if len(cfg.anchors.sizes) != len(backbone.feature_names):

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, Protocol, cast
 
 from torch import nn
 
 from detkit.config import ExperimentConfig, ModelConfig
+from detkit.modeling.precomputed_proposals import PrecomputedProposals, ProposalTally
 
 ProposalKind = Literal["selective_search", "rpn", "dense"]
 Preset = Callable[[], ExperimentConfig]
+
+
+class RegionTally(Protocol):
+    """A count of the images a detector has seen and the regions they gave (R-CNN's ``RCNNTally``)."""
+
+    images: int
+    regions: int
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,8 @@ class PipelineSpec:
     svd_box_head: bool = False
     dense_network: str = "backbone"
     torchvision: Mapping[str, str] = field(default_factory=dict)
-    proposal_tally: Callable[[nn.Module], Any] | None = None
-    region_tally: Callable[[nn.Module], Any] | None = None
+    proposal_tally: Callable[[nn.Module], ProposalTally] | None = None
+    region_tally: Callable[[nn.Module], RegionTally] | None = None
     cost_breakdown: Callable[[nn.Module, Mapping[str, float]], str | None] | None = None
 
     @property
@@ -82,6 +90,6 @@ def resize_to(long_side: int) -> tuple[str, ...]:
     return (f"model.transform.min_size=[{3 * long_side // 4}]", f"model.transform.max_size={long_side}")
 
 
-def selective_search_tally(model: nn.Module) -> Any:
+def selective_search_tally(model: nn.Module) -> ProposalTally:
     """The proposal counter of a model fed by ``PrecomputedProposals``."""
-    return model.proposal_generator.tally
+    return cast(PrecomputedProposals, model.proposal_generator).tally

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tokenize
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -107,7 +108,9 @@ def read_entry(path: Path, max_rows: int) -> np.ndarray | None:
             read_header = (
                 np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             )
-            shape, fortran_order, dtype = read_header(handle)
+            with warnings.catch_warnings():  # numpy warns of a Python 2 header it had to repair: a damaged entry
+                warnings.simplefilter("ignore", UserWarning)
+                shape, fortran_order, dtype = read_header(handle)
             if (
                 fortran_order
                 or dtype != np.dtype("<f4")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -48,7 +48,7 @@ def propose_files(paths: Sequence[Path], cfg: ProposalConfig, workers: int = 0) 
         workers = 1
     cache = ProposalCache(cfg)
     pool: ProcessPoolExecutor | None = None
-    pending: dict[Future, int] = {}
+    pending: dict[Future[ImageProposals], int] = {}
     try:
         for index, path in enumerate(paths):
             image = read_image_rgb(path)
@@ -69,7 +69,9 @@ def propose_files(paths: Sequence[Path], cfg: ProposalConfig, workers: int = 0) 
             pool.shutdown(cancel_futures=True)
 
 
-def _collect(futures, pending: dict[Future, int]) -> Iterator[tuple[int, ImageProposals]]:
+def _collect(
+    futures: Iterable[Future[ImageProposals]], pending: dict[Future[ImageProposals], int]
+) -> Iterator[tuple[int, ImageProposals]]:
     for future in futures:
         yield pending.pop(future), future.result()
 

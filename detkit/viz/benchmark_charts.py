@@ -25,12 +25,20 @@ _TOP, _AXIS_H, _LEGEND_H = 60, 50, 40
 
 
 class ChartRow(Protocol):
-    """What a chart reads of one benchmark result (``engine.benchmark.report.PipelineResult``)."""
+    """What a chart reads of one benchmark result (``engine.benchmark.report.PipelineResult``); read
+    only, so a property such as ``PipelineResult.ms_per_image`` fits."""
 
-    name: str
-    stages_ms: dict[str, float]
-    ms_per_image: float
-    ap: float | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stages_ms(self) -> dict[str, float]: ...
+
+    @property
+    def ms_per_image(self) -> float: ...
+
+    @property
+    def ap(self) -> float | None: ...
 
 
 def render_stage_chart(results: Sequence[ChartRow], stages: Sequence[str], title: str) -> np.ndarray:
@@ -74,7 +82,7 @@ def render_accuracy_chart(results: Sequence[ChartRow], title: str) -> np.ndarray
     box = (90, 60, WIDTH - 40, height - 110)
     left, top, right, bottom = box
     cv2.rectangle(canvas, (left, top), (right, bottom), TEXT, 1)
-    scored = [r for r in results if r.ap is not None]
+    scored = [(r, r.ap) for r in results if r.ap is not None]
     unscored = [r.name for r in results if r.ap is None]
     if unscored:
         text = "no AP (random weights or no --data): " + ", ".join(unscored)
@@ -90,10 +98,15 @@ def render_accuracy_chart(results: Sequence[ChartRow], title: str) -> np.ndarray
             1,
         )
         return canvas
-    low_ms, high_ms = _log_range([r.ms_per_image for r in scored])
-    top_ap = min(1.0, max(r.ap for r in scored) * 1.15 + 0.02)
-    x_of = lambda ms: left + (math.log10(ms) - low_ms) / (high_ms - low_ms) * (right - left)  # noqa: E731
-    y_of = lambda ap: bottom - ap / top_ap * (bottom - top)  # noqa: E731
+    low_ms, high_ms = _log_range([r.ms_per_image for r, _ in scored])
+    top_ap = min(1.0, max(ap for _, ap in scored) * 1.15 + 0.02)
+
+    def x_of(ms: float) -> float:
+        return left + (math.log10(ms) - low_ms) / (high_ms - low_ms) * (right - left)
+
+    def y_of(ap: float) -> float:
+        return bottom - ap / top_ap * (bottom - top)
+
     for exponent in range(math.floor(low_ms), math.ceil(high_ms) + 1):
         for mantissa in (1, 2, 5):
             ms = mantissa * 10.0**exponent
@@ -107,11 +120,11 @@ def render_accuracy_chart(results: Sequence[ChartRow], title: str) -> np.ndarray
         cv2.line(canvas, (left + 1, py), (right - 1, py), GRID, 1)
         cv2.putText(canvas, format_tick(ap, step), (left - 50, py + 5), FONT, 0.42, TEXT, 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (left, top), (right, bottom), TEXT, 1)
-    for index, result in enumerate(scored):
-        point = (int(round(x_of(result.ms_per_image))), int(round(y_of(result.ap))))
+    for index, (result, result_ap) in enumerate(scored):
+        point = (int(round(x_of(result.ms_per_image))), int(round(y_of(result_ap))))
         color = PALETTE[index % len(PALETTE)]
         cv2.circle(canvas, point, 7, color, cv2.FILLED, cv2.LINE_AA)
-        label = f"{result.name}  AP {result.ap:.3f}"
+        label = f"{result.name}  AP {result_ap:.3f}"
         (text_w, _), _ = cv2.getTextSize(label, FONT, 0.45, 1)
         x = point[0] + 10 if point[0] + 10 + text_w < right else point[0] - 10 - text_w
         cv2.putText(canvas, label, (x, point[1] - 8), FONT, 0.45, TEXT, 1, cv2.LINE_AA)
@@ -137,7 +150,7 @@ def _vertical_grid(canvas: np.ndarray, span: tuple[int, int], bottom: int, ticks
     cv2.line(canvas, (span[0], _TOP - 4), (span[0], bottom), TEXT, 1)
 
 
-def _legend(canvas: np.ndarray, stages: list[str], y: int) -> None:
+def _legend(canvas: np.ndarray, stages: Sequence[str], y: int) -> None:
     x = _LABEL_W
     for index, name in enumerate(stages):
         cv2.rectangle(canvas, (x, y - 10), (x + 18, y + 4), PALETTE[index % len(PALETTE)], cv2.FILLED)

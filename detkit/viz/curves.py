@@ -38,6 +38,9 @@ TITLE_HEIGHT = 44
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 72, 20, 34, 52
 VAL_KEYS = ("AP", "AP50")
 
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) of the plot area, pixels
+Span = tuple[float, float]  # (low, high) of an axis, data units
+
 
 @dataclass
 class _Series:
@@ -57,13 +60,13 @@ class _Panel:
 
 
 def plot_training_curves(
-    records: Sequence[dict], path: str | os.PathLike[str], *, title: str = "detkit training"
+    records: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, title: str = "detkit training"
 ) -> None:
     """Draw loss and validation-AP curves from metrics-log records into a PNG at ``path`` (atomic)."""
     write_png(path, render_training_curves(records, title=title))
 
 
-def render_training_curves(records: Sequence[dict], *, title: str = "detkit training") -> np.ndarray:
+def render_training_curves(records: Sequence[dict[str, Any]], *, title: str = "detkit training") -> np.ndarray:
     """The curves as a BGR uint8 image of shape ``[TITLE_HEIGHT + 480, 2 * 640, 3]``."""
     records = [r for r in records if isinstance(r, dict)]
     panels = [_loss_panel(records), _val_panel(records)]
@@ -83,7 +86,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _loss_panel(records: list[dict]) -> _Panel:
+def _loss_panel(records: list[dict[str, Any]]) -> _Panel:
     steps = [r for r in records if "val" not in r and any(k.startswith("loss") for k in r)]
     xs, x_label = _training_x(steps)
     keys = sorted({k for r in steps for k in r if k.startswith("loss")}, key=lambda k: (k != "loss", k))
@@ -99,16 +102,16 @@ def _loss_panel(records: list[dict]) -> _Panel:
     return _Panel("training losses", x_label, "loss", series, smooth=True, empty_text="no training losses logged")
 
 
-def _training_x(steps: list[dict]) -> tuple[list[float], str]:
+def _training_x(steps: list[dict[str, Any]]) -> tuple[list[float], str]:
     """Iteration numbers when they are logged and never go back; else the step's position in the log."""
-    iters = [r.get("iter") for r in steps]
+    iters: list[Any] = [r.get("iter") for r in steps]  # checked to be finite numbers before use
     if iters and all(_finite(i) for i in iters) and all(a <= b for a, b in zip(iters, iters[1:])):
         return [float(i) for i in iters], "iteration"
     # An iteration counter that restarts every epoch would fold the curve back on itself.
     return [float(i + 1) for i in range(len(steps))], "logged step"
 
 
-def _val_panel(records: list[dict]) -> _Panel:
+def _val_panel(records: list[dict[str, Any]]) -> _Panel:
     validations = [r for r in records if isinstance(r.get("val"), dict)]
     by_name: dict[str, _Series] = {}
     for position, record in enumerate(validations):
@@ -123,7 +126,7 @@ def _val_panel(records: list[dict]) -> _Panel:
     return _Panel("validation", "epoch", "AP", list(by_name.values()), smooth=False, empty_text="no validation logged")
 
 
-def _val_groups(val: dict) -> list[tuple[str, dict]]:
+def _val_groups(val: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     nested = [(f"{name} ", metrics) for name, metrics in val.items() if isinstance(metrics, dict)]
     return [("", val)] + nested
 
@@ -177,14 +180,14 @@ def _padded_range(values: list[float], pad_fraction: float) -> tuple[float, floa
     return lo - pad, hi + pad
 
 
-def _to_pixel(box: tuple[int, int, int, int], x_range, y_range, x: float, y: float) -> tuple[int, int]:
+def _to_pixel(box: Box, x_range: Span, y_range: Span, x: float, y: float) -> tuple[int, int]:
     left, top, right, bottom = box
     px = left + (x - x_range[0]) / (x_range[1] - x_range[0]) * (right - left)
     py = bottom - (y - y_range[0]) / (y_range[1] - y_range[0]) * (bottom - top)
     return int(round(px)), int(round(py))
 
 
-def _draw_axes(view: np.ndarray, box, x_range, y_range, panel: _Panel) -> None:
+def _draw_axes(view: np.ndarray, box: Box, x_range: Span, y_range: Span, panel: _Panel) -> None:
     left, top, right, bottom = box
     integer_x = all(float(x).is_integer() for s in panel.series for x in s.xs)
     x_ticks, x_step = nice_ticks(*x_range, integer=integer_x)
@@ -206,7 +209,17 @@ def _draw_axes(view: np.ndarray, box, x_range, y_range, panel: _Panel) -> None:
     put_vertical(view, panel.y_label, (14, (top + bottom) // 2))
 
 
-def _draw_line(view, box, x_range, y_range, xs, ys, color, thickness: int, markers: bool = False) -> np.ndarray:
+def _draw_line(
+    view: np.ndarray,
+    box: Box,
+    x_range: Span,
+    y_range: Span,
+    xs: list[float],
+    ys: list[float],
+    color: tuple[int, ...],
+    thickness: int,
+    markers: bool = False,
+) -> np.ndarray:
     """Draw one series; return its ``[P, 2]`` pixel positions."""
     points = np.array([_to_pixel(box, x_range, y_range, x, y) for x, y in zip(xs, ys)], dtype=np.int32)
     if len(points) > 1:
@@ -217,7 +230,7 @@ def _draw_line(view, box, x_range, y_range, xs, ys, color, thickness: int, marke
     return points
 
 
-def _draw_legend(view: np.ndarray, box, names: list[str], points: np.ndarray) -> None:
+def _draw_legend(view: np.ndarray, box: Box, names: list[str], points: np.ndarray) -> None:
     """Legend in the plot corner that hides the fewest data points (``points``: ``[P, 2]`` pixels)."""
     scale, row = 0.45, 20
     text_w = max(cv2.getTextSize(name, FONT, scale, 1)[0][0] for name in names)
@@ -232,7 +245,7 @@ def _draw_legend(view: np.ndarray, box, names: list[str], points: np.ndarray) ->
         cv2.putText(view, name, (x0 + 36, y + 5), FONT, scale, TEXT, 1, cv2.LINE_AA)
 
 
-def _legend_corner(box, legend_w: int, legend_h: int, points: np.ndarray) -> tuple[int, int]:
+def _legend_corner(box: Box, legend_w: int, legend_h: int, points: np.ndarray) -> tuple[int, int]:
     left, top, right, bottom = box
     corners = [  # preference order on ties: top right first, as readers expect
         (right - 8 - legend_w, top + 8),

@@ -63,7 +63,7 @@ def put_centered(view: np.ndarray, text: str, center: tuple[int, int], scale: fl
 def put_vertical(view: np.ndarray, text: str, center: tuple[int, int]) -> None:
     """Axis label rotated 90 degrees: OpenCV only draws horizontal text, so draw then rotate."""
     (text_w, text_h), baseline = cv2.getTextSize(text, FONT, 0.5, 1)
-    patch = np.full((text_h + baseline + 4, text_w + 4, 3), 255, dtype=np.uint8)
+    patch: np.ndarray = np.full((text_h + baseline + 4, text_w + 4, 3), 255, dtype=np.uint8)
     cv2.putText(patch, text, (2, text_h + 2), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
     patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
     h, w = patch.shape[:2]

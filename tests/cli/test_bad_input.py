@@ -701,7 +701,8 @@ def test_a_bug_is_one_line_too(monkeypatch, tmp_path):
 
 
 def test_fine_tuning_on_another_class_count_starts_those_layers_fresh(world, tmp_path):
-    """A checkpoint for the 5 synthetic classes fine-tuned on data with 2: the class layers start fresh, the rest is copied."""
+    """A checkpoint for the 5 synthetic classes fine-tuned on data with 2: the class layers start fresh, the rest
+    is copied."""
     train = json.loads(world["train"].read_text())
     kept = [category["id"] for category in train["categories"]][:2]
     for split in ("train", "val"):

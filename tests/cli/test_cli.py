@@ -18,7 +18,9 @@ data: {batch_size: 2}
 model:
   backbone: {name: resnet18, pretrained: false, norm: bn, trainable_stages: 5, fpn_channels: 16, fpn_extra_pool: false}
   transform: {min_size: [64], max_size: 64}
-  anchors: {sizes: [[8], [16], [32], [64]], aspect_ratios: [[0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.5, 1.0, 2.0]]}
+  anchors:
+    sizes: [[8], [16], [32], [64]]
+    aspect_ratios: [[0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.5, 1.0, 2.0]]
   rpn: {pre_nms_topk_train: 100, post_nms_topk_train: 50, pre_nms_topk_test: 50, post_nms_topk_test: 20}
   roi_heads: {representation_size: 32, batch_size_per_image: 16}
 """

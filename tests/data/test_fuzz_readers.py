@@ -232,7 +232,7 @@ def _load_coco_everything(path: Path, image_dir: Path) -> None:
     if dataset is None:
         return
     for index in range(len(dataset)):
-        item = _data_error_or(lambda: dataset[index])
+        item = _data_error_or(lambda index=index: dataset[index])
         if item is not None:
             image, target = item
             assert image.shape[-2:] == target.masks.shape[-2:] and target.boxes.shape == (len(target), 4)
@@ -488,7 +488,7 @@ def test_data_yaml_survives_wrong_structures(folder, document):
     root = _yolo_folder(folder, yaml.safe_dump(document), labels=b"1 0.5 0.5 0.2 0.3\n")
     config = _data_error_or(lambda: load_data_yaml(root))
     for split in config.splits if config is not None else []:
-        _data_error_or(lambda: read_yolo(root, split))
+        _data_error_or(lambda split=split: read_yolo(root, split))
 
 
 # --- image files ---------------------------------------------------------------------------------

@@ -197,7 +197,7 @@ def test_empty_targets_give_empty_tensors(with_masks):
     for k, (height, width) in enumerate(SIZES):
         masks = torch.zeros((0, height, width), dtype=torch.uint8) if with_masks else None
         items.append((_solid((height, width), COLOURS[k]), Target(masks=masks, image_id=k)))
-    for index, (image, target) in _draws(_ListDataset(items)):
+    for index, (_image, target) in _draws(_ListDataset(items)):
         side = max(SIZES[index])
         assert target.boxes.shape == (0, 4) and target.boxes.dtype == torch.float32
         assert target.labels.shape == (0,) and target.labels.dtype == torch.int64

@@ -86,9 +86,12 @@ def detkit_detector(arch: str, state_dict: dict) -> nn.Module:
 def images():
     """Two smooth random images of different sizes and aspect ratios (so padding is exercised)."""
     generator = torch.Generator().manual_seed(1)
-    smooth = lambda h, w: nn.functional.interpolate(
-        torch.rand(1, 3, h // 8, w // 8, generator=generator), size=(h, w), mode="bilinear"
-    )[0]
+
+    def smooth(h, w):
+        return nn.functional.interpolate(
+            torch.rand(1, 3, h // 8, w // 8, generator=generator), size=(h, w), mode="bilinear"
+        )[0]
+
     return [smooth(240, 320), smooth(304, 200)]
 
 

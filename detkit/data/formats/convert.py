@@ -53,7 +53,8 @@ def convert_dataset(
     for item in splits:
         if not _SPLIT_NAME.match(item.name):
             raise DataError(
-                f"split name {quoted(item.name)} cannot be a file name; pass --split with letters, digits, '_', '-' or '.'"
+                f"split name {quoted(item.name)} cannot be a file name; "
+                "pass --split with letters, digits, '_', '-' or '.'"
             )
     try:
         return WRITERS[to](splits, out, replace=replace)

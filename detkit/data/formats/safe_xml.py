@@ -34,7 +34,8 @@ def parse_xml_file(path: Path, *, what: str) -> ET.Element:
         raise DataError(f"{path}: cannot read {what} ({error.strerror}); check its permissions") from None
     if any(token in data for token in _FORBIDDEN):
         raise DataError(
-            f"{path}: {what} declares a DTD or entities, which detkit refuses to expand; remove the <!DOCTYPE ...> block"
+            f"{path}: {what} declares a DTD or entities, which detkit refuses to expand; "
+            "remove the <!DOCTYPE ...> block"
         )
     try:
         return ET.fromstring(data)

@@ -162,7 +162,7 @@ def objects_by_image(
             continue
         box = xywh_to_xyxy(ann.get("bbox"))  # None for a negative width, as a VOC xmin > xmax reads
         clipped = clip_box(box, image["width"], image["height"]) if box is not None else None
-        if clipped is None or is_degenerate(clipped):
+        if clipped is None or box is None or is_degenerate(clipped):  # box is None only when clipped is
             counts.degenerate_dropped += 1
             continue
         # Sub-pixel overshoot is rounding (YOLO's 6 decimals), not worth a note.

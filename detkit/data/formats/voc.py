@@ -84,7 +84,7 @@ def voc_splits(root: Path) -> list[str]:
 
 def _is_class_list(stem: str, stems: list[str]) -> bool:
     match = _CLASS_LIST.match(stem)
-    return bool(match) and match["split"] in stems and stem not in _STANDARD_SPLITS
+    return match is not None and match["split"] in stems and stem not in _STANDARD_SPLITS
 
 
 def default_voc_splits(root: Path) -> tuple[str, str]:
@@ -117,7 +117,8 @@ def split_ids(root: Path, split: str) -> list[str]:
 def check_voc_root(root: Path) -> None:
     if not (root / ANNOTATIONS).is_dir():
         raise DataError(
-            f"{root}: no {ANNOTATIONS}/ folder; a Pascal VOC dataset has {ANNOTATIONS}/*.xml, {IMAGES}/ and ImageSets/Main/"
+            f"{root}: no {ANNOTATIONS}/ folder; "
+            f"a Pascal VOC dataset has {ANNOTATIONS}/*.xml, {IMAGES}/ and ImageSets/Main/"
         )
 
 
@@ -227,7 +228,8 @@ def read_voc(
         for voc_object in record.objects:
             if voc_object.name not in category_of:
                 raise DataError(
-                    f"{record.xml}: class {quoted(voc_object.name)} is not in the class list {quoted(names, 200)}; add it to --classes"
+                    f"{record.xml}: class {quoted(voc_object.name)} is not in the class list {quoted(names, 200)}; "
+                    "add it to --classes"
                 )
             add_annotation(
                 coco,
@@ -248,7 +250,8 @@ def _record_of(root: Path, split: str, image_id: str) -> VocRecord:
     xml = root / ANNOTATIONS / f"{image_id}.xml"
     if not xml.is_file():
         raise DataError(
-            f"{root / SPLIT_LISTS / f'{split}.txt'}: image id {quoted(image_id)} has no {ANNOTATIONS}/{image_id}.xml; add it or remove the line"
+            f"{root / SPLIT_LISTS / f'{split}.txt'}: image id {quoted(image_id)} has no "
+            f"{ANNOTATIONS}/{image_id}.xml; add it or remove the line"
         )
     return parse_voc_xml(xml)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from detkit.data.formats.marker import mark_folder
 from detkit.data.formats.placing import PlacementCounts, place_image, safe_relative
@@ -72,7 +73,7 @@ def _check_class_names(split: DatasetSplit) -> None:
 def _write_image(
     tmp: Path,
     split: DatasetSplit,
-    image: dict,
+    image: dict[str, Any],
     objects: tuple[ExportObject, ...],
     placed: dict[Path, tuple[str, tuple[ExportObject, ...]]],
     taken: set[str],
@@ -122,8 +123,8 @@ def _annotation_xml(
         ET.SubElement(element, "difficult").text = str(int(voc_object.difficult))
         box = ET.SubElement(element, "bndbox")
         x1, y1, x2, y2 = voc_object.box
-        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
-            ET.SubElement(box, tag).text = _coordinate(value)
+        for tag, position in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            ET.SubElement(box, tag).text = _coordinate(position)
     ET.indent(root, space="\t")
     return ET.tostring(root, encoding="unicode") + "\n"
 

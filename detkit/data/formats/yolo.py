@@ -115,7 +115,7 @@ def _split_entries(yaml_path: Path, key: str, value: Any) -> list[str]:
     return [e.strip() for e in entries]
 
 
-def _class_names(yaml_path: Path, data: dict) -> list[str]:
+def _class_names(yaml_path: Path, data: dict[Any, Any]) -> list[str]:
     names, count = data.get("names"), data.get("nc")
     if count is not None and not (isinstance(count, int) and not isinstance(count, bool) and count > 0):
         raise DataError(f"{yaml_path}: nc is {quoted(count)}; write the number of classes")
@@ -136,7 +136,7 @@ def _class_names(yaml_path: Path, data: dict) -> list[str]:
     return [str(n) for n in names]
 
 
-def _names_from_mapping(yaml_path: Path, names: dict) -> list:
+def _names_from_mapping(yaml_path: Path, names: dict[Any, Any]) -> list[Any]:
     # Whole numbers only, written as numbers or digits: int() would also take 1.5, True or inf.
     if not all(
         (isinstance(key, int) and not isinstance(key, bool)) or (isinstance(key, str) and key.strip().isdigit())
@@ -195,7 +195,8 @@ def split_images(config: YoloConfig, split: str, images: Path | None = None) -> 
             files += _images_listed(location, config.root)
         else:
             raise DataError(
-                f"{config.yaml_path}: split {quoted(split)} entry {quoted(entry)} is not a folder or .txt list; fix the path"
+                f"{config.yaml_path}: split {quoted(split)} entry {quoted(entry)} is not a folder or .txt list; "
+                "fix the path"
             )
     files = list(dict.fromkeys(files))
     if len(folders) == 1 and len(config.splits[split]) == 1:

@@ -5,7 +5,8 @@ Each label line is ``class cx cy w h``, normalised by the image's width and heig
 image), from the box clipped to the image: Ultralytics refuses a label file with a coordinate
 outside ``[0, 1]``. Boxes under 1 px after clipping are dropped, and so are crowd regions (YOLO has
 no ignore regions; Ultralytics' COCO converter drops them too); VOC ``difficult`` objects become
-ordinary labels, as YOLO has no such flag. Masks are not written: these are detection labels. Every image gets a label file, empty when it has no objects.
+ordinary labels, as YOLO has no such flag. Masks are not written: these are detection labels.
+Every image gets a label file, empty when it has no objects.
 
 Images are hard-linked into ``images/<split>/`` (copied across file systems) under their
 ``file_name`` relative path, so sub-folders are kept. ``data.yaml`` has ``names`` (index -> name),

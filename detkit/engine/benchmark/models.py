@@ -55,7 +55,8 @@ def preset_config(
     ]
     if backbone is not None:
         assignments.append(f"model.backbone.name={backbone}")
-    return apply_overrides(preset(spec.presets[0].__name__), [*assignments, *overrides])
+    cfg: ExperimentConfig = apply_overrides(preset(spec.presets[0].__name__), [*assignments, *overrides])
+    return cfg
 
 
 def random_model(

@@ -88,16 +88,17 @@ class BenchmarkReport:
             f"Input: {env['input']}; batch {env['batch_size']}; channels_last {env['channels_last']}; "
             f"compile {env['compile']}; {env['date']}.",
             "",
-            "| pipeline | weights | ms/img | call p50 | call p90 | img/s | x Faster R-CNN | params (M) | GFLOPs | peak RSS (MiB) "
-            "| CUDA peak (MiB) | train img/s | AP | AP50 |",
+            "| pipeline | weights | ms/img | call p50 | call p90 | img/s | x Faster R-CNN | params (M) | GFLOPs "
+            "| peak RSS (MiB) | CUDA peak (MiB) | train img/s | AP | AP50 |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.results:
             lines.append(
-                f"| {r.name} | {r.weights} | {r.ms_per_image:.1f} | {r.latency.p50:.1f} | {r.latency.p90:.1f} | {r.latency.images_per_second:.2f} "
-                f"| {format_optional(r.relative_to_reference, '.2f')} | {r.params / 1e6:.1f} | {r.gflops:.1f} | {r.peak_rss_mib:.0f} "
-                f"| {format_optional(r.cuda_peak_mib, '.0f')} | {format_optional(r.train_images_per_second, '.2f')} | {format_optional(r.ap, '.3f')} "
-                f"| {format_optional(r.ap50, '.3f')} |"
+                f"| {r.name} | {r.weights} | {r.ms_per_image:.1f} | {r.latency.p50:.1f} | {r.latency.p90:.1f} "
+                f"| {r.latency.images_per_second:.2f} | {format_optional(r.relative_to_reference, '.2f')} "
+                f"| {r.params / 1e6:.1f} | {r.gflops:.1f} | {r.peak_rss_mib:.0f} "
+                f"| {format_optional(r.cuda_peak_mib, '.0f')} | {format_optional(r.train_images_per_second, '.2f')} "
+                f"| {format_optional(r.ap, '.3f')} | {format_optional(r.ap50, '.3f')} |"
             )
         stages = stage_columns(self.results)
         lines += [
@@ -121,7 +122,8 @@ class BenchmarkReport:
             ]
             for c in self.comparisons:
                 lines.append(
-                    f"| {c.pipeline} | {c.arch} | {c.detkit_median_ms:.1f} | {c.torchvision_median_ms:.1f} | {c.ratio:.3f} |"
+                    f"| {c.pipeline} | {c.arch} | {c.detkit_median_ms:.1f} | {c.torchvision_median_ms:.1f} "
+                    f"| {c.ratio:.3f} |"
                 )
         return "\n".join(lines) + "\n"
 

@@ -47,6 +47,7 @@ from detkit.engine.events import EventCallback, Notice, ignore_events
 from detkit.engine.precision import Precision
 from detkit.modeling.stages import STAGE_ORDER
 from detkit.pipelines import pipeline
+from detkit.pipelines.spec import RegionTally
 from detkit.structures import Target
 
 DEFAULT_LONG_SIDE = 640
@@ -142,7 +143,7 @@ def environment(settings: BenchmarkSettings, input_description: str) -> dict[str
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
         "cuda": torch.version.cuda if cuda else None,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,  # type: ignore[no-untyped-call]  # unannotated in torch
         "threads": torch.get_num_threads(),
         "precision": settings.precision.name,
         "channels_last": settings.precision.channels_last,
@@ -161,7 +162,7 @@ def _batches(images: list[Tensor], batch_size: int) -> list[list[Tensor]]:
     return [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
 
 
-def _reset_region_tally(pipeline_name: str, model: torch.nn.Module):
+def _reset_region_tally(pipeline_name: str, model: torch.nn.Module) -> RegionTally | None:
     """The count of images and regions of a pipeline that keeps one (R-CNN), zeroed so it covers the
     recorded pass only; None for the others."""
     count = pipeline(pipeline_name).region_tally
@@ -171,7 +172,9 @@ def _reset_region_tally(pipeline_name: str, model: torch.nn.Module):
     return tally
 
 
-def _average_precision(model, dataset: CocoDetection, settings: BenchmarkSettings, on_event) -> tuple[float, float]:
+def _average_precision(
+    model: torch.nn.Module, dataset: CocoDetection, settings: BenchmarkSettings, on_event: EventCallback
+) -> tuple[float, float]:
     with settings.precision.autocast(settings.device):
         detections = predict_dataset(
             model, dataset, device=settings.device, batch_size=settings.batch_size, on_event=on_event
@@ -299,11 +302,11 @@ def _torchvision_comparisons(
     image_size = four_by_three(long_side)
     images, _ = scene_inputs(image_size, min(count, settings.batch_size), COCO_CLASSES)
     comparisons = []
-    for pipeline in pipelines:
-        on_event(Notice(f"{pipeline}: detkit against torchvision {request.compare_arch}", level="info"))
+    for pipeline_name in pipelines:
+        on_event(Notice(f"{pipeline_name}: detkit against torchvision {request.compare_arch}", level="info"))
         comparisons.append(
             compare_with_torchvision(
-                pipeline,
+                pipeline_name,
                 request.compare_arch,
                 image_size,
                 images=[image.to(settings.device) for image in images],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,7 +54,7 @@ def time_call(call: Callable[[], object], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def warm_up(calls: list[Callable[[], object]], passes: int) -> None:
+def warm_up(calls: Sequence[Callable[[], object]], passes: int) -> None:
     """Untimed passes: allocator pools, oneDNN/cuDNN kernel choices and compiled graphs are made here,
     for every input shape (R-CNN's last region chunk has a new shape on each image)."""
     for _ in range(passes):
@@ -63,7 +63,7 @@ def warm_up(calls: list[Callable[[], object]], passes: int) -> None:
 
 
 def time_repeatedly(
-    calls: list[Callable[[], object]], device: torch.device, runs: int, max_seconds: float
+    calls: Sequence[Callable[[], object]], device: torch.device, runs: int, max_seconds: float
 ) -> list[float]:
     """Milliseconds of each call of up to ``runs`` passes over ``calls``.
 
@@ -79,7 +79,7 @@ def time_repeatedly(
     return times
 
 
-def stage_breakdown(calls: list[Callable[[], object]], device: torch.device, num_images: int) -> dict[str, float]:
+def stage_breakdown(calls: Sequence[Callable[[], object]], device: torch.device, num_images: int) -> dict[str, float]:
     """Milliseconds per image in each stage over one pass of ``calls`` (``num_images`` images in all).
 
     Time inside a call that no model stage claims is reported as ``other``.
@@ -99,7 +99,7 @@ def time_models(
 
     The models take turns (a, b, a, b, ...) so drift in machine load hits them equally.
     """
-    calls = {name: (lambda model=model: model(images)) for name, model in models.items()}
+    calls = {name: _forward_call(model, images) for name, model in models.items()}
     for _ in range(warmup):
         for call in calls.values():
             call()
@@ -108,6 +108,10 @@ def time_models(
         for name, call in calls.items():
             times[name].append(time_call(call, device))
     return times
+
+
+def _forward_call(model: nn.Module, images: list[torch.Tensor]) -> Callable[[], object]:
+    return lambda: model(images)
 
 
 def _synchronize(device: torch.device) -> None:

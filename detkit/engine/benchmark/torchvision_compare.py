@@ -27,6 +27,9 @@ TORCHVISION_BUILDERS = {
     (name, arch): builder for name, spec in PIPELINES.items() for arch, builder in spec.torchvision.items()
 }
 COMPARABLE_PIPELINES = tuple(name for name, spec in PIPELINES.items() if spec.torchvision)
+# compare_with_torchvision's defaults (both immutable): float32 on the CPU
+CPU = torch.device("cpu")
+FLOAT32 = Precision()
 
 
 @dataclass
@@ -93,8 +96,8 @@ def compare_with_torchvision(
     images: list[torch.Tensor],
     runs: int = 10,
     warmup: int = 2,
-    device: torch.device = torch.device("cpu"),
-    precision: Precision = Precision(),
+    device: torch.device = CPU,
+    precision: Precision = FLOAT32,
 ) -> ComparisonResult:
     """Time ``pipeline`` in detkit and in torchvision on ``images`` (one batch), alternating."""
     model, reference = (precision.prepare(m.to(device)) for m in paired_models(pipeline, arch, image_size))

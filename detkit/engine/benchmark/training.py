@@ -10,6 +10,7 @@ targets before timing, as training reads them from the cache; R-CNN times its CN
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +19,7 @@ from detkit.config import ExperimentConfig
 from detkit.engine.benchmark.timing import time_repeatedly, warm_up
 from detkit.engine.precision import Precision
 from detkit.engine.solver import build_optimizer
+from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.pipelines import pipeline
 from detkit.structures import Target
 
@@ -67,5 +69,5 @@ def training_images_per_second(
 @torch.no_grad()
 def _with_proposals(model: nn.Module, images: list[Tensor], targets: list[Target]) -> list[Target]:
     """Each target with its image's selective-search proposals, as the training data loader attaches them."""
-    source = model.proposal_generator
+    source = cast(PrecomputedProposals, model.proposal_generator)  # a selective-search pipeline's source
     return [replace(target, proposals=source.compute(image.cpu())) for image, target in zip(images, targets)]

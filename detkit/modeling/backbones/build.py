@@ -53,7 +53,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         """``[N, 3, H, W]`` -> ``{feature_names[i]: [N, out_channels, H_i, W_i]}``."""
-        features = self.body(x)
+        features: OrderedDict[str, Tensor] = self.body(x)
         if self.fpn is None:
             return features
         return OrderedDict(zip(self.feature_names, self.fpn(list(features.values()))))

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torchvision
 from torch import Tensor, nn
@@ -117,8 +118,13 @@ def _mobilenet(
     layers = [(str(i), layer) for i, layer in enumerate(features)]
     index = {f"c{s}": i for s, i in enumerate(stage_ends, start=1)} | extra
     strides = _strides(features)
-    taps = {name: Tap(str(i), strides[i], features[i].out_channels) for name, i in index.items()}
+    taps = {name: Tap(str(i), strides[i], _out_channels(features[i])) for name, i in index.items()}
     return TrunkSpec(layers, taps, fpn_taps, imagenet_prefix="features.")
+
+
+def _out_channels(block: nn.Module) -> int:
+    # A plain int attribute of torchvision's MobileNet blocks; ``nn.Module.__getattr__`` types it as a tensor or module.
+    return cast(int, block.out_channels)
 
 
 def _strides(features: nn.Sequential) -> list[int]:
@@ -153,7 +159,8 @@ def vgg16(norm_layer: NormLayer) -> TrunkSpec:
     for m in features.modules():
         if isinstance(m, nn.Conv2d):  # VGG.__init__'s initialisation of the convolutions
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     layers = [(str(i), layer) for i, layer in enumerate(features)]
     relus = [i for i, m in enumerate(features) if isinstance(m, nn.ReLU)]
     pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]

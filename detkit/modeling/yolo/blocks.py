@@ -35,7 +35,7 @@ class Bottleneck(nn.Module):
         self.shortcut = shortcut
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv(self.reduce(x))
+        out: Tensor = self.conv(self.reduce(x))
         return x + out if self.shortcut else out
 
 
@@ -49,7 +49,8 @@ class CSPBlock(nn.Module):
         self.fuse = ConvBNAct(2 * hidden, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fuse(torch.cat([self.bottlenecks(self.main(x)), self.bypass(x)], dim=1))
+        fused: Tensor = self.fuse(torch.cat([self.bottlenecks(self.main(x)), self.bypass(x)], dim=1))
+        return fused
 
 
 def scaled_channels(channels: int, width_multiple: float, divisor: int = 8) -> int:

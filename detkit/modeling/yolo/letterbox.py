@@ -26,6 +26,9 @@ from detkit.structures import Detections, ImageBatch, Target
 
 
 class LetterboxTransform(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(
         self,
         side: int,

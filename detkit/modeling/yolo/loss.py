@@ -16,6 +16,8 @@ image without objects adds objectness negatives only and its box loss is exactly
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,7 +30,8 @@ from detkit.modeling.yolo.head import DensePredictions
 from detkit.ops.normalizer import loss_normalizer
 from detkit.structures import Target
 
-BOX_LOSSES = {"giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}
+# (pred_boxes, gt_boxes, reduction=...) -> loss; both take ``[F, 4]`` xyxy boxes.
+BOX_LOSSES: dict[str, Callable[..., Tensor]] = {"giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}
 
 
 class YOLOLoss:
@@ -71,11 +74,11 @@ class YOLOLoss:
             )
             box_targets.append(target.boxes[assignment.matched_gt])
         num_foreground = loss_normalizer(sum(len(b) for b in box_targets), obj_logits.device)
-        fg_cls_logits, fg_boxes = torch.cat(fg_cls_logits), torch.cat(fg_boxes)
+        pred_fg_logits, pred_fg_boxes = torch.cat(fg_cls_logits), torch.cat(fg_boxes)
         loss_obj = F.binary_cross_entropy_with_logits(obj_logits, obj_target, weight=obj_weight, reduction="sum")
-        loss_cls = F.binary_cross_entropy_with_logits(fg_cls_logits, torch.cat(cls_targets), reduction="sum")
+        loss_cls = F.binary_cross_entropy_with_logits(pred_fg_logits, torch.cat(cls_targets), reduction="sum")
         # float32: GIoU of half-precision boxes loses the small differences that matter near convergence.
-        loss_box = self.box_loss(fg_boxes.float(), torch.cat(box_targets).float(), reduction="sum")
+        loss_box = self.box_loss(pred_fg_boxes.float(), torch.cat(box_targets).float(), reduction="sum")
         return {
             "loss_cls": loss_cls / num_foreground,
             "loss_box": loss_box / num_foreground,

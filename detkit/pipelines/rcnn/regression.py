@@ -22,7 +22,8 @@ def ridge(inputs: Tensor, targets: Tensor, ridge_lambda: float) -> Tensor:
     penalty = torch.eye(augmented.shape[1], dtype=torch.float64, device=inputs.device) * ridge_lambda
     penalty[-1, -1] = 0.0
     gram = augmented.T @ augmented + penalty
-    return torch.linalg.solve(gram, augmented.T @ targets.double()).to(inputs.dtype)
+    weights: Tensor = torch.linalg.solve(gram, augmented.T @ targets.double())
+    return weights.to(inputs.dtype)
 
 
 def fit_box_regressors(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import cast
 
 from torch import nn
 
 from detkit.config import BackboneConfig, DataConfig, ExperimentConfig, ModelConfig, RCNNConfig, SolverConfig
 from detkit.pipelines.faster_rcnn import faster_rcnn_synthetic
 from detkit.pipelines.rcnn import build_rcnn
+from detkit.pipelines.rcnn.model import RCNNDetector, RCNNTally
 from detkit.pipelines.spec import PipelineSpec, selective_search_tally
 
 
@@ -47,20 +49,23 @@ def rcnn_synthetic() -> ExperimentConfig:
     )
 
 
-def region_tally(model: nn.Module):
+def region_tally(model: nn.Module) -> RCNNTally:
     """The detector's count of images and warped regions (``RCNNTally``)."""
-    return model.tally
+    return cast(RCNNDetector, model).tally
 
 
 def cost_breakdown(model: nn.Module, stage_ms: Mapping[str, float]) -> str | None:
     """The paper's cost per image: regions x (warp + CNN) time per region, from the stage times of the
     images the tally counted (None before any image)."""
-    tally = model.tally
+    tally = region_tally(model)
     if not tally.images:
         return None
     regions = tally.regions / tally.images
     cnn_ms = stage_ms.get("backbone", 0.0) + stage_ms.get("preprocess", 0.0)
-    return f"R-CNN per image: {regions:.0f} regions x {cnn_ms / max(regions, 1):.2f} ms (warp + CNN) per region = {cnn_ms:.1f} ms"
+    return (
+        f"R-CNN per image: {regions:.0f} regions x {cnn_ms / max(regions, 1):.2f} ms (warp + CNN) per region "
+        f"= {cnn_ms:.1f} ms"
+    )
 
 
 SPEC = PipelineSpec(

@@ -55,7 +55,16 @@ def train_svms(
     return weight, bias
 
 
-def _train_one(features, positives, negative_pool, cfg, label, on_round, generator) -> tuple[Tensor, Tensor]:
+def _train_one(
+    features: Tensor,
+    positives: Tensor,
+    negative_pool: Tensor,
+    cfg: RCNNConfig,
+    label: int,
+    on_round: Callable[[SVMRound], None],
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """Class ``label``'s ``[D]`` weight and scalar bias: positives and negatives are indices into ``features``."""
     draw = torch.randperm(len(negative_pool), generator=generator)[: cfg.svm_initial_negatives]
     negatives = negative_pool[draw.to(negative_pool.device)]
     w = features.new_zeros(features.shape[1], dtype=torch.float32)
@@ -70,7 +79,9 @@ def _train_one(features, positives, negative_pool, cfg, label, on_round, generat
     return w, b
 
 
-def _fit(features, positives, negatives, w, b, cfg) -> tuple[Tensor, Tensor, float]:
+def _fit(
+    features: Tensor, positives: Tensor, negatives: Tensor, w: Tensor, b: Tensor, cfg: RCNNConfig
+) -> tuple[Tensor, Tensor, float]:
     x = torch.cat([features[positives], features[negatives]]).float()
     y = torch.cat([x.new_ones(len(positives)), -x.new_ones(len(negatives))])
     cost = torch.cat([x.new_full((len(positives),), cfg.svm_pos_weight), x.new_ones(len(negatives))])
@@ -81,19 +92,19 @@ def _fit(features, positives, negatives, w, b, cfg) -> tuple[Tensor, Tensor, flo
     for _ in range(cfg.svm_steps):
         loss = 0.5 * cfg.svm_l2 * w.dot(w) + (cost * torch.relu(1 - y * (x @ w + b))).sum()
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         optimizer.step()
     return w.detach(), b.detach(), float(loss.detach())
 
 
 @torch.no_grad()
-def _hard_negatives(features, negative_pool, negatives, w, b) -> Tensor:
+def _hard_negatives(features: Tensor, negative_pool: Tensor, negatives: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """Negatives from the pool, not yet in the working set, that score inside the margin."""
     in_working_set = torch.zeros(len(features), dtype=torch.bool, device=features.device)
     in_working_set[negatives] = True
     candidates = negative_pool[~in_working_set[negative_pool]]
     scores = (
-        torch.cat([features[part].float() @ w + b for part in candidates.split(65536)])
+        torch.cat([features[part].float() @ w + b for part in torch.split(candidates, 65536)])
         if len(candidates)
         else w.new_zeros(0)
     )

@@ -8,16 +8,15 @@ import pytest
 import torch
 
 from detkit.checkpoint import Checkpoint, save_checkpoint
-from detkit.pipelines import PIPELINES
-
-PIPELINE_NAMES = tuple(PIPELINES)
 from detkit.data.synthetic import CATEGORY_IDS, CLASS_NAMES, generate_synthetic_coco
 from detkit.engine.benchmark.models import random_model
 from detkit.engine.benchmark.outputs import save_report
 from detkit.engine.benchmark.runner import BenchmarkRequest, BenchmarkSettings, run_benchmark
 from detkit.engine.precision import Precision
 from detkit.modeling.stages import STAGE_ORDER
+from detkit.pipelines import PIPELINES
 
+PIPELINE_NAMES = tuple(PIPELINES)
 CPU = torch.device("cpu")
 TINY = BenchmarkSettings(
     device=CPU, precision=Precision(), batch_size=2, runs=2, warmup=1, max_seconds=30.0, isolate=False
