@@ -40,18 +40,14 @@ def detect_command(
     # The help text is one line: Typer would show a line break of the docstring in the command list.
     """Detect objects: a table per image, annotated images and COCO results (json lines as it goes, a json at \
 the end) in --out."""
-    from detkit.cli.options import check_range
+    from detkit.cli.options import model_choice
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import detections_table, proposal_run_line
     from detkit.engine.detect_request import DetectRequest, run_detection
     from detkit.engine.events import ImageDetected
 
-    check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
-    check_range("--batch-size", batch_size, low=1)
-    check_range("--svd-rank", svd_rank, low=0)
-    request = DetectRequest(
-        tuple(images), weights, score_thresh, out, device, tuple(set_ or ()), svd_rank, batch_size, save_images
-    )
+    model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
+    request = DetectRequest(tuple(images), model, out, save_images)
     with RichProgress(console) as progress:
 
         def on_event(event: object) -> None:

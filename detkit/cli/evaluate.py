@@ -57,29 +57,14 @@ def eval_command(
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Print the 12 COCO numbers and per-class AP, and write them as json."""
-    from detkit.cli.options import apply_path_policy, check_range
+    from detkit.cli.options import apply_path_policy, model_choice
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import eval_timing_lines, metrics_table, per_class_table, proposal_run_line
     from detkit.engine.evaluate_request import EvalRequest, run_evaluation
 
-    check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
-    check_range("--batch-size", batch_size, low=1)
-    check_range("--svd-rank", svd_rank, low=0)
     apply_path_policy(allow_outside_images)
-    request = EvalRequest(
-        data=coco,
-        images=images,
-        split=split,
-        weights=weights,
-        results=results,
-        out=out,
-        backend=backend,
-        device=device,
-        overrides=tuple(set_ or ()),
-        svd_rank=svd_rank,
-        batch_size=batch_size,
-        score_thresh=score_thresh,
-    )
+    model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
+    request = EvalRequest(coco, images, split, model, results, out, backend)
     with RichProgress(console) as progress:
         report = run_evaluation(request, on_event=progress)
     if report.proposals is not None:

@@ -5,9 +5,13 @@ No torch import here: ``detkit --help`` must stay fast.
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from detkit.engine.predict import ModelChoice
 
 AllowOutsideImages = Annotated[
     bool,
@@ -44,3 +48,20 @@ def check_range(option: str, value: float | int | None, *, low: float | None = N
             else (f"at least {low:g}" if low is not None else f"at most {high:g}")
         )
         raise ConfigError(f"{option} {value}: must be {bounds}")
+
+
+def model_choice(
+    weights: Path | None,
+    device: str,
+    set_: list[str] | None,
+    svd_rank: int | None,
+    batch_size: int,
+    score_thresh: float,
+) -> ModelChoice:
+    """The model options ``detect`` and ``eval`` share, checked, as the engine's ``ModelChoice``."""
+    from detkit.engine.predict import ModelChoice
+
+    check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
+    check_range("--batch-size", batch_size, low=1)
+    check_range("--svd-rank", svd_rank, low=0)
+    return ModelChoice(weights, device, tuple(set_ or ()), svd_rank, score_thresh, batch_size)

@@ -6,27 +6,21 @@ Each image's detections are announced as an ``ImageDetected`` event as soon as i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from detkit.data.image_files import find_images
 from detkit.engine.detect_outputs import DetectionWriter
-from detkit.engine.device import resolve_device
-from detkit.engine.events import EventCallback, ImageDetected, Notice, ignore_events
-from detkit.engine.predict import detect_images, load_detector
+from detkit.engine.events import EventCallback, ImageDetected, ignore_events
+from detkit.engine.predict import ModelChoice, detect_images, load_chosen
 from detkit.engine.proposals import ProposalRun, warm_proposal_cache
 
 
 @dataclass(frozen=True)
 class DetectRequest:
     images: tuple[str, ...]  # files, folders or glob patterns
-    weights: Path | None = None  # default: the last `detkit train`'s best.pt
-    score_thresh: float = 0.5
+    model: ModelChoice = field(default_factory=lambda: ModelChoice(score_thresh=0.5))
     out: Path = Path("detections")
-    device: str = "auto"
-    overrides: tuple[str, ...] = ()
-    svd_rank: int | None = None
-    batch_size: int = 1
     save_images: bool = True
 
 
@@ -42,16 +36,7 @@ class DetectSummary:
 
 def run_detection(request: DetectRequest, on_event: EventCallback = ignore_events) -> DetectSummary:
     paths = find_images(list(request.images))
-    device = resolve_device(request.device)
-    model, checkpoint = load_detector(
-        request.weights,
-        device,
-        score_thresh=request.score_thresh,
-        svd_rank=request.svd_rank,
-        overrides=list(request.overrides),
-    )
-    if request.weights is None:
-        on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
+    model, checkpoint, device = load_chosen(request.model, on_event)
     writer = DetectionWriter(
         request.out,
         paths,
@@ -62,7 +47,7 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
     )
     try:
         warm = warm_proposal_cache(checkpoint.config.model, paths, on_event=on_event)
-        for item in detect_images(model, paths, device, batch_size=request.batch_size, on_event=on_event):
+        for item in detect_images(model, paths, device, batch_size=request.model.batch_size, on_event=on_event):
             on_event(ImageDetected(item.path, item.detections, checkpoint.class_names))
             writer.add(item)
     except BaseException:

@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 
 from detkit.data.formats import default_splits, detect_format, evaluation_split, resolve_dataset
-from detkit.engine.device import resolve_device
 from detkit.engine.evaluate import dataset_for_checkpoint, iou_types_of, predict_dataset, score_detections
-from detkit.engine.events import EventCallback, Notice, ignore_events
-from detkit.engine.predict import load_detector
+from detkit.engine.events import EventCallback, ignore_events
+from detkit.engine.predict import ModelChoice, load_chosen
 from detkit.engine.proposals import ProposalRun, warm_proposal_cache
 from detkit.errors import DataError
 from detkit.evaluation.coco_eval import CocoMetrics, evaluate_coco
@@ -34,15 +33,10 @@ class EvalRequest:
     data: Path
     images: Path | None = None
     split: str | None = None
-    weights: Path | None = None
+    model: ModelChoice = field(default_factory=lambda: ModelChoice(score_thresh=0.05, batch_size=4))
     results: Path | None = None
     out: Path | None = None
     backend: str = "auto"
-    device: str = "auto"
-    overrides: tuple[str, ...] = ()
-    svd_rank: int | None = None
-    batch_size: int = 4
-    score_thresh: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -82,16 +76,7 @@ def run_evaluation(request: EvalRequest, on_event: EventCallback = ignore_events
 
 
 def _evaluate_model(request: EvalRequest, on_event: EventCallback) -> EvalReport:
-    device = resolve_device(request.device)
-    model, checkpoint = load_detector(
-        request.weights,
-        device,
-        score_thresh=request.score_thresh,
-        svd_rank=request.svd_rank,
-        overrides=list(request.overrides),
-    )
-    if request.weights is None:
-        on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
+    model, checkpoint, device = load_chosen(request.model, on_event)
     annotations, images, notes = ground_truth(
         request.data, request.split, request.images, classes=checkpoint.class_names
     )
@@ -103,7 +88,9 @@ def _evaluate_model(request: EvalRequest, on_event: EventCallback) -> EvalReport
     )
     started = time.perf_counter()
     with record_stages(device) as recorder:
-        detections = predict_dataset(model, dataset, device=device, batch_size=request.batch_size, on_event=on_event)
+        detections = predict_dataset(
+            model, dataset, device=device, batch_size=request.model.batch_size, on_event=on_event
+        )
     timing = _timing(checkpoint.pipeline, model, len(dataset), time.perf_counter() - started, recorder.seconds)
     scored = score_detections(dataset, detections, iou_types_of(detections), backend=request.backend)
     metrics = scored["bbox"]

@@ -14,7 +14,8 @@ from torch import nn
 from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from detkit.config.overrides import apply_overrides
 from detkit.data.images import image_to_tensor, read_image_rgb
-from detkit.engine.events import EventCallback, StageAdvanced, StageFinished, StageStarted, ignore_events
+from detkit.engine.device import resolve_device
+from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
 from detkit.errors import ConfigError
 from detkit.modeling.box_head import MLPBoxHead
@@ -28,6 +29,37 @@ class ImageDetections:
     image_id: int  # 1-based position in the input list: the id written to the results json
     image: np.ndarray  # uint8 [H, W, 3] RGB as read
     detections: Detections
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which trained model a command runs, and how: its checkpoint (None: the last ``detkit train``'s,
+    named by ``runs/latest.json``), device, test-time ``--set`` overrides, SVD rank, score threshold
+    and images per forward pass."""
+
+    weights: Path | None = None
+    device: str = "auto"
+    overrides: tuple[str, ...] = ()
+    svd_rank: int | None = None
+    score_thresh: float | None = None
+    batch_size: int = 1
+
+
+def load_chosen(
+    choice: ModelChoice, on_event: EventCallback = ignore_events
+) -> tuple[nn.Module, Checkpoint, torch.device]:
+    """``load_detector`` of ``choice`` on its device; says which checkpoint ``runs/latest.json`` gave."""
+    device = resolve_device(choice.device)
+    model, checkpoint = load_detector(
+        choice.weights,
+        device,
+        score_thresh=choice.score_thresh,
+        svd_rank=choice.svd_rank,
+        overrides=list(choice.overrides),
+    )
+    if choice.weights is None:
+        on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
+    return model, checkpoint, device
 
 
 def load_detector(
