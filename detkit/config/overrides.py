@@ -16,7 +16,7 @@ import math
 import os
 import typing
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from detkit.config.constraints import Below, Constraint, field_hints, label, split_annotation
 from detkit.config.legacy import moved_to
@@ -27,6 +27,8 @@ MAX_CONFIG_BYTES = 1 << 20
 # The longest tuple a field takes: config tuples hold a few sizes or levels, never thousands (a YAML
 # file of aliases could otherwise hand a nested field billions of elements to check).
 MAX_SEQUENCE = 256
+
+T = TypeVar("T")  # a config dataclass: the functions below return one of the type they are given
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -55,12 +57,12 @@ def without_keys(values: Any, dotted_keys: tuple[str, ...]) -> Any:
     return kept
 
 
-def config_from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
+def config_from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
     """Instantiate dataclass ``cls`` from a (possibly partial) nested dict; missing fields keep their defaults."""
     return update_config(cls(), values, where)
 
 
-def update_config(cfg: Any, values: dict[str, Any], where: str = "") -> Any:
+def update_config(cfg: T, values: dict[str, Any], where: str = "") -> T:
     """``cfg`` with the nested ``values`` applied, each checked against its field's type and constraints."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys to values, got {type(values).__name__}")
@@ -81,7 +83,7 @@ def update_config(cfg: Any, values: dict[str, Any], where: str = "") -> Any:
             changes[key] = update_config(current, value, path)
         else:
             changes[key] = coerce(value, hints[key], path)
-    return dataclasses.replace(cfg, **changes)
+    return cast(T, dataclasses.replace(cast(Any, cfg), **changes))  # T is a config dataclass
 
 
 def check_config(cfg: Any, where: str = "") -> None:
@@ -115,7 +117,7 @@ class _SetNumber:
         self.value, self.text = value, text
 
 
-def apply_overrides(cfg: Any, assignments: list[str]) -> Any:
+def apply_overrides(cfg: T, assignments: list[str]) -> T:
     """Apply ``["model.rpn.nms_thresh=0.6", ...]``; values are parsed as Python/YAML literals."""
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
@@ -134,7 +136,7 @@ def apply_overrides(cfg: Any, assignments: list[str]) -> Any:
     return cfg
 
 
-def load_config_file(cfg: Any, path: str | Path) -> Any:
+def load_config_file(cfg: T, path: str | Path) -> T:
     """Apply a YAML or JSON file of nested overrides on top of ``cfg``."""
     path = Path(path)
     text = _read_config_text(path)
