@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from detkit.engine.benchmark.runner import BenchmarkSettings
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.options import AllowOutsideImages
@@ -98,59 +101,73 @@ def benchmark_command(
     # The help text is one line: Typer would show a line break of the docstring in the command list.
     """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training \
 speed, AP."""
-    import torch
-
-    from detkit.cli.options import apply_path_policy, check_range
+    from detkit.cli.options import apply_path_policy
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import benchmark_tables
     from detkit.engine.benchmark.outputs import save_report
-    from detkit.engine.benchmark.runner import BenchmarkRequest, BenchmarkSettings, run_benchmark
-    from detkit.engine.device import resolve_device
-    from detkit.engine.precision import Precision
+    from detkit.engine.benchmark.runner import BenchmarkRequest, run_benchmark
     from detkit.engine.runs import new_run_dir
 
-    for name, value in (
-        ("--batch-size", batch_size),
-        ("--runs", runs),
-        ("--warmup", warmup),
-        ("--images", images),
-        ("--threads", threads),
-    ):
-        check_range(name, value, low=1)
-    check_range("--image-size", image_size, low=32)  # 0 once fell back to 640 without a word
-    check_range("--max-seconds", max_seconds, low=0.0)
+    _check_counts(batch_size=batch_size, runs=runs, warmup=warmup, images=images, threads=threads)
+    _check_sizes(image_size, max_seconds)
     apply_path_policy(allow_outside_images)
-    if threads:
-        torch.set_num_threads(threads)
-    settings = BenchmarkSettings(
-        device=resolve_device(device),
-        precision=Precision(amp_dtype if amp else None, channels_last, compile),
-        batch_size=batch_size,
-        runs=runs,
-        warmup=warmup,
-        max_seconds=max_seconds,
-        train=train,
-        isolate=isolate,
+    settings = _settings(
+        device, amp, amp_dtype, channels_last, compile, batch_size, runs, warmup, max_seconds, train, isolate, threads
     )
     request = BenchmarkRequest(
-        settings=settings,
-        pipelines=_pipelines(pipelines, has_weights=bool(weights)),
-        weights=tuple(weights or ()),
-        backbone=None if backbone == "preset" else backbone,
-        long_side=image_size,
-        images=images,
-        data=data,
-        data_images=data_images,
-        compare_torchvision=_compares_torchvision(compare),
-        compare_arch=compare_arch,
+        settings=settings, pipelines=_pipelines(pipelines, has_weights=bool(weights)), weights=tuple(weights or ()),
+        backbone=None if backbone == "preset" else backbone, long_side=image_size, images=images, data=data,
+        data_images=data_images, compare_torchvision=_compares_torchvision(compare), compare_arch=compare_arch,
         overrides=tuple(set_ or ()),
-    )
+    )  # fmt: skip
     with RichProgress(console) as progress:
         report = run_benchmark(request, on_event=progress)
     for table in benchmark_tables(report):
         console.print(table)
     paths = save_report(report, out or new_run_dir("runs", "benchmark"))
     console.print(f"written: {', '.join(str(path) for path in paths.values())}")
+
+
+def _check_counts(**counts: int | None) -> None:
+    """Every count option given is at least 1 (``--batch-size 0`` once timed nothing)."""
+    from detkit.cli.options import check_range
+
+    for name, value in counts.items():
+        check_range(f"--{name.replace('_', '-')}", value, low=1)
+
+
+def _check_sizes(image_size: int | None, max_seconds: float) -> None:
+    from detkit.cli.options import check_range
+
+    check_range("--image-size", image_size, low=32)  # 0 once fell back to 640 without a word
+    check_range("--max-seconds", max_seconds, low=0.0)
+
+
+def _settings(
+    device: str,
+    amp: bool,
+    amp_dtype: str,
+    channels_last: bool,
+    compile: bool,
+    batch_size: int,
+    runs: int,
+    warmup: int,
+    max_seconds: float,
+    train: bool,
+    isolate: bool,
+    threads: int | None,
+) -> BenchmarkSettings:
+    """How every model is measured; ``--threads`` applies to this process (and the ones it starts)."""
+    import torch
+
+    from detkit.engine.benchmark.runner import BenchmarkSettings
+    from detkit.engine.device import resolve_device
+    from detkit.engine.precision import Precision
+
+    if threads:
+        torch.set_num_threads(threads)
+    precision = Precision(amp_dtype if amp else None, channels_last, compile)
+    return BenchmarkSettings(resolve_device(device), precision, batch_size, runs, warmup, max_seconds, train, isolate)
 
 
 def _compares_torchvision(compare: str | None) -> bool:
