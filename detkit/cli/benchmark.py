@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from detkit.engine.benchmark.runner import BenchmarkSettings
 
 from detkit.cli.common import console, reports_errors
-from detkit.cli.options import AllowOutsideImages
+from detkit.cli.options import AllowOutsideImages, DeviceOption
 
 ALL = "all"
 
@@ -35,7 +35,7 @@ def benchmark_command(
             "or 'preset' for each preset's own."
         ),
     ] = "mobilenet_v2",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     image_size: Annotated[
         Optional[int],
         typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.options import CheckpointOverrides, DeviceOption, SvdRankOption
 
 
 @reports_errors
@@ -24,15 +25,9 @@ def detect_command(
             help="Folder for annotated images, detections.jsonl (written as images are done) and detections.json."
         ),
     ] = Path("detections"),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable)."),
-    ] = None,
-    svd_rank: Annotated[
-        Optional[int],
-        typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's)."),
-    ] = None,
+    device: DeviceOption = "auto",
+    set_: CheckpointOverrides = None,
+    svd_rank: SvdRankOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,

@@ -9,7 +9,7 @@ import typer
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.console import note_line
-from detkit.cli.options import AllowOutsideImages
+from detkit.cli.options import AllowOutsideImages, CheckpointOverrides, DeviceOption, SvdRankOption
 
 
 @reports_errors
@@ -41,15 +41,9 @@ def eval_command(
     backend: Annotated[
         str, typer.Option(help="auto (faster-coco-eval when installed), pycocotools or faster_coco_eval.")
     ] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable)."),
-    ] = None,
-    svd_rank: Annotated[
-        Optional[int],
-        typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's)."),
-    ] = None,
+    device: DeviceOption = "auto",
+    set_: CheckpointOverrides = None,
+    svd_rank: SvdRankOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
     score_thresh: Annotated[
         float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")

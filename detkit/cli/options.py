@@ -6,7 +6,7 @@ No torch import here: ``detkit --help`` must stay fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -20,6 +20,19 @@ AllowOutsideImages = Annotated[
         help="Read images whose file_name leads outside the image folder (absolute paths elsewhere, '..'); "
         "refused by default, since an annotation file chooses them.",
     ),
+]
+
+
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+
+CheckpointOverrides = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable)."),
+]
+
+SvdRankOption = Annotated[
+    Optional[int],
+    typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's)."),
 ]
 
 
