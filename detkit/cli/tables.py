@@ -115,31 +115,27 @@ def proposal_run_line(run: ProposalRun) -> str:
 def benchmark_tables(report: BenchmarkReport) -> list[Table]:
     """A benchmark (``engine.benchmark.report.BenchmarkReport``) as rich tables, each narrow enough for
     a terminal: speed, cost and accuracy, the per-stage split, and the torchvision ratios when measured."""
-    from detkit.engine.benchmark.report import format_optional, stage_columns
+    tables = [_speed_table(report), _cost_table(report), _stage_table(report)]
+    if report.comparisons:
+        tables.append(_torchvision_table(report))
+    return tables
+
+
+def _speed_table(report: BenchmarkReport) -> Table:
+    """ms per image, call latency percentiles, throughput and the ratio to Faster R-CNN, one row per model."""
+    from detkit.engine.benchmark.report import format_optional
 
     env = report.environment
-    results = report.results
-    show_weights = any(r.weights != "random" for r in results)
-    speed = _right_aligned_table(
+    show_weights = any(r.weights != "random" for r in report.results)
+    weights_column = ["weights"] if show_weights else []
+    columns = ["pipeline", *weights_column, "ms/img", "call p50", "call p90", "img/s", "x Faster", "train img/s"]
+    title = (
         f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads, "
-        f"torch {env['torch']}; {env['input']}",
-        [
-            "pipeline",
-            *(["weights"] if show_weights else []),
-            "ms/img",
-            "call p50",
-            "call p90",
-            "img/s",
-            "x Faster",
-            "train img/s",
-        ],
+        f"torch {env['torch']}; {env['input']}"
     )
-    cost = _right_aligned_table(
-        "size, arithmetic, memory and accuracy",
-        ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"],
-    )
-    for r in results:
-        speed.add_row(
+    table = _right_aligned_table(title, columns)
+    for r in report.results:
+        table.add_row(
             literal(r.name),
             *([literal(r.weights)] if show_weights else []),
             f"{r.ms_per_image:.1f}",
@@ -149,7 +145,17 @@ def benchmark_tables(report: BenchmarkReport) -> list[Table]:
             format_optional(r.relative_to_reference, ".2f"),
             format_optional(r.train_images_per_second, ".2f"),
         )
-        cost.add_row(
+    return table
+
+
+def _cost_table(report: BenchmarkReport) -> Table:
+    """Parameters, GFLOPs, peak memory and accuracy, one row per model."""
+    from detkit.engine.benchmark.report import format_optional
+
+    columns = ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"]
+    table = _right_aligned_table("size, arithmetic, memory and accuracy", columns)
+    for r in report.results:
+        table.add_row(
             literal(r.name),
             f"{r.params / 1e6:.1f}",
             f"{r.gflops:.1f}",
@@ -158,28 +164,37 @@ def benchmark_tables(report: BenchmarkReport) -> list[Table]:
             format_optional(r.ap, ".3f"),
             format_optional(r.ap50, ".3f"),
         )
-    stages = stage_columns(results)
-    split = _right_aligned_table("ms per image by stage", ["pipeline", *stages, "regions/img"])
-    for r in results:
+    return table
+
+
+def _stage_table(report: BenchmarkReport) -> Table:
+    """ms per image in each stage any model reports (blank where a model has no such stage)."""
+    from detkit.engine.benchmark.report import format_optional, stage_columns
+
+    stages = stage_columns(report.results)
+    table = _right_aligned_table("ms per image by stage", ["pipeline", *stages, "regions/img"])
+    for r in report.results:
         stage_ms = (format_optional(r.stages_ms.get(name), ".1f") for name in stages)
-        split.add_row(literal(r.name), *stage_ms, format_optional(r.regions_per_image, ".0f"))
-    tables = [speed, cost, split]
-    if report.comparisons:
-        versus = _right_aligned_table(
-            "detkit / torchvision: same architecture, weights, input, device, precision; alternating runs",
-            ["pipeline", "architecture", "detkit ms", "torchvision ms", "ratio"],
-            text_columns=2,
+        table.add_row(literal(r.name), *stage_ms, format_optional(r.regions_per_image, ".0f"))
+    return table
+
+
+def _torchvision_table(report: BenchmarkReport) -> Table:
+    """detkit's and torchvision's median ms on the same architecture and weights, and their ratio."""
+    table = _right_aligned_table(
+        "detkit / torchvision: same architecture, weights, input, device, precision; alternating runs",
+        ["pipeline", "architecture", "detkit ms", "torchvision ms", "ratio"],
+        text_columns=2,
+    )
+    for c in report.comparisons:
+        table.add_row(
+            literal(c.pipeline),
+            literal(c.arch),
+            f"{c.detkit_median_ms:.1f}",
+            f"{c.torchvision_median_ms:.1f}",
+            f"{c.ratio:.3f}",
         )
-        for c in report.comparisons:
-            versus.add_row(
-                literal(c.pipeline),
-                literal(c.arch),
-                f"{c.detkit_median_ms:.1f}",
-                f"{c.torchvision_median_ms:.1f}",
-                f"{c.ratio:.3f}",
-            )
-        tables.append(versus)
-    return tables
+    return table
 
 
 def _right_aligned_table(title: str, columns: list[str], text_columns: int = 1) -> Table:
