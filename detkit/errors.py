@@ -38,6 +38,10 @@ class WeightsNotFoundError(CheckpointError):
     """Pretrained weights were asked for and are not on this machine."""
 
 
+class WeightsDownloadError(WeightsNotFoundError):
+    """Pretrained weights are not on this machine and downloading them failed (network, disk, hash)."""
+
+
 class TrainingError(DetkitError):
     """Training cannot go on (for example, repeated non-finite losses)."""
 

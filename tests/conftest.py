@@ -14,6 +14,17 @@ def _private_proposal_cache(tmp_path_factory):
     patch.undo()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _never_download():
+    """No test reaches the network: a weights file not on disk is an offline error, as on our machines.
+    Download tests lift this and serve files from a ``file://`` mirror (tests/test_download.py)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DETKIT_OFFLINE", "1")
+    patch.delenv("DETKIT_WEIGHTS_MIRROR", raising=False)
+    yield
+    patch.undo()
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -10,6 +10,7 @@ from detkit import __version__
 from detkit.cli import benchmark, data, detect, evaluate, proposals, train
 from detkit.cli.common import state
 from detkit.data.pixel_limit import limit_opencv_decoders
+from detkit.download import go_offline
 
 limit_opencv_decoders()  # before anything imports OpenCV, which reads its limit once
 
@@ -31,11 +32,20 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Never download weights (also DETKIT_OFFLINE=1); a missing file is an error saying where to put it.",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     state.verbose = verbose
+    if offline:
+        go_offline()
 
 
 app.command("train")(train.train_command)

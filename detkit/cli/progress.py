@@ -54,10 +54,17 @@ class RichProgress:
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
+        from detkit.download import report_downloads_to
+
         self.progress.start()
+        # A weights download starts deep inside a model build, while this display is live: it shows
+        # as one more bar here (a second live display would fight this one for the terminal).
+        self._downloads = report_downloads_to(_DownloadBar(self.progress, self.console))
+        self._downloads.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._downloads.__exit__(None, None, None)
         self.progress.stop()
 
     def __call__(self, event: Any) -> None:
@@ -80,6 +87,38 @@ class RichProgress:
             self.console.print(
                 styled("training ", (event.pipeline, "bold"), f" ({event.name}) on {event.data}{across}")
             )
+
+
+class _DownloadBar:
+    """``detkit.download.DownloadReporter`` as a task of a live ``Progress``: MiB done of the total, the
+    rate, then one line saying what was downloaded where."""
+
+    def __init__(self, progress: Progress, console: Console) -> None:
+        self.progress, self.console = progress, console
+        self.task: TaskID | None = None
+        self.name, self.done, self.started = "", 0, 0.0
+
+    def start(self, name: str, total_bytes: int | None) -> None:
+        import time
+
+        self.name, self.done, self.started = printable(name), 0, time.perf_counter()
+        total = None if total_bytes is None else max(1, round(total_bytes / 2**20))
+        self.task = self.progress.add_task(f"downloading {self.name} (MiB)", total=total, info="")
+
+    def advance(self, num_bytes: int) -> None:
+        import time
+
+        self.done += num_bytes
+        if self.task is not None:
+            rate = self.done / 2**20 / max(time.perf_counter() - self.started, 1e-6)
+            self.progress.update(self.task, completed=round(self.done / 2**20), info=f"{rate:.1f} MiB/s")
+
+    def finish(self, complete: bool) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        if complete:
+            self.console.print(f"downloaded {self.name} ({self.done / 2**20:.1f} MiB)", markup=False)
 
 
 def _format_info(info: dict[str, float]) -> str:

@@ -253,6 +253,8 @@ def test_convert_key_rules_and_errors():
 
 # ---- ImageNet weights ------------------------------------------------------------------------
 
+needs_imagenet_file = pytest.mark.skipif(not MOBILENET_V2_IMAGENET.is_file(), reason=f"{MOBILENET_V2_IMAGENET} absent")
+
 
 @pytest.fixture
 def no_weights_anywhere(tmp_path, monkeypatch):
@@ -262,23 +264,28 @@ def no_weights_anywhere(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_missing_weights_raise_with_a_fix(no_weights_anywhere):
+def test_missing_weights_offline_raise_with_a_fix(no_weights_anywhere):
     with pytest.raises(WeightsNotFoundError) as info:
         build_backbone(BackboneConfig(name="resnet50", pretrained=True))
     message = str(info.value)
-    assert "\n" not in message
-    assert "resnet50-0676ba61.pth" in message and "resnet50-11ad3fa6.pth" in message
-    assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in message
-    assert str(no_weights_anywhere / "torch" / "hub" / "checkpoints") in message
+    assert "\n" not in message and "offline" in message
+    assert "download https://download.pytorch.org/models/resnet50-0676ba61.pth to " in message
+    assert str(no_weights_anywhere / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth") in message
     assert "--set model.backbone.weights_path=FILE" in message
+
+
+@needs_imagenet_file
+def test_imagenet_weights_found_in_the_working_folders_weights(no_weights_anywhere):
+    (no_weights_anywhere / "weights").mkdir()
+    (no_weights_anywhere / "weights" / MOBILENET_V2_IMAGENET.name).symlink_to(MOBILENET_V2_IMAGENET)
+    backbone = build_backbone(BackboneConfig(name="mobilenet_v2", pretrained=True, fpn=False))
+    imagenet = torch.load(MOBILENET_V2_IMAGENET, map_location="cpu", weights_only=True)
+    torch.testing.assert_close(backbone.body.state_dict()["0.0.weight"], imagenet["features.0.0.weight"])
 
 
 def test_missing_weights_path_raises(no_weights_anywhere):
     with pytest.raises(WeightsNotFoundError, match="nope.pth"):
         build_backbone(BackboneConfig(name="mobilenet_v2", pretrained=True, weights_path="nope.pth"))
-
-
-needs_imagenet_file = pytest.mark.skipif(not MOBILENET_V2_IMAGENET.is_file(), reason=f"{MOBILENET_V2_IMAGENET} absent")
 
 
 @needs_imagenet_file

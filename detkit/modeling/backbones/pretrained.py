@@ -1,9 +1,11 @@
-"""ImageNet weights for a trunk, from local files only.
+"""ImageNet weights for a trunk: a local file, else torchvision's published one, downloaded once.
 
-torchvision's weight enums download on first use; detkit reads only their ``url`` to learn the file
-name and looks for that file itself: ``cfg.weights_path`` if set, else torchvision's cache
-(``$TORCH_HOME/hub/checkpoints``), else ``./weights``. The IMAGENET1K_V1 file is preferred (the
-weights the detection literature and torchvision's detectors start from); V2 is accepted too.
+detkit reads torchvision's weight enums for their ``url`` (reading it never downloads) and looks for
+that file: ``cfg.weights_path`` if set (then nothing else), else torchvision's cache
+(``$TORCH_HOME/hub/checkpoints``), else ``weights/`` in the current folder. The IMAGENET1K_V1 file is
+preferred (the weights the detection literature and torchvision's detectors start from); a V2 file
+found locally is accepted too. With no local copy the V1 file is downloaded into torchvision's cache
+(``detkit.download``: hash-checked, atomic, never under ``--offline``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import Tensor, nn
 from torchvision import models
 
 from detkit.config.schema import BackboneConfig
+from detkit.download import fetch_weights, weights_cache_dir
 from detkit.errors import CheckpointError, WeightsNotFoundError
 
 IMAGENET_WEIGHTS = {
@@ -29,13 +32,8 @@ IMAGENET_WEIGHTS = {
 }
 
 
-def cache_dir() -> Path:
-    """torchvision's download folder; follows ``$TORCH_HOME`` like ``torch.hub`` does."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def find_imagenet_weights(cfg: BackboneConfig) -> Path:
-    """The checkpoint to load for ``cfg.name``, or ``WeightsNotFoundError`` naming where it looked."""
+    """The checkpoint to load for ``cfg.name``: ``weights_path``, a local copy, or a fresh download."""
     if cfg.weights_path:
         path = Path(cfg.weights_path).expanduser()
         if not path.is_file():
@@ -44,14 +42,15 @@ def find_imagenet_weights(cfg: BackboneConfig) -> Path:
                 f"point it at an ImageNet {cfg.name} checkpoint or set model.backbone.pretrained=false"
             )
         return path
-    urls = [w.url for w in IMAGENET_WEIGHTS[cfg.name]]  # reading .url never downloads
-    candidates = [folder / Path(url).name for url in urls for folder in (cache_dir(), Path("weights"))]
-    for path in candidates:
+    urls = [w.url for w in IMAGENET_WEIGHTS[cfg.name]]
+    folders = (weights_cache_dir(), Path.cwd() / "weights")
+    for path in (folder / Path(url).name for url in urls for folder in folders):
         if path.is_file():
             return path
-    raise WeightsNotFoundError(
-        f"ImageNet weights for {cfg.name} not found (looked for {', '.join(map(str, candidates))}); "
-        f"download {urls[0]} into {cache_dir()} or pass --set model.backbone.weights_path=FILE"
+    return fetch_weights(
+        urls[0],
+        what=f"ImageNet weights for {cfg.name}",
+        alternative="pass --set model.backbone.weights_path=FILE or model.backbone.pretrained=false",
     )
 
 
