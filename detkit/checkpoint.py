@@ -42,7 +42,6 @@ from typing import Any
 import torch
 from torch import nn
 
-import detkit
 from detkit.config import ExperimentConfig, ModelConfig
 from detkit.config.legacy import upgrade
 from detkit.config.overrides import config_from_dict, config_to_dict, without_keys
@@ -58,6 +57,8 @@ from detkit.modeling.torchvision_import import (
     torchvision_num_classes,
 )
 from detkit.pipelines import PIPELINES
+from detkit.version import __version__
+from detkit.zoo import looks_like_a_name, pretrained_models, resolve_weights
 
 FORMAT = "detkit-checkpoint-v1"
 
@@ -85,7 +86,7 @@ class Checkpoint:
     category_ids: list[int]
     metrics: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] = field(default_factory=dict)  # optimizer, scheduler, epoch, step, rng
-    detkit_version: str = detkit.__version__
+    detkit_version: str = __version__
     source: str = ""  # the file it came from
 
     @property
@@ -164,7 +165,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     Every field is checked (see the module docstring); the config's locations are reset to defaults.
     """
-    path = Path(path)
+    path = resolve_weights(path)  # a pretrained name (``detkit models``) -> its downloaded file
     payload = _load_data(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return _from_payload(payload, path)
@@ -219,9 +220,7 @@ def _build_from_file_config(
         ) from None
 
 
-_NEWER = (
-    f"the checkpoint may come from a newer detkit than this one ({detkit.__version__}): upgrade detkit or re-train it"
-)
+_NEWER = f"the checkpoint may come from a newer detkit than this one ({__version__}): upgrade detkit or re-train it"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +228,11 @@ _NEWER = (
 
 
 def _load_data(path: Path) -> Any:
+    if not path.is_file() and looks_like_a_name(path):
+        raise CheckpointError(
+            f"{path}: no such checkpoint file nor pretrained model name; `detkit models` lists the names "
+            f"({', '.join(pretrained_models())})"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"{path}: checkpoint not found; pass --weights with an existing file or run `detkit train` first"

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from detkit import __version__
-from detkit.cli import benchmark, data, detect, evaluate, proposals, train
+from detkit.cli import benchmark, data, detect, evaluate, models, proposals, train
 from detkit.cli.common import state
 from detkit.data.pixel_limit import limit_opencv_decoders
 from detkit.download import go_offline
+from detkit.version import __version__
 
 limit_opencv_decoders()  # before anything imports OpenCV, which reads its limit once
 
@@ -53,4 +53,5 @@ app.command("detect")(detect.detect_command)
 app.command("eval")(evaluate.eval_command)
 app.command("proposals")(proposals.proposals_command)
 app.command("benchmark")(benchmark.benchmark_command)
+app.command("models")(models.models_command)
 app.add_typer(data.app, name="data")

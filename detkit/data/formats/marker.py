@@ -12,15 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import detkit
 from detkit.io import atomic_write_json, open_regular
+from detkit.version import __version__
 
 MARKER = ".detkit-conversion.json"
 INFO_KEY = "detkit_conversion"
 
 
 def conversion_mark(fmt: str) -> dict[str, Any]:
-    return {"written_by": "detkit data convert", "detkit_version": detkit.__version__, "format": fmt}
+    return {"written_by": "detkit data convert", "detkit_version": __version__, "format": fmt}
 
 
 def mark_folder(folder: Path, fmt: str) -> None:

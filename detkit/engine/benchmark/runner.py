@@ -25,7 +25,6 @@ import torch
 import torchvision
 from torch import Tensor
 
-from detkit import __version__
 from detkit.checkpoint import load_checkpoint
 from detkit.data.coco import CocoDetection
 from detkit.data.formats.coco_reader import default_image_dir
@@ -49,6 +48,7 @@ from detkit.modeling.stages import STAGE_ORDER
 from detkit.pipelines import pipeline
 from detkit.pipelines.spec import RegionTally
 from detkit.structures import Target
+from detkit.version import __version__
 
 DEFAULT_LONG_SIDE = 640
 DEFAULT_IMAGES = 4
