@@ -96,12 +96,16 @@ def _from_torchvision(name: str, pipeline: str, backbone: str, weights: WeightsE
 
 
 def resolve_weights(weights: str | Path) -> Path:
-    """A path for ``weights``: an existing file as it is, a pretrained name's local copy (downloaded when
-    missing), anything else unchanged (the checkpoint reader then says it was not found)."""
+    """A path for ``weights``: an existing file as it is; a pretrained name's local copy (torchvision's
+    cache, else ``weights/`` in the current folder, else a download into the cache); anything else
+    unchanged (the checkpoint reader then says it was not found)."""
     path = Path(weights)
     if path.exists() or str(weights) not in pretrained_models():
         return path
     model = pretrained_models()[str(weights)]
+    beside = Path.cwd() / "weights" / model.file_name  # a copy placed by hand, as for ImageNet trunks
+    if beside.is_file() and not model.cached:
+        return beside
     return fetch_weights(model.url, what=f"torchvision's COCO weights for {model.name}")
 
 

@@ -30,7 +30,7 @@ def models_command(
         rows = [{**_row(m), "path": str(cached_path(m.url))} for m in models]
         typer.echo(json.dumps(rows, indent=2))
         return
-    console.print(_table(models))
+    console.print(_table(models, console.width))
     cache = cached_path(models[0].url).parent
     console.print(f"COCO val2017 AP and GFLOPs as torchvision states them; files cached in {cache}")
 
@@ -51,8 +51,15 @@ def _row(model: PretrainedModel) -> dict[str, object]:
     }
 
 
-def _table(models: list[PretrainedModel]) -> Table:
-    """Narrow enough for an 80-column terminal: the name says pipeline and backbone; --json has the rest."""
+def _table(models: list[PretrainedModel], width: int) -> Table:
+    """Every column when the terminal is wide enough; in 80 columns the name (which says pipeline and
+    backbone), AP, cost, size and cache (``--json`` has the rest)."""
+    full = _build_table(models, wide=True)
+    needed = console.measure(full, options=console.options.update_width(10_000)).maximum
+    return full if needed <= width else _build_table(models, wide=False)
+
+
+def _build_table(models: list[PretrainedModel], wide: bool) -> Table:
     from rich import box
     from rich.table import Table
 
@@ -66,15 +73,26 @@ def _table(models: list[PretrainedModel]) -> Table:
         show_edge=False,
     )
     table.add_column("name", no_wrap=True, min_width=max(len(m.name) for m in models))
-    for column in ("box AP", "mask AP", "GFLOPs", "MiB", "here"):
+    if wide:
+        table.add_column("pipeline", no_wrap=True)
+        table.add_column("backbone", no_wrap=True)
+    numbers = ("box AP", "mask AP", "GFLOPs", *(("params",) if wide else ()), "MiB")
+    for column in numbers:
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    if wide:
+        table.add_column("file", no_wrap=True)
+    table.add_column("here", justify="right", no_wrap=True)
     for m in models:
+        params = (f"{m.params / 1e6:.1f}M" if m.params else "-",) if wide else ()
         table.add_row(
             literal(m.name),
+            *((literal(m.pipeline), literal(m.backbone)) if wide else ()),
             _number(m.box_ap, ".1f"),
             _number(m.mask_ap, ".1f"),
             _number(m.gflops, ".1f"),
+            *params,
             _number(m.file_mib, ".0f"),
+            *((literal(m.file_name),) if wide else ()),
             "yes" if m.cached else "no",
         )
     return table

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -21,7 +22,9 @@ def counted_flops(calls: Sequence[Callable[[], object]]) -> int:
     """FLOPs of running every call once (it runs them: a benchmark makes this its first warm-up pass).
     The counter works on eager code: count before ``torch.compile``."""
     counter = FlopCounterMode(display=False)  # bound here: its untyped __enter__ returns Any
-    with counter:
+    # torch < 2.5's counter sees no operator run under inference_mode (it counts 0), so the counted
+    # pass leaves inference mode for plain no_grad: same arithmetic, no autograd graph.
+    with torch.inference_mode(False), torch.no_grad(), counter:
         for call in calls:
             call()
     return counter.get_total_flops()
