@@ -8,6 +8,7 @@ registry lookup (download, hash check, cache, import, class names) is the code a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -203,3 +204,18 @@ def test_a_wide_terminal_shows_every_column() -> None:
         "MiB",
         "here",
     ]
+
+
+def test_the_readme_python_example_runs_as_written(
+    registered: PretrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's block, verbatim; its name is served by the test file (the real one is not here)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    real = pretrained_models()["fasterrcnn_mobilenet_v3_large_320_fpn"]
+    monkeypatch.setitem(pretrained_models(), real.name, dataclasses.replace(registered, name=real.name))
+    frame_bgr = np.full((48, 64, 3), (40, 90, 200), np.uint8)
+    cv2.imwrite(str(tmp_path / "street.jpg"), frame_bgr)
+    exec(compile(example, "README.md", "exec"), {"frame_bgr": frame_bgr})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and all(line.startswith("[") for line in printed)
