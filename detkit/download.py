@@ -45,7 +45,7 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's convention: NAME
 
 class DownloadReporter(Protocol):
     """Shows one download at a time: ``start``, any number of ``advance``, then ``finish`` (``complete``:
-    every byte arrived; the hash is checked after)."""
+    every byte arrived and the SHA-256 matches the name's; else the download is refused)."""
 
     def start(self, name: str, total_bytes: int | None) -> None: ...
 
@@ -177,18 +177,29 @@ def _download(source: str, destination: Path, hash_prefix: str | None) -> None:
     partial = Path(partial_name)
     try:
         with os.fdopen(handle, "wb") as out:
-            digest = _stream(source, out, destination)
-        if hash_prefix is not None and not digest.startswith(hash_prefix):
+            digest = _stream(source, out, destination, hash_prefix)
+        if not _hash_matches(digest, hash_prefix):
             raise WeightsDownloadError(
-                f"the file's SHA-256 starts {digest[: len(hash_prefix)]}, not {hash_prefix} as its name says: "
-                "it is damaged or not the published file, and was not kept"
+                f"the file's SHA-256 starts {digest[: len(hash_prefix or '')]}, not {hash_prefix} as its name "
+                "says: it is damaged or not the published file, and was not kept"
             )
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp makes it 0600; a cache file is as readable as any other
         os.replace(partial, destination)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def _stream(source: str, out: IO[bytes], destination: Path) -> str:
+def _hash_matches(digest: str, hash_prefix: str | None) -> bool:
+    return hash_prefix is None or digest.startswith(hash_prefix)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _stream(source: str, out: IO[bytes], destination: Path, hash_prefix: str | None) -> str:
     """Copy ``source`` to ``out`` chunk by chunk, reporting progress; returns the SHA-256 hex digest."""
     import http.client  # here, not at the top: http.client and ssl cost the CLI's start-up 20 ms
     import urllib.error
@@ -201,7 +212,7 @@ def _stream(source: str, out: IO[bytes], destination: Path) -> str:
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             total = _content_length(response.headers.get("Content-Length"))
-            received = _copy(response, out, digest, destination.name, total)
+            received = _copy(response, out, digest, destination.name, total, hash_prefix)
     except http.client.IncompleteRead:
         raise WeightsDownloadError(f"the connection closed before all {total} bytes arrived") from None
     except http.client.HTTPException as error:  # a malformed or cut-off response
@@ -221,8 +232,12 @@ def _stream(source: str, out: IO[bytes], destination: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy(response: IO[bytes], out: IO[bytes], digest: hashlib._Hash, name: str, total: int | None) -> int:
-    """``response`` into ``out`` and ``digest``, a chunk at a time, with progress; returns the bytes copied."""
+def _copy(
+    response: IO[bytes], out: IO[bytes], digest: hashlib._Hash, name: str, total: int | None, hash_prefix: str | None
+) -> int:
+    """``response`` into ``out`` and ``digest``, a chunk at a time, with progress; returns the bytes copied.
+    The reporter hears ``complete`` only when every byte arrived and the hash matches (the caller raises
+    otherwise), so a progress bar never says "downloaded" for a file that is then refused."""
     received, complete = 0, False
     if _reporter is not None:
         _reporter.start(name, total)
@@ -235,7 +250,7 @@ def _copy(response: IO[bytes], out: IO[bytes], digest: hashlib._Hash, name: str,
                 _reporter.advance(len(chunk))
         out.flush()
         os.fsync(out.fileno())
-        complete = total is None or received == total
+        complete = (total is None or received == total) and _hash_matches(digest.hexdigest(), hash_prefix)
     finally:
         if _reporter is not None:
             _reporter.finish(complete)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,12 @@ def published_name(data: bytes, stem: str = "tiny") -> str:
 def leftovers(cache: Path) -> list[str]:
     """What a download left in the cache, beside the (empty, reusable) lock file."""
     return sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock"))
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class Recorder:
@@ -77,6 +84,7 @@ def test_a_download_lands_in_the_cache_and_is_read_from_there_after(online: Path
     assert recorder.calls[0] == ("start", (name, len(PAYLOAD))) and recorder.calls[-1] == ("finish", True)
     assert sum(n for kind, n in recorder.calls if kind == "advance") == len(PAYLOAD)
     assert leftovers(online) == [name]  # no partial file beside it
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()  # not mkstemp's private 0600
 
     (mirror / name).unlink()  # a second fetch must not need the source
     with report_downloads_to(recorder := Recorder()):
@@ -89,8 +97,9 @@ def test_a_damaged_download_fails_the_hash_check_and_is_not_kept(online: Path, m
     damaged = bytearray(PAYLOAD)
     damaged[1000] ^= 0xFF
     (mirror / name).write_bytes(bytes(damaged))
-    with pytest.raises(WeightsDownloadError) as info:
+    with report_downloads_to(recorder := Recorder()), pytest.raises(WeightsDownloadError) as info:
         fetch_weights(f"{ORIGINAL_HOST}/{name}", what="tiny weights")
+    assert recorder.calls[-1] == ("finish", False)  # the bar never says "downloaded" for a refused file
     message = str(info.value)
     assert "\n" not in message
     assert f"SHA-256 starts {hashlib.sha256(damaged).hexdigest()[:8]}, not {name[5:13]}" in message
