@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.text import Text
 
 from detkit.cli.console import label_line, printable, styled
+from detkit.cli.plain_progress import PlainProgressLog, significant
 
 if TYPE_CHECKING:
     from detkit.engine.events import EpochFinished
@@ -52,6 +53,8 @@ class RichProgress:
             transient=True,
         )
         self.tasks: dict[str, TaskID] = {}
+        # rich draws no live bar when the output is not a terminal: plain lines every few seconds instead.
+        self.plain = None if console.is_terminal else PlainProgressLog(console)
 
     def __enter__(self) -> RichProgress:
         from detkit.download import report_downloads_to
@@ -74,10 +77,17 @@ class RichProgress:
             # Cleaned before rich measures the bar's line: a mis-measured line wraps and breaks the live redraw.
             description = printable(event.description or event.stage)
             self.tasks[event.stage] = self.progress.add_task(description, total=event.total, info="")
+            if self.plain is not None:
+                self.plain.started(event.stage, description, event.total)
         elif isinstance(event, events.StageAdvanced) and event.stage in self.tasks:
-            self.progress.update(self.tasks[event.stage], completed=event.completed, info=_format_info(event.info))
+            info = _format_info(event.info)
+            self.progress.update(self.tasks[event.stage], completed=event.completed, info=info)
+            if self.plain is not None:
+                self.plain.advanced(event.stage, event.completed, info, event.images)
         elif isinstance(event, events.StageFinished) and event.stage in self.tasks:
             self.progress.remove_task(self.tasks.pop(event.stage))
+            if self.plain is not None:
+                self.plain.finished(event.stage)
         elif isinstance(event, events.EpochFinished):
             self.console.print(_epoch_line(event))
         elif isinstance(event, events.Notice):
@@ -138,7 +148,7 @@ def _epoch_line(event: EpochFinished) -> Text:
     loss = event.train_losses.get("loss", float("nan"))
     line = f"epoch {event.epoch}/{event.epochs}  loss {loss:.3f}  {event.seconds:.0f}s"
     if event.images_per_second:
-        line += f"  {event.images_per_second:.1f} img/s"
+        line += f"  {significant(event.images_per_second)} img/s"  # 0.0412 on a slow machine, not 0.0
     if event.metrics:
         line += f"  val AP {event.metrics['AP']:.3f}  AP50 {event.metrics['AP50']:.3f}"
         if "mask_AP" in event.metrics:

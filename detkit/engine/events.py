@@ -24,6 +24,7 @@ class StageAdvanced:
     stage: str
     completed: int
     info: dict[str, float] = field(default_factory=dict)  # running losses, learning rate
+    images: int = 0  # images processed so far in this stage, where steps are batches (training); else 0
 
 
 @dataclass

@@ -318,7 +318,7 @@ class _Trainer:
         )
         running: dict[str, float] = {}
         group_sum: torch.Tensor | None = None
-        micro = 0
+        micro = images_done = 0
         for images, targets in loader:
             group_size = min(cfg.solver.accumulate_steps, total - state.batches_done)
             closes_group = micro == group_size - 1
@@ -331,6 +331,7 @@ class _Trainer:
                 stop_requested=self.stop.requested,
                 step=state.step,
             )
+            images_done += len(sampler.global_batches[state.batches_done + micro])
             if batch.values is None:  # non-finite: this step's gradients are dropped everywhere
                 state.batches_done += micro + 1
                 micro, group_sum = 0, None
@@ -346,12 +347,12 @@ class _Trainer:
             values = dict(zip(batch.names, (group_sum / (group_size * self.rank.world_size)).tolist()))
             micro, group_sum = 0, None
             running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
-            self._after_step(epoch, values, running)
+            self._after_step(epoch, values, running, images_done)
             self._stop_if_asked()
         self.on_event(StageFinished("train"))
         return running, num_images
 
-    def _after_step(self, epoch: int, values: dict[str, float], running: dict[str, float]) -> None:
+    def _after_step(self, epoch: int, values: dict[str, float], running: dict[str, float], images: int) -> None:
         runtime, state = self.cfg.runtime, self.state
         lr = self.optimizer.param_groups[0]["lr"]
         if state.step == 1 or state.step % max(runtime.log_every_steps, 1) == 0:
@@ -372,7 +373,7 @@ class _Trainer:
             and self.rank.is_main
         ):
             save_checkpoint(self.run_dir / "last.pt", self._checkpoint({}))
-        self.on_event(StageAdvanced("train", completed=state.batches_done, info={**running, "lr": lr}))
+        self.on_event(StageAdvanced("train", completed=state.batches_done, info={**running, "lr": lr}, images=images))
 
     def _stop_if_asked(self) -> None:
         """After a completed (or skipped) optimizer step that a process was asked to stop at: every process
