@@ -33,6 +33,7 @@ from detkit.config.constraints import (
 # config and refuses an unknown name where one is used.
 BACKBONE_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "vgg16")  # modeling/backbones/trunks.py
 NORM_LAYERS = ("bn", "frozen_bn")
+CONV_NORMS = ("none", "bn")  # modeling/conv_blocks.py: after the convs of the FPN and the box and mask heads
 POOLERS = ("roi_align", "roi_pool")
 PROPOSAL_MODES = ("fast", "quality")
 BOX_LOSSES = ("giou", "ciou")
@@ -60,6 +61,8 @@ class BackboneConfig:
     # architecture's default: stages 2-5 with an FPN, the stride-16 stage without one.
     returned_stages: tuple[Stage, ...] = ()
     fpn_extra_pool: bool = True  # the stride-2 max-pool level on top of the FPN (torchvision's "pool")
+    # A norm after each FPN conv (lateral and output): "bn" in torchvision's *_v2 detectors; "none" = the FPN paper.
+    fpn_norm: Annotated[str, Choice(*CONV_NORMS)] = "none"
     # "bn" trains BatchNorm; "frozen_bn" freezes its statistics and affine (fine-tuning)
     norm: Annotated[str, Choice(*NORM_LAYERS)] = "bn"
     trainable_stages: Annotated[int, Range(0, 5)] = 5  # trunk stages, counted from the top, whose weights train
@@ -104,6 +107,8 @@ class RPNConfig:
     nms_thresh: Probability = 0.7
     score_thresh: Probability = 0.0  # on sigmoid(objectness)
     min_size: NonNegative = 1e-3
+    # 3x3 convs (ReLU) shared by every level before the 1x1 predictors: 1 in the paper, 2 in torchvision's *_v2.
+    head_convs: PositiveInt = 1
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,12 @@ class RoIHeadsConfig:
     # FPN level rule (FPN eq. 1): an RoI of sqrt(area) = canonical_scale pixels pools from level 4.
     # 224 (ImageNet's size) suits ~800 px images; scale it with the image size for small images.
     canonical_scale: PositiveInt = 224
-    representation_size: PositiveInt = 1024
+    representation_size: PositiveInt = 1024  # width of the box head's FC layers
+    # 0: Fast R-CNN's head of two FC layers (fc6, fc7). N > 0: N 3x3 convs of box_head_conv_channels on the
+    # pooled map, then one FC layer (torchvision's *_v2 head: 4 convs with BatchNorm; modeling/conv_box_head.py).
+    box_head_convs: NonNegativeInt = 0
+    box_head_conv_channels: PositiveInt = 256
+    box_head_norm: Annotated[str, Choice(*CONV_NORMS)] = "none"  # after each box head conv; needs box_head_convs > 0
     fg_iou_thresh: Probability = 0.5
     bg_iou_thresh_hi: Probability = 0.5
     bg_iou_thresh_lo: Probability = 0.0
@@ -153,6 +163,7 @@ class MaskHeadConfig:
     pooler_resolution: PositiveInt = 14  # RoIAlign (or RoIPool: model.roi_heads.pooler decides both) output for masks
     conv_channels: PositiveInt = 256
     num_convs: PositiveInt = 4  # the first conv maps the features' channels to conv_channels for the deconv
+    norm: Annotated[str, Choice(*CONV_NORMS)] = "none"  # after each conv; "bn" in torchvision's maskrcnn_*_v2
     mask_thresh: Probability = 0.5  # pasted probabilities above this are the instance (results json, drawing)
 
 

@@ -1,7 +1,8 @@
 """The Mask R-CNN mask branch (He et al., ICCV 2017, section 3 and figure 4, right: the FPN head).
 
 RoIs (per image ``[R_i, 4]`` xyxy of the resized image) -> pooled ``[R, C, 14, 14]`` (RoIAlign)
--> four 3x3 convs (ReLU) -> 2x2 stride-2 deconv (ReLU) -> 1x1 conv: mask logits ``[R, K, 28, 28]``
+-> four 3x3 convs (ReLU; BatchNorm after each with ``norm="bn"``) -> 2x2 stride-2 deconv (ReLU)
+-> 1x1 conv: mask logits ``[R, K, 28, 28]``
 training: positive RoIs only; target = the matched ground-truth mask resampled onto the RoI's
   28 x 28 grid; per-pixel binary cross-entropy on the ground-truth class's channel only, so
   classes do not compete (the paper's decoupling of masks and classes, Table 2b)
@@ -15,23 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.modeling.conv_blocks import conv_stack
 from detkit.modeling.poolers import RoIPooler
 from detkit.ops.masks import mask_targets
 from detkit.ops.normalizer import loss_normalizer
 
 
 class MaskHead(nn.Module):
-    """Four 3x3 convs and a 2x deconv: ``[R, C, S, S]`` -> ``[R, D, 2S, 2S]`` features."""
+    """Four 3x3 convs and a 2x deconv: ``[R, C, S, S]`` -> ``[R, D, 2S, 2S]`` features.
 
-    def __init__(self, in_channels: int, channels: int = 256, num_convs: int = 4) -> None:
+    ``norm="bn"`` puts a BatchNorm after every conv (``conv_blocks``): the head of torchvision's
+    ``maskrcnn_resnet50_fpn_v2`` (Li et al., "Benchmarking Detection Transfer Learning with Vision
+    Transformers", 2021), where normalized heads let the whole detector train from scratch.
+    """
+
+    def __init__(self, in_channels: int, channels: int = 256, num_convs: int = 4, norm: str = "none") -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for index in range(num_convs):
-            layers += [
-                nn.Conv2d(in_channels if index == 0 else channels, channels, 3, padding=1),
-                nn.ReLU(inplace=True),
-            ]
-        self.convs = nn.Sequential(*layers)
+        self.convs = conv_stack(in_channels, channels, num_convs, norm)
         self.deconv = nn.ConvTranspose2d(channels, channels, 2, stride=2)
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

@@ -1,7 +1,8 @@
 """RoI heads: classify each proposal and refine its box (Fast R-CNN, Girshick 2015).
 
 proposals: per image ``[R_i, 4]`` xyxy pixels of the resized image
-pooled ``[R, C, S, S]`` -> class logits ``[R, K+1]`` (background index K), deltas ``[R, K*4]``
+pooled ``[R, C, S, S]`` -> box head ``[R, D]`` (two FCs, or convs and one FC) -> class logits ``[R, K+1]``
+  (background index K), deltas ``[R, K*4]``
 training: ground truths join the proposals, each image samples ``batch_size_per_image`` RoIs
   with ``positive_fraction`` foreground (IoU >= fg_iou_thresh) and background in [lo, hi)
 losses: softmax cross-entropy over K+1 classes, smooth-L1 on the ground-truth class's deltas of
@@ -20,6 +21,7 @@ from torchvision.ops import box_iou
 
 from detkit.config import RoIHeadsConfig
 from detkit.modeling.box_head import BoxPredictor, MLPBoxHead
+from detkit.modeling.conv_box_head import ConvFCBoxHead
 from detkit.modeling.mask_head import MaskBranch
 from detkit.modeling.poolers import RoIPooler
 from detkit.modeling.rpn import BOX_LOSS_BETA
@@ -31,6 +33,9 @@ from detkit.ops.normalizer import loss_normalizer
 from detkit.ops.sampler import sample_balanced
 from detkit.ops.selection import select_detections
 from detkit.structures import Detections, Target
+
+# Either box head maps pooled ``[R, C, S, S]`` to ``[R, D]`` features for the predictor.
+BoxHead = MLPBoxHead | ConvFCBoxHead
 
 # Boxes narrower than this (pixels) after decoding are dropped, as torchvision does.
 MIN_DETECTION_SIZE = 1e-2
@@ -52,7 +57,7 @@ class RoIHeads(nn.Module):
     def __init__(
         self,
         pooler: RoIPooler,
-        box_head: MLPBoxHead,
+        box_head: BoxHead,
         box_predictor: BoxPredictor,
         cfg: RoIHeadsConfig,
         mask_branch: MaskBranch | None = None,

@@ -1,7 +1,8 @@
 """Region Proposal Network (Ren et al., NeurIPS 2015, section 3.1).
 
     features: per level ``[N, C, H_l, W_l]``; A anchors per location; T = sum_l H_l * W_l * A
-    head -> objectness logits per level ``[N, A, H_l, W_l]``, deltas per level ``[N, A*4, H_l, W_l]``
+    head (shared 3x3 convs, then 1x1) -> objectness logits per level ``[N, A, H_l, W_l]``,
+        deltas per level ``[N, A*4, H_l, W_l]``
     flattened -> objectness ``[N, T]``, deltas ``[N, T, 4]`` (row, column, anchor order, like the anchors)
     inference -> per image ``[R_i, 4]`` proposals, xyxy pixels of the resized image, R_i <= post-NMS top-k
 
@@ -21,6 +22,7 @@ from torchvision.ops import batched_nms, box_iou
 
 from detkit.config import RPNConfig
 from detkit.modeling.anchors import AnchorGenerator
+from detkit.modeling.conv_blocks import conv_stack, convs_of
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.boxes import clip_boxes, nonempty_boxes
 from detkit.ops.matcher import FOREGROUND, match_boxes
@@ -33,15 +35,17 @@ BOX_LOSS_BETA = 1.0 / 9
 
 
 class RPNHead(nn.Module):
-    """A 3x3 conv shared by all levels, then 1x1 convs for A objectness logits and A*4 deltas."""
+    """``num_convs`` 3x3 convs (ReLU) shared by all levels, then 1x1 convs for A objectness logits and A*4 deltas.
 
-    def __init__(self, in_channels: int, num_anchors: int) -> None:
+    One conv is the paper's head; torchvision's ``*_v2`` detectors stack two (``RPNHead(conv_depth=2)``).
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, num_convs: int = 1) -> None:
         super().__init__()
-        conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
-        self.conv = nn.Sequential(conv, nn.ReLU(inplace=True))
+        self.conv = conv_stack(in_channels, in_channels, num_convs, norm="none")
         self.cls_logits = nn.Conv2d(in_channels, num_anchors, 1)
         self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 1)
-        for layer in (conv, self.cls_logits, self.bbox_pred):
+        for layer in convs_of(self):
             nn.init.normal_(layer.weight, std=0.01)
             if layer.bias is not None:  # always, but Conv2d types its bias as optional
                 nn.init.constant_(layer.bias, 0)

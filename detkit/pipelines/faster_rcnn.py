@@ -50,7 +50,8 @@ def build_rpn(cfg: ModelConfig, backbone: Backbone) -> RegionProposalNetwork:
     num_anchors = anchor_generator.num_anchors_per_location
     if len(set(num_anchors)) != 1:
         raise ConfigError(f"every level needs the same number of anchors per location, got {num_anchors}")
-    return RegionProposalNetwork(anchor_generator, RPNHead(backbone.out_channels, num_anchors[0]), cfg.rpn)
+    head = RPNHead(backbone.out_channels, num_anchors[0], cfg.rpn.head_convs)
+    return RegionProposalNetwork(anchor_generator, head, cfg.rpn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,5 +147,6 @@ SPEC = PipelineSpec(
     torchvision={
         "resnet50_fpn": "fasterrcnn_resnet50_fpn",
         "mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
+        "resnet50_fpn_v2": "fasterrcnn_resnet50_fpn_v2",
     },
 )

@@ -54,5 +54,5 @@ SPEC = PipelineSpec(
     presets=(mask_rcnn, mask_rcnn_synthetic),
     masks=True,
     svd_box_head=True,
-    torchvision={"resnet50_fpn": "maskrcnn_resnet50_fpn"},
+    torchvision={"resnet50_fpn": "maskrcnn_resnet50_fpn", "resnet50_fpn_v2": "maskrcnn_resnet50_fpn_v2"},
 )

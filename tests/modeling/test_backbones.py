@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor, mobilenet_backbone, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detkit.config.schema import BackboneConfig
@@ -77,6 +77,7 @@ def test_single_stage_without_fpn_and_dropped_layers():
     [
         (BackboneConfig(name="resnet5"), "valid names: resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16"),
         (BackboneConfig(norm="gn"), "valid: bn, frozen_bn"),
+        (BackboneConfig(fpn_norm="gn"), "fpn_norm='gn' is unknown; valid: none, bn"),
         (BackboneConfig(trainable_stages=6), "0..5"),
         (BackboneConfig(name="vgg16", returned_stages=(3, 5)), "vgg16 has stages 1, 2, 3, 4"),
         (BackboneConfig(fpn=False, returned_stages=(3, 4)), "fpn=true"),
@@ -230,6 +231,22 @@ def test_mobilenet_v3_large_fpn_frozen_bn_matches_torchvision():
     assert_same_features(tv_backbone, backbone, (160, 224))
 
 
+def test_resnet50_fpn_v2_matches_torchvision():
+    """fasterrcnn_resnet50_fpn_v2's backbone: plain BatchNorm in the trunk and after every FPN conv."""
+    torch.manual_seed(0)
+    tv_backbone = _resnet_fpn_extractor(torchvision.models.resnet50(weights=None), 3, norm_layer=nn.BatchNorm2d)
+    randomize_norms(tv_backbone)
+    tv_state = {f"backbone.{k}": v for k, v in tv_backbone.state_dict().items()}
+    backbone = load_converted(tv_state, "resnet50_fpn_v2", TORCHVISION_BACKBONES["resnet50_fpn_v2"])
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in backbone.fpn.modules()) == 8
+    assert_same_requires_grad(tv_backbone, backbone, "resnet50_fpn_v2")
+    assert_same_features(tv_backbone, backbone, (96, 128))
+    # As in torchvision, a frozen stage's BatchNorm keeps its weights but still tracks batch statistics.
+    before = backbone.body.bn1.running_mean.clone()
+    backbone.train()(torch.rand(2, 3, 64, 64))
+    assert not backbone.body.bn1.weight.requires_grad and not torch.equal(before, backbone.body.bn1.running_mean)
+
+
 def test_convert_key_rules_and_errors():
     t = torch.zeros(1)
     state = {
@@ -245,6 +262,13 @@ def test_convert_key_rules_and_errors():
         "backbone.fpn.lateral_convs.0.weight",
         "backbone.fpn.output_convs.3.bias",
     ]
+    normed = {"backbone.fpn.inner_blocks.0.1.running_var": t, "backbone.fpn.layer_blocks.2.0.weight": t}
+    assert list(convert_torchvision_backbone(normed, "resnet50_fpn_v2")) == [
+        "backbone.fpn.lateral_convs.0.1.running_var",
+        "backbone.fpn.output_convs.2.0.weight",
+    ]
+    with pytest.raises(CheckpointError, match="backbone.fpn.inner_blocks.0.weight"):  # the v2 FPN is always nested
+        convert_torchvision_backbone({"backbone.fpn.inner_blocks.0.weight": t}, "resnet50_fpn_v2")
     with pytest.raises(ConfigError, match="resnet50_fpn, mobilenet_v3_large_fpn"):
         convert_torchvision_backbone(state, "resnet18_fpn")
     with pytest.raises(CheckpointError, match="backbone.fpn.extra"):

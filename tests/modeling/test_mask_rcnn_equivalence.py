@@ -1,22 +1,23 @@
-"""detkit's Mask R-CNN given torchvision's maskrcnn_resnet50_fpn weights: same detections, same masks."""
+"""detkit's Mask R-CNN given torchvision's maskrcnn_resnet50_fpn(_v2) weights: same detections, same masks.
 
-from dataclasses import replace
+The models, their calibration and the file path they take are those of test_torchvision_equivalence.py.
+"""
 
+import pytest
 import torch
 import torchvision
 
 from detkit.checkpoint import load_checkpoint
-from detkit.config import TransformConfig
-from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
-from detkit.pipelines import PIPELINES
-from tests.modeling.test_torchvision_equivalence import MAX_SIZE, MIN_SIZE, assert_same_detections, calibrated, images
+from tests.modeling.test_torchvision_equivalence import (
+    Differences,
+    assert_same_detections,
+    calibrated,
+    compare,
+    detkit_from_file,
+)
 
-
-def torchvision_mask_rcnn():
-    """Seeded random weights with heads calibrated to spread-out outputs (see the Faster R-CNN test)."""
-    return calibrated(
-        torchvision.models.detection.maskrcnn_resnet50_fpn, {"roi_heads.mask_predictor.mask_fcn_logits": 3.0}
-    )
+MASK_RCNNS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+MASK_PASS = ("roi_heads.mask_predictor", {"roi_heads.mask_predictor.mask_fcn_logits": 3.0})
 
 
 def binary_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -25,26 +26,20 @@ def binary_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
 
 
-def test_same_detections_and_masks_as_torchvision():
-    reference = torchvision_mask_rcnn()
-    cfg = torchvision_model_config("resnet50_fpn", num_classes=90, masks=True)
-    cfg = replace(
-        cfg,
-        backbone=replace(cfg.backbone, norm="bn"),
-        transform=TransformConfig(min_size=(MIN_SIZE,), max_size=MAX_SIZE),
-    )
-    model = PIPELINES["mask_rcnn"].build(cfg)
-    model.load_state_dict(convert_torchvision_detector(reference.state_dict(), "resnet50_fpn"), strict=True)
-    model.eval()
-    inputs = images()
-    with torch.no_grad():
-        expected = reference(inputs)
-        actual = model(inputs).detections
+@pytest.mark.parametrize("name", MASK_RCNNS)
+def test_same_detections_and_masks_as_torchvision(name, tmp_path):
+    reference = calibrated(name, MASK_PASS)
+    model = detkit_from_file(reference, name, tmp_path)
+    expected, actual = compare(reference, model)
+    differences = Differences(min_mask_iou=1.0)
     for want, got in zip(expected, actual):
-        assert_same_detections(got, want)
+        assert_same_detections(got, want, differences)
         ours, theirs = got.masks > 0.5, want["masks"][:, 0] > 0.5
         assert theirs.flatten(1).any(1).float().mean() > 0.5, "the test needs non-empty masks"
-        assert binary_iou(ours, theirs).min() >= 0.99
+        iou = binary_iou(ours, theirs).min().item()
+        assert iou >= 0.99
+        differences.min_mask_iou = min(differences.min_mask_iou, iou)
+    print(differences.report(name))
 
 
 def test_a_torchvision_mask_rcnn_file_loads_as_a_mask_rcnn_checkpoint(tmp_path):

@@ -31,6 +31,7 @@ from detkit.errors import ConfigError
 from detkit.modeling.backbones.fpn import FeaturePyramid
 from detkit.modeling.backbones.pretrained import load_imagenet_weights
 from detkit.modeling.backbones.trunks import TRUNKS, Tap, Trunk, TrunkSpec
+from detkit.modeling.conv_blocks import CONV_NORMS
 
 NORM_LAYERS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}
 POOL_LEVEL = "pool"
@@ -67,7 +68,7 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     strides = [spec.taps[t].stride for t in taps]
     if not cfg.fpn:
         return Backbone(body, None, list(taps), strides, spec.taps[taps[0]].channels)
-    fpn = FeaturePyramid([spec.taps[t].channels for t in taps], cfg.fpn_channels, cfg.fpn_extra_pool)
+    fpn = FeaturePyramid([spec.taps[t].channels for t in taps], cfg.fpn_channels, cfg.fpn_extra_pool, cfg.fpn_norm)
     names = ["p" + t[1:] for t in taps]
     if cfg.fpn_extra_pool:
         names, strides = names + [POOL_LEVEL], strides + [2 * strides[-1]]
@@ -118,6 +119,8 @@ def _trunk_spec(cfg: BackboneConfig) -> TrunkSpec:
         )
     if cfg.fpn and cfg.fpn_channels <= 0:
         raise ConfigError(f"model.backbone.fpn_channels={cfg.fpn_channels} must be positive")
+    if cfg.fpn and cfg.fpn_norm not in CONV_NORMS:
+        raise ConfigError(f"model.backbone.fpn_norm={cfg.fpn_norm!r} is unknown; valid: {', '.join(CONV_NORMS)}")
     norm_layer = NORM_LAYERS[cfg.norm]
     return TRUNKS[cfg.name](norm_layer)
 
