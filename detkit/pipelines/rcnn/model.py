@@ -164,10 +164,22 @@ class RCNNDetector(nn.Module):
         """``[R, D]`` raw features -> ``[R, K]`` SVM margins."""
         return (features * self.feature_scale) @ self.svm_weight.T + self.svm_bias
 
-    def regress(self, features: Tensor, boxes: Tensor, labels: Tensor) -> Tensor:
-        """Refine ``[R, 4]`` boxes with the ridge regressor of each one's class ``labels`` ``[R]``."""
-        augmented = torch.cat([features * self.feature_scale, features.new_ones((len(features), 1))], dim=1)
-        deltas = torch.einsum("rd,rdc->rc", augmented, self.regressor_weight[labels])
+    def regress(self, features: Tensor, boxes: Tensor, labels: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Refine ``[R, 4]`` boxes with the ridge regressor of each one's class ``labels`` ``[R]``.
+
+        ``features`` are the boxes' ``[R, D]`` raw CNN features, or with ``rows`` ``[R]`` the ``[P, D]``
+        features of the proposals the boxes come from (box ``i`` is proposal ``rows[i]``): one proposal
+        scored for many classes is then never copied per class.
+        """
+        rows = torch.arange(len(boxes), device=boxes.device) if rows is None else rows
+        weight, bias = self.regressor_weight[:, :-1], self.regressor_weight[:, -1]  # [K, D, 4], [K, 4]
+        # One matrix product per class present, on that class's boxes only. Gathering a [D + 1, 4]
+        # regressor per box, or the features per (proposal, class) pair, would hold [R, D] floats at
+        # once: 2.3 GB (and 0.6 GB) for the 119,760 boxes 1,497 proposals x 80 classes score.
+        deltas = boxes.new_empty((len(boxes), 4))
+        for label in torch.unique(labels).tolist():
+            chosen = torch.where(labels == label)[0]
+            deltas[chosen] = (features[rows[chosen]] * self.feature_scale) @ weight[label] + bias[label]
         return self.box_coder.decode(deltas, boxes)[:, 0]
 
     @torch.no_grad()
@@ -183,7 +195,7 @@ class RCNNDetector(nn.Module):
             roi_index, labels = torch.where(scores > self.cfg.score_thresh)
             boxes = proposals[roi_index]
             if self.cfg.box_regression and len(boxes):
-                boxes = clip_boxes(self.regress(features[roi_index], boxes, labels), image_size)
+                boxes = clip_boxes(self.regress(features, boxes, labels, rows=roi_index), image_size)
         with stage("postprocess"):
             return select_detections(
                 boxes,

@@ -101,3 +101,21 @@ def test_a_detector_uses_the_parts_it_is_given(rcnn_config):
     box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     moved = model.regress(torch.zeros(1, cnn.feature_dim), box, torch.tensor([1]))
     torch.testing.assert_close(moved, coder.decode(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), box)[:, 0])
+
+
+def test_box_regression_applies_each_regions_own_class_regressor(rcnn_config):
+    """Grouped by class (no per-region copy of the [D + 1, 4] regressor), same deltas as the gather."""
+    model = build(rcnn_config).eval()
+    torch.manual_seed(2)
+    model.regressor_weight.normal_(std=1e-3)
+    features = torch.rand(7, model.regressor_weight.shape[1] - 1)
+    boxes = torch.tensor([[10.0, 12.0, 40.0, 50.0]]).repeat(7, 1)
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 1])
+    augmented = torch.cat([features * model.feature_scale, torch.ones(7, 1)], dim=1)
+    expected_deltas = torch.einsum("rd,rdc->rc", augmented, model.regressor_weight[labels])
+    expected = model.box_coder.decode(expected_deltas, boxes)[:, 0]
+    torch.testing.assert_close(model.regress(features, boxes, labels), expected)
+    assert model.regress(features[:0], boxes[:0], labels[:0]).shape == (0, 4)
+    rows = torch.tensor([0, 0, 1, 1, 2, 2, 3])  # boxes of 4 proposals, scored for several classes
+    by_proposal = model.regress(features[:4], boxes, labels, rows=rows)
+    torch.testing.assert_close(by_proposal, model.regress(features[rows], boxes, labels))
