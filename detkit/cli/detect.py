@@ -1,19 +1,28 @@
-"""``detkit detect IMAGES...``: run a trained detector on image files."""
+"""``detkit detect IMAGES_OR_VIDEOS...``: run a trained detector on image files, video files and a camera."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from detkit.cli.common import console, reports_errors
-from detkit.cli.options import CheckpointOverrides, DeviceOption, SvdRankOption
+from detkit.cli.options import CheckpointOverrides, DeviceOption, SvdRankOption, check_range
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from detkit.engine.detect_request import DetectSummary
+    from detkit.engine.detect_video import VideoRun
 
 
 @reports_errors
 def detect_command(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders or quoted glob patterns.")],
+    images: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Image or video files (mp4, avi, mkv, mov, webm...), folders or quoted glob patterns."),
+    ] = None,
     weights: Annotated[
         Optional[Path],
         typer.Option(help="Checkpoint (default: the last `detkit train`'s best.pt), or a torchvision detection .pth."),
@@ -22,41 +31,103 @@ def detect_command(
     out: Annotated[
         Path,
         typer.Option(
-            help="Folder for annotated images, detections.jsonl (written as images are done) and detections.json."
+            help="Folder for annotated images, detections.jsonl (written as images are done) and detections.json; "
+            "for each video <name>.mp4 (annotated) and <name>.jsonl (a line per frame, written as frames are done)."
         ),
     ] = Path("detections"),
     device: DeviceOption = "auto",
     set_: CheckpointOverrides = None,
     svd_rank: SvdRankOption = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
-    save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images.")] = True,
+    batch_size: Annotated[int, typer.Option(help="Images or video frames per forward pass.")] = 1,
+    stride: Annotated[
+        int,
+        typer.Option(help="Process every N-th video frame; the annotated video holds those, at the source fps / N."),
+    ] = 1,
+    source: Annotated[
+        Optional[int],
+        typer.Option(help="Read camera N (cv2.VideoCapture(N)) after any files; Ctrl-C stops it, keeping its outputs."),
+    ] = None,
+    save_images: Annotated[bool, typer.Option(help="Write annotated copies of the images and videos.")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,
 ) -> None:
     # The help text is one line: Typer would show a line break of the docstring in the command list.
-    """Detect objects: a table per image, annotated images and COCO results (json lines as it goes, a json at \
-the end) in --out."""
+    """Detect objects in images, videos or a camera: a table per image, annotated images and videos, json lines as \
+it goes and COCO results in --out."""
     from detkit.cli.options import model_choice
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import detections_table, proposal_run_line
     from detkit.engine.detect_request import DetectRequest, run_detection
-    from detkit.engine.events import ImageDetected
+    from detkit.engine.detect_video import STAGE
+    from detkit.engine.events import ImageDetected, StageAdvanced, StageFinished, StageStarted
+    from detkit.errors import ConfigError
 
     model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
-    request = DetectRequest(tuple(images), model, out, save_images)
+    check_range("--stride", stride, low=1)
+    check_range("--source", source, low=0)
+    if not images and source is None:
+        raise ConfigError("nothing to detect in: pass image or video files, folders or glob patterns, or --source N")
+    request = DetectRequest(tuple(images or ()), model, out, save_images, stride, source)
     with RichProgress(console) as progress:
+        frames = _FrameBar(progress.progress)
 
         def on_event(event: object) -> None:
             if isinstance(event, ImageDetected):
                 if not quiet:
                     title = f"{event.path.name}: {len(event.detections)} detections"
                     progress.console.print(detections_table(title, event.detections, event.class_names))
+            elif isinstance(event, (StageStarted, StageAdvanced, StageFinished)) and event.stage == STAGE:
+                frames(event)
             else:
                 progress(event)
 
         summary = run_detection(request, on_event=on_event)
     if summary.proposals is not None:
         console.print(proposal_run_line(summary.proposals))
-    console.print(
-        f"{summary.num_detections} detections in {summary.num_images} images; results: {summary.results}"
-        + (f"; {summary.images_written} annotated images in {summary.out}" if summary.images_written else "")
+    for run in summary.videos:
+        console.print(video_line(run))
+    if summary.results is not None:
+        console.print(_images_line(summary))
+
+
+class _FrameBar:
+    """The ``video`` stage as a bar: frames done of the total (``?`` when the source does not say) and frames/s."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def __call__(self, event: Any) -> None:
+        from detkit.cli.console import printable
+        from detkit.engine.events import StageAdvanced, StageStarted
+
+        if isinstance(event, StageStarted):
+            name = Path(event.description).name or event.description  # the file name, or "camera N"
+            self.task = self.progress.add_task(printable(name), total=event.total or None, info="")
+        elif self.task is not None and isinstance(event, StageAdvanced):
+            speed = event.info.get("frames_per_second", 0.0)
+            self.progress.update(self.task, completed=event.completed, info=f"{speed:.1f} frames/s")
+        elif self.task is not None:  # finished
+            self.progress.remove_task(self.task)
+            self.task = None
+
+
+def video_line(run: VideoRun) -> str:
+    """One video's last line: frames, time, frames/s and where its outputs are."""
+    every = f" (every {_ordinal(run.stride)} of {run.frames_read})" if run.stride > 1 else ""
+    stopped = ", stopped by Ctrl-C" if run.stopped else ""
+    written = f"annotated video {run.video}; " if run.video is not None else ""
+    return (
+        f"{run.source}: {run.frames_processed} frames{every} in {run.seconds:.1f} s, "
+        f"{run.frames_per_second:.1f} frames/s{stopped}; {written}per-frame detections {run.frames_file}"
+    )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _images_line(summary: DetectSummary) -> str:
+    return f"{summary.num_detections} detections in {summary.num_images} images; results: {summary.results}" + (
+        f"; {summary.images_written} annotated images in {summary.out}" if summary.images_written else ""
     )
