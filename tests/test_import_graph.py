@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "version",
     },
     "engine": {
+        "export",
         "checkpoint",
         "pipelines",
         "modeling",
@@ -51,6 +52,8 @@ ALLOWED: dict[str, set[str]] = {
         "errors",
         "version",
     },
+    # exported graphs of the detectors, their files and runtimes: below the engine, above the pipelines
+    "export": {"pipelines", "modeling", "ops", "structures", "errors"},
     "checkpoint": {"pipelines", "modeling", "config", "io", "download", "zoo", "errors", "version"},
     "zoo": {"download", "errors"},  # pretrained detectors by name: their URLs and torchvision's metadata
     "pipelines": {"modeling", "ops", "structures", "proposals", "config", "download", "errors"},

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.cli import benchmark, data, detect, evaluate, models, proposals, train
+from detkit.cli import benchmark, data, detect, evaluate, export, models, proposals, train
 from detkit.cli.common import state
 from detkit.data.pixel_limit import limit_opencv_decoders
 from detkit.download import go_offline
@@ -54,4 +54,5 @@ app.command("eval")(evaluate.eval_command)
 app.command("proposals")(proposals.proposals_command)
 app.command("benchmark")(benchmark.benchmark_command)
 app.command("models")(models.models_command)
+app.command("export")(export.export_command)
 app.add_typer(data.app, name="data")

@@ -127,8 +127,13 @@ def _speed_table(report: BenchmarkReport) -> Table:
 
     env = report.environment
     show_weights = any(r.weights != "random" for r in report.results)
+    show_runtime = any(r.runtime != "eager" for r in report.results)  # exported files beside eager models
     weights_column = ["weights"] if show_weights else []
-    columns = ["pipeline", *weights_column, "ms/img", "call p50", "call p90", "img/s", "x Faster", "train img/s"]
+    runtime_column = ["runtime"] if show_runtime else []
+    columns = [
+        "pipeline", *weights_column, *runtime_column, "ms/img", "call p50", "call p90", "img/s", "x Faster",
+        "train img/s",
+    ]  # fmt: skip
     title = (
         f"{env['device_name']}, {env['precision']}, batch {env['batch_size']}, {env['threads']} threads, "
         f"torch {env['torch']}; {env['input']}"
@@ -138,6 +143,7 @@ def _speed_table(report: BenchmarkReport) -> Table:
         table.add_row(
             literal(r.name),
             *([literal(r.weights)] if show_weights else []),
+            *([literal(r.runtime)] if show_runtime else []),
             f"{r.ms_per_image:.1f}",
             f"{r.latency.p50:.1f}",
             f"{r.latency.p90:.1f}",
@@ -150,15 +156,15 @@ def _speed_table(report: BenchmarkReport) -> Table:
 
 def _cost_table(report: BenchmarkReport) -> Table:
     """Parameters, GFLOPs, peak memory and accuracy, one row per model."""
-    from detkit.engine.benchmark.report import format_optional
+    from detkit.engine.benchmark.report import format_optional, millions
 
     columns = ["pipeline", "params M", "GFLOPs/img", "peak RSS MiB", "CUDA MiB", "AP", "AP50"]
     table = _right_aligned_table("size, arithmetic, memory and accuracy", columns)
     for r in report.results:
         table.add_row(
             literal(r.name),
-            f"{r.params / 1e6:.1f}",
-            f"{r.gflops:.1f}",
+            format_optional(millions(r.params), ".1f"),  # "-" for an exported file: its runtime holds them
+            format_optional(r.gflops, ".1f"),
             f"{r.peak_rss_mib:.0f}",
             format_optional(r.cuda_peak_mib, ".0f"),
             format_optional(r.ap, ".3f"),
@@ -201,7 +207,9 @@ def _right_aligned_table(title: str, columns: list[str], text_columns: int = 1) 
     """Numbers right-aligned; the first ``text_columns`` (names) left-aligned."""
     table = Table(title=_title(title))
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index < text_columns or column == "weights" else "right")
+        table.add_column(
+            column, justify="left" if index < text_columns or column in ("weights", "runtime") else "right"
+        )
     return table
 
 

@@ -1,4 +1,10 @@
-"""Detection on image files: find them, run a trained detector in batches, return per-image results."""
+"""Detection on image files: find them, run a trained detector in batches, return per-image results.
+
+``load_detector`` is where every command gets its model: a detkit checkpoint, a torchvision ``.pth``, a
+pretrained name, or an exported file (``detkit export``: ``.onnx`` run by onnxruntime, ``.torchscript``
+by ``torch.jit``), which comes back as an ``export.runtime.ExportedDetector`` with the same call
+contract and a ``Checkpoint`` built from the file's metadata (class names, category ids, config).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from detkit.config.overrides import apply_overrides
+from detkit.checkpoint import LOCATION_FIELDS, Checkpoint, load_checkpoint, model_from_checkpoint
+from detkit.config import ExperimentConfig
+from detkit.config.overrides import apply_overrides, config_from_dict, without_keys
 from detkit.data.images import image_to_tensor, read_image_rgb
 from detkit.engine.device import resolve_device
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
-from detkit.errors import ConfigError
+from detkit.errors import CheckpointError, ConfigError
+from detkit.export.files import exported_format, open_exported
+from detkit.export.metadata import ExportMetadata
+from detkit.export.runtime import ExportedDetector
 from detkit.modeling.box_head import MLPBoxHead
+from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.pipelines import PIPELINES, pipeline
 from detkit.structures import Detections
 
@@ -59,6 +70,15 @@ def load_chosen(
     )
     if choice.weights is None:
         on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
+    if isinstance(model, ExportedDetector) and model.fixed_size is not None:
+        height, width = model.fixed_size
+        on_event(
+            Notice(
+                f"{checkpoint.source} takes {height}x{width} images only: others are letterboxed into it "
+                "(export with --dynamic to run each image at its own size)",
+                level="info",
+            )
+        )
     return model, checkpoint, device
 
 
@@ -76,7 +96,10 @@ def load_detector(
     ``score_thresh`` is one of them, at the pipeline's own key (``PipelineSpec.score_thresh_key``).
     ``svd_rank`` (default: the checkpoint's ``model.roi_heads.svd_rank``) > 0 factorizes the box
     head's FC layers by truncated SVD (Fast R-CNN section 3.1): faster, slightly less accurate.
+    An exported file (``exported_format``) is loaded by ``load_exported``.
     """
+    if weights is not None and exported_format(weights) is not None:
+        return load_exported(Path(weights), device, score_thresh, svd_rank, overrides)
     checkpoint = load_checkpoint(weights if weights is not None else latest_checkpoint())
     spec = pipeline(checkpoint.pipeline)
     assignments = [
@@ -95,6 +118,50 @@ def load_detector(
             )
         cast(MLPBoxHead, model.get_submodule("roi_heads.box_head")).truncate(rank)
     return model.to(device).eval(), checkpoint
+
+
+def load_exported(
+    path: Path,
+    device: torch.device,
+    score_thresh: float | None = None,
+    svd_rank: int | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[ExportedDetector, Checkpoint]:
+    """An exported file as a detector and the ``Checkpoint`` its metadata describes (no weights: the graph
+    holds them). Its settings were fixed at export: ``--set`` and ``--svd-rank`` belong to ``detkit export``;
+    a ``score_thresh`` at or above the graph's own filters its detections."""
+    if overrides or svd_rank:
+        option = "--set" if overrides else "--svd-rank"
+        raise ConfigError(f"{path}: an exported graph's settings are fixed; pass {option} to `detkit export` instead")
+    session, metadata = open_exported(path, device)
+    checkpoint = exported_checkpoint(metadata, path)
+    proposals = PrecomputedProposals(checkpoint.config.model.proposals) if metadata.needs_proposals else None
+    model = ExportedDetector(session, metadata, str(path), proposal_generator=proposals, score_thresh=score_thresh)
+    return model.to(device).eval(), checkpoint
+
+
+def exported_checkpoint(metadata: ExportMetadata, path: Path) -> Checkpoint:
+    """What the rest of detkit reads of a checkpoint, from an exported file's metadata. As for a checkpoint,
+    the config's locations are dropped: a file never chooses where detkit reads or writes."""
+    try:
+        config: ExperimentConfig = config_from_dict(ExperimentConfig, without_keys(metadata.config, LOCATION_FIELDS))
+    except ConfigError as error:
+        raise CheckpointError(
+            f"{path}: its detkit.config does not fit this detkit ({error}); export it again"
+        ) from None
+    if config.model.pipeline != metadata.pipeline or config.model.num_classes != len(metadata.class_names):
+        raise CheckpointError(
+            f"{path}: its detkit.config describes a {config.model.pipeline} model of {config.model.num_classes} "
+            f"classes, its metadata a {metadata.pipeline} of {len(metadata.class_names)}; export it again"
+        )
+    return Checkpoint(
+        config=replace(config, name=config.model.pipeline),
+        model_state={},
+        class_names=list(metadata.class_names),
+        category_ids=list(metadata.category_ids),
+        detkit_version=metadata.detkit_version,
+        source=str(path),
+    )
 
 
 @torch.inference_mode()

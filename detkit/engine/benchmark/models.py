@@ -1,4 +1,5 @@
-"""The models a benchmark times: a pipeline's paper preset with seeded random weights, or a checkpoint.
+"""The models a benchmark times: a pipeline's paper preset with seeded random weights, a checkpoint, or
+an exported file (``detkit export``: ONNX run by onnxruntime, TorchScript by ``torch.jit``).
 
 Random weights make every stage's *cost* real but not every stage's *load*: an untrained RPN's
 proposals collapse under NMS, and untrained scores fall below the detection thresholds, so the box
@@ -19,6 +20,7 @@ from torch import nn
 from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides
+from detkit.engine.predict import load_exported
 from detkit.errors import ConfigError
 from detkit.pipelines import PIPELINES, pipeline, preset
 
@@ -35,8 +37,9 @@ class BenchmarkModel:
     pipeline: str
     model: nn.Module
     config: ExperimentConfig
-    weights: str  # a checkpoint path, or "random"
+    weights: str  # a checkpoint or exported file's path, or "random"
     checkpoint: Checkpoint | None = None
+    runtime: str = "eager"  # "eager", or an exported file's: "onnxruntime", "torchscript"
 
 
 def preset_config(
@@ -92,6 +95,21 @@ def checkpoint_model(
         config=checkpoint.config,
         weights=str(path),
         checkpoint=checkpoint,
+    )
+
+
+def exported_model(path: str | Path, device: torch.device) -> BenchmarkModel:
+    """An exported file as its runtime runs it (on ``device``: onnxruntime's CUDA providers when present);
+    it takes the benchmark's images as they are (a fixed-size file letterboxes them)."""
+    model, checkpoint = load_exported(Path(path), device)
+    return BenchmarkModel(
+        name=Path(path).name,
+        pipeline=checkpoint.pipeline,
+        model=model,
+        config=checkpoint.config,
+        weights=str(path),
+        checkpoint=checkpoint,
+        runtime=model.runtime,
     )
 
 

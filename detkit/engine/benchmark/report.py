@@ -20,12 +20,12 @@ REFERENCE_PIPELINE = "faster_rcnn"  # the yardstick of the "x Faster R-CNN" colu
 class PipelineResult:
     name: str
     pipeline: str
-    weights: str  # a checkpoint path, or "random"
+    weights: str  # a checkpoint or exported file's path, or "random"
     backbone: str
     latency: Latency
     stages_ms: dict[str, float]  # per image, in STAGE_ORDER
-    params: int
-    gflops: float  # per image; convolutions and matrix products
+    params: int | None  # None for an exported file: its runtime holds the weights
+    gflops: float | None  # per image; convolutions and matrix products; None where torch cannot count them
     peak_rss_mib: float  # while inferring: the interpreter, torch, the model and inputs included
     rss_at_start_mib: float | None = None  # the same, before the first inference: the peak's baseline
     cuda_peak_mib: float | None = None
@@ -34,6 +34,7 @@ class PipelineResult:
     ap: float | None = None
     ap50: float | None = None
     relative_to_reference: float | None = None  # ms per image over Faster R-CNN's, when it ran too
+    runtime: str = "eager"  # what ran it: "eager" (PyTorch), "onnxruntime" or "torchscript"
 
     @property
     def ms_per_image(self) -> float:
@@ -88,15 +89,16 @@ class BenchmarkReport:
             f"Input: {env['input']}; batch {env['batch_size']}; channels_last {env['channels_last']}; "
             f"compile {env['compile']}; {env['date']}.",
             "",
-            "| pipeline | weights | ms/img | call p50 | call p90 | img/s | x Faster R-CNN | params (M) | GFLOPs "
-            "| peak RSS (MiB) | CUDA peak (MiB) | train img/s | AP | AP50 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| pipeline | weights | runtime | ms/img | call p50 | call p90 | img/s | x Faster R-CNN | params (M) "
+            "| GFLOPs | peak RSS (MiB) | CUDA peak (MiB) | train img/s | AP | AP50 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.results:
             lines.append(
-                f"| {r.name} | {r.weights} | {r.ms_per_image:.1f} | {r.latency.p50:.1f} | {r.latency.p90:.1f} "
-                f"| {r.latency.images_per_second:.2f} | {format_optional(r.relative_to_reference, '.2f')} "
-                f"| {r.params / 1e6:.1f} | {r.gflops:.1f} | {r.peak_rss_mib:.0f} "
+                f"| {r.name} | {r.weights} | {r.runtime} | {r.ms_per_image:.1f} | {r.latency.p50:.1f} "
+                f"| {r.latency.p90:.1f} | {r.latency.images_per_second:.2f} "
+                f"| {format_optional(r.relative_to_reference, '.2f')} | {format_optional(millions(r.params), '.1f')} "
+                f"| {format_optional(r.gflops, '.1f')} | {r.peak_rss_mib:.0f} "
                 f"| {format_optional(r.cuda_peak_mib, '.0f')} | {format_optional(r.train_images_per_second, '.2f')} "
                 f"| {format_optional(r.ap, '.3f')} | {format_optional(r.ap50, '.3f')} |"
             )
@@ -132,6 +134,10 @@ def stage_columns(results: list[PipelineResult]) -> list[str]:
     """The stages any result spent time in, in pipeline order."""
     used = {name for r in results for name in r.stages_ms}
     return [name for name in STAGE_ORDER if name in used]
+
+
+def millions(count: int | None) -> float | None:
+    return None if count is None else count / 1e6
 
 
 def format_optional(value: float | None, spec: str) -> str:

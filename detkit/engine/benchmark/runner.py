@@ -18,6 +18,7 @@ import multiprocessing
 import platform
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from detkit.data.formats.coco_reader import default_image_dir
 from detkit.engine.benchmark.cost import counted_flops, parameter_count
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
 from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
-from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, random_model
+from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, exported_model, random_model
 from detkit.engine.benchmark.report import BenchmarkReport, PipelineResult
 from detkit.engine.benchmark.timing import Latency, stage_breakdown, time_repeatedly, warm_up
 from detkit.engine.benchmark.torchvision_compare import (
@@ -44,6 +45,8 @@ from detkit.engine.benchmark.training import training_images_per_second
 from detkit.engine.evaluate import dataset_for_checkpoint, predict_dataset, score_detections
 from detkit.engine.events import EventCallback, Notice, ignore_events
 from detkit.engine.precision import Precision
+from detkit.engine.predict import load_exported
+from detkit.export.files import exported_format
 from detkit.modeling.stages import STAGE_ORDER
 from detkit.pipelines import pipeline
 from detkit.pipelines.spec import RegionTally
@@ -76,20 +79,28 @@ def benchmark_model(
     eval_dataset: CocoDetection | None = None,
     on_event: EventCallback = ignore_events,
 ) -> PipelineResult:
-    """Measure one model on ``images`` (CPU tensors; moved to the device here)."""
+    """Measure one model on ``images`` (CPU tensors; moved to the device here). An exported file runs as
+    its runtime runs it: no memory format, autocast or compile of ours, and no FLOPs or parameters (its
+    runtime holds them); ``--train`` does not apply to it."""
     device, precision = settings.device, settings.precision
-    model = precision.prepare(entry.model.to(device).eval())
+    eager = entry.runtime == "eager"
+    model = precision.prepare(entry.model.to(device).eval()) if eager else entry.model.eval()
     batches = _batches([image.to(device) for image in images], settings.batch_size)
     calls = [lambda batch=batch: model(batch) for batch in batches]
 
     memory = PeakMemory(device)
     rss_at_start = current_rss_mib()
     memory.start()
-    on_event(Notice(f"{entry.name}: warming up ({len(images)} images, FLOPs counted)", level="info"))
-    with torch.inference_mode(), precision.autocast(device):
-        gflops = counted_flops(calls) / 1e9 / len(images)
-        precision.compile_dense(model, pipeline(entry.pipeline).dense_network)
-        warm_up(calls, settings.warmup - 1 + precision.compile)
+    counting = "FLOPs counted" if eager else entry.runtime
+    on_event(Notice(f"{entry.name}: warming up ({len(images)} images, {counting})", level="info"))
+    with torch.inference_mode(), precision.autocast(device) if eager else nullcontext():
+        gflops: float | None = None
+        if eager:
+            gflops = counted_flops(calls) / 1e9 / len(images)
+            precision.compile_dense(model, pipeline(entry.pipeline).dense_network)
+        else:
+            warm_up(calls, 1)  # the first warm-up pass; torch cannot count what a runtime computes
+        warm_up(calls, settings.warmup - 1 + (precision.compile and eager))
         on_event(Notice(f"{entry.name}: timing", level="info"))
         times = time_repeatedly(calls, device, settings.runs, settings.max_seconds)
         tally = _reset_region_tally(entry.pipeline, model)
@@ -101,19 +112,22 @@ def benchmark_model(
         backbone=entry.config.model.backbone.name,
         latency=Latency(times, settings.batch_size),
         stages_ms={s: stages[s] for s in STAGE_ORDER if s in stages},
-        params=parameter_count(model),
+        params=parameter_count(model) if eager else None,
         gflops=gflops,
         peak_rss_mib=memory.rss_mib(),
         rss_at_start_mib=rss_at_start,
         cuda_peak_mib=memory.cuda_mib(),
         regions_per_image=tally.regions / tally.images if tally is not None and tally.images else None,
+        runtime=entry.runtime,
     )
     if eval_dataset is not None and entry.checkpoint is not None:
         on_event(
             Notice(f"{entry.name}: AP on {len(eval_dataset)} images of {eval_dataset.annotation_file}", level="info")
         )
         result.ap, result.ap50 = _average_precision(model, eval_dataset, settings, on_event)
-    if settings.train:
+    if settings.train and not eager:
+        on_event(Notice(f"{entry.name}: an exported {entry.runtime} graph does not train; no training speed"))
+    elif settings.train:
         on_event(Notice(f"{entry.name}: training steps", level="info"))
         result.train_images_per_second = training_images_per_second(
             model,
@@ -245,6 +259,8 @@ def measure_row(
     long_side = request.long_side or DEFAULT_LONG_SIDE
     if kind == "random":
         entry = random_model(name, request.backbone, long_side, _num_classes(request), request.overrides)
+    elif exported_format(name) is not None:
+        entry = exported_model(name, request.settings.device)
     else:
         entry = checkpoint_model(name, request.long_side)
     dataset = _dataset_for(entry, request)
@@ -267,7 +283,10 @@ def _check_inputs(request: BenchmarkRequest) -> None:
     """Read every checkpoint and the dataset once before anything is timed: a bad file fails in
     seconds, not after the pipelines before it have run for minutes."""
     for path in request.weights:
-        load_checkpoint(path)
+        if exported_format(path) is not None:
+            load_exported(Path(path), request.settings.device)
+        else:
+            load_checkpoint(path)
     if request.data is not None:
         CocoDetection(request.data, request.data_images or default_image_dir(request.data))
 
