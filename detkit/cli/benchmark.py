@@ -78,8 +78,8 @@ def benchmark_command(
     compare_arch: Annotated[
         str,
         typer.Option(
-            help="Architecture of the torchvision comparison: resnet50_fpn or mobilenet_v3_large_fpn "
-            "(Faster R-CNN only)."
+            help="Architecture of the torchvision comparison: resnet50_fpn, resnet50_fpn_v2, or "
+            "mobilenet_v3_large_fpn (Faster R-CNN only)."
         ),
     ] = "resnet50_fpn",
     isolate: Annotated[
