@@ -10,13 +10,7 @@ import torch
 from torch import nn
 
 from detkit.config import (
-    AnchorConfig,
-    BackboneConfig,
     MaskHeadConfig,
-    ModelConfig,
-    RoIHeadsConfig,
-    RPNConfig,
-    TransformConfig,
 )
 from detkit.errors import ConfigError
 from detkit.modeling.backbones import FeaturePyramid
@@ -28,19 +22,10 @@ from detkit.modeling.rpn import RPNHead
 from detkit.pipelines import PIPELINES
 from detkit.structures import Target
 from tests.pipelines.test_mask_rcnn import with_masks
-from tests.pipelines.training import train_two_steps
+from tests.pipelines.training import tiny_faster_rcnn_config, train_two_steps
 
 # A Mask R-CNN small enough to train a step in well under a second on a CPU (tests/pipelines' tiny model).
-TINY = ModelConfig(
-    pipeline="mask_rcnn",
-    num_classes=3,
-    backbone=BackboneConfig(name="resnet18", fpn_channels=32, fpn_extra_pool=False),
-    transform=TransformConfig(min_size=(64,), max_size=96),
-    anchors=AnchorConfig(sizes=((8,), (16,), (32,), (64,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
-    rpn=RPNConfig(pre_nms_topk_train=200, post_nms_topk_train=100, pre_nms_topk_test=100, post_nms_topk_test=50),
-    roi_heads=RoIHeadsConfig(representation_size=64, batch_size_per_image=32, score_thresh=0.0),
-    mask=MaskHeadConfig(conv_channels=16, num_convs=2),
-)
+TINY = replace(tiny_faster_rcnn_config(), pipeline="mask_rcnn", mask=MaskHeadConfig(conv_channels=16, num_convs=2))
 
 
 def tiny_batch() -> tuple[list[torch.Tensor], list[Target]]:

@@ -1,6 +1,21 @@
-"""The two-steps-of-training check every pipeline's smoke test shares."""
+"""What every pipeline's smoke test shares: a tiny two-stage config and the two-steps-of-training check."""
 
 import torch
+
+from detkit.config import AnchorConfig, BackboneConfig, ModelConfig, RoIHeadsConfig, RPNConfig, TransformConfig
+
+
+def tiny_faster_rcnn_config() -> ModelConfig:
+    """A Faster R-CNN small enough to train a step in well under a second on a CPU."""
+    return ModelConfig(
+        pipeline="faster_rcnn",
+        num_classes=3,
+        backbone=BackboneConfig(name="resnet18", fpn_channels=32, fpn_extra_pool=False),
+        transform=TransformConfig(min_size=(64,), max_size=96),
+        anchors=AnchorConfig(sizes=((8,), (16,), (32,), (64,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
+        rpn=RPNConfig(pre_nms_topk_train=200, post_nms_topk_train=100, pre_nms_topk_test=100, post_nms_topk_test=50),
+        roi_heads=RoIHeadsConfig(representation_size=64, batch_size_per_image=32, score_thresh=0.0),
+    )
 
 
 def train_two_steps(model, images, targets, expected_losses: set[str]) -> None:
