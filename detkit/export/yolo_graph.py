@@ -23,9 +23,9 @@ class YOLONetwork(nn.Module):
     ``[1, P, K]``, box deltas ``[1, P, 4]``, objectness logits ``[1, P]`` and the neck's maps, whose
     sizes give the grid points.
 
-    The head's layers run as ``DecoupledHead.forward`` runs them, level by level, without its
-    ``feature_sizes``: those are ``int()`` of the map sizes, which ``torch.export`` cannot take of a
-    size known only when the graph runs (it would fall back to its slower strict mode)."""
+    The head runs through ``DecoupledHead.predict``, without ``forward``'s ``feature_sizes``: those are
+    ``int()`` of the map sizes, which ``torch.export`` cannot take of a size known only when the graph
+    runs (it would fall back to its slower strict mode)."""
 
     def __init__(self, model: YOLODetector) -> None:
         super().__init__()
@@ -37,20 +37,8 @@ class YOLONetwork(nn.Module):
         if torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]  # TorchScript runs the eager model's NHWC layout; ONNX has no memory formats
             x = x.contiguous(memory_format=torch.channels_last)
         features = self.neck(list(self.trunk(x).values()))
-        head, cls_logits, box_deltas, obj_logits = self.head, [], [], []
-        for level, feature in enumerate(features):
-            stem = head.stems[level](feature)
-            cls_features = head.cls_branches[level](stem)
-            reg_features = head.reg_branches[level](stem)
-            cls_logits.append(_points_last(head.cls_preds[level](cls_features)))
-            box_deltas.append(_points_last(head.box_preds[level](reg_features)))
-            obj_logits.append(_points_last(head.obj_preds[level](reg_features)))
-        return torch.cat(cls_logits, 1), torch.cat(box_deltas, 1), torch.cat(obj_logits, 1)[..., 0], features
-
-
-def _points_last(x: Tensor) -> Tensor:
-    """``[N, C, H, W]`` -> ``[N, H * W, C]``, points row-major (the head's ``_flatten``)."""
-    return x.flatten(2).transpose(1, 2)
+        cls_logits, box_deltas, obj_logits = self.head.predict(features)
+        return cls_logits, box_deltas, obj_logits, features
 
 
 class YOLOGraph(nn.Module):

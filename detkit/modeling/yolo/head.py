@@ -50,6 +50,18 @@ class DecoupledHead(nn.Module):
             nn.init.constant_(conv.bias, prior_bias)
 
     def forward(self, features: list[Tensor]) -> DensePredictions:
+        cls_logits, box_deltas, obj_logits = self.predict(features)
+        return DensePredictions(
+            cls_logits=cls_logits,
+            box_deltas=box_deltas,
+            obj_logits=obj_logits,
+            feature_sizes=[(int(x.shape[-2]), int(x.shape[-1])) for x in features],
+        )
+
+    def predict(self, features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The dense outputs alone: cls_logits ``[N, P, K]``, box_deltas ``[N, P, 4]``, obj_logits
+        ``[N, P]``. The exported graph calls this: ``forward``'s ``int()`` of the map sizes is a size that
+        ``torch.export`` only knows when the graph runs."""
         cls_logits, box_deltas, obj_logits = [], [], []
         for level, x in enumerate(features):
             x = self.stems[level](x)
@@ -58,12 +70,7 @@ class DecoupledHead(nn.Module):
             cls_logits.append(_flatten(self.cls_preds[level](cls_features)))
             box_deltas.append(_flatten(self.box_preds[level](reg_features)))
             obj_logits.append(_flatten(self.obj_preds[level](reg_features)))
-        return DensePredictions(
-            cls_logits=torch.cat(cls_logits, dim=1),
-            box_deltas=torch.cat(box_deltas, dim=1),
-            obj_logits=torch.cat(obj_logits, dim=1)[..., 0],
-            feature_sizes=[(int(x.shape[-2]), int(x.shape[-1])) for x in features],
-        )
+        return torch.cat(cls_logits, dim=1), torch.cat(box_deltas, dim=1), torch.cat(obj_logits, dim=1)[..., 0]
 
 
 def _branch(channels: int, num_convs: int) -> nn.Sequential:
