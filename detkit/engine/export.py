@@ -176,6 +176,7 @@ def _tolerance(request: ExportRequest) -> Tolerance:
         box=request.box_tol if request.box_tol is not None else base.box,
         score=request.score_tol if request.score_tol is not None else base.score,
         mask_iou=base.mask_iou,
+        nms_iou=base.nms_iou,
     )
 
 
@@ -348,6 +349,7 @@ def _verify(
                 report.tolerance,
                 score_thresh=graph.score_thresh,
                 detections_per_image=graph.detections_per_image,
+                nms_thresh=graph.nms_thresh,
                 into=agreement,
             )
     report.agreement = agreement

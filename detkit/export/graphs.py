@@ -41,13 +41,15 @@ class ExportGraph:
     """A module to export and the facts its file records.
 
     ``size`` is the ``(H, W)`` the model runs at without resampling a 4:3 landscape image (the default
-    export size); ``score_thresh`` and ``detections_per_image`` are the graph's own."""
+    export size); ``score_thresh``, ``nms_thresh`` and ``detections_per_image`` are the graph's own (its
+    final NMS: what verification needs to tell a detection flipped at its edges from a wrong one)."""
 
     module: nn.Module
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     size: tuple[int, int]
     score_thresh: float
+    nms_thresh: float
     detections_per_image: int
     image_mean: tuple[float, ...]
     image_std: tuple[float, ...]
@@ -104,6 +106,7 @@ def _yolo_graph(model: YOLODetector, half: bool) -> ExportGraph:
         outputs=(BOXES, SCORES, LABELS),
         size=(3 * side // 4, side) if model.transform.letterbox else (side, side),
         score_thresh=float(model.cfg.score_thresh),
+        nms_thresh=float(model.cfg.nms_thresh),
         detections_per_image=model.cfg.detections_per_image,
         image_mean=_values(model.transform.mean),
         image_std=_values(model.transform.std),
@@ -127,6 +130,7 @@ def _two_stage_graph(model: TwoStageDetector, spec: PipelineSpec, half: bool) ->
         outputs=outputs,
         size=_landscape(transform.min_size[-1], transform.max_size),
         score_thresh=float(heads.cfg.score_thresh),
+        nms_thresh=float(heads.cfg.nms_thresh),
         detections_per_image=heads.cfg.detections_per_image,
         image_mean=_values(transform.mean),
         image_std=_values(transform.std),
@@ -144,6 +148,7 @@ def _region_cnn_graph(model: nn.Module, half: bool) -> ExportGraph:
             outputs=(FEATURES,),
             size=(crop, crop),
             score_thresh=float(model.cfg.score_thresh),
+            nms_thresh=float(model.cfg.nms_thresh),
             detections_per_image=model.cfg.detections_per_image,
             image_mean=_values(model.mean),
             image_std=_values(model.std),

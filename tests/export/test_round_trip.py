@@ -34,6 +34,8 @@ def test_the_file_detects_what_the_eager_model_detects(pipeline, fmt, exported):
     runner, checkpoint = load_detector(item.path, CPU)
     assert isinstance(runner, ExportedDetector) and runner.runtime == RUNTIME[fmt]
     assert checkpoint.class_names == CLASS_NAMES and checkpoint.category_ids == CATEGORY_IDS
+    cfg = CONFIGS[pipeline]
+    nms_thresh = cfg.yolo.nms_thresh if pipeline == "yolo" else cfg.roi_heads.nms_thresh
     agreement = Agreement()
     with torch.inference_mode():
         for size in sizes_of(runner):
@@ -43,7 +45,7 @@ def test_the_file_detects_what_the_eager_model_detects(pipeline, fmt, exported):
                 assert got.boxes.dtype == torch.float32 and got.labels.dtype == torch.int64
                 assert torch.equal(torch.sort(got.labels).values, torch.sort(want.labels).values)
                 compare_detections(want, got, FP32_TOLERANCE, score_thresh=SCORE_THRESH[pipeline],
-                                    detections_per_image=50, into=agreement)  # fmt: skip
+                                    detections_per_image=50, nms_thresh=nms_thresh, into=agreement)  # fmt: skip
     assert agreement.unmatched == agreement.borderline == 0 and agreement.matched == agreement.eager_detections
     assert agreement.max_box_diff < 0.05 and agreement.max_score_diff < 1e-3 and agreement.labels_agree
     if pipeline == "mask_rcnn":

@@ -17,8 +17,17 @@ EAGER = Detections(
 
 def compare(exported: Detections, eager: Detections = EAGER, thresh: float = 0.25, capacity: int = 100) -> Agreement:
     return compare_detections(
-        eager, exported, FP32_TOLERANCE, score_thresh=thresh, detections_per_image=capacity, into=Agreement()
+        eager,
+        exported,
+        FP32_TOLERANCE,
+        score_thresh=thresh,
+        detections_per_image=capacity,
+        nms_thresh=NMS,
+        into=Agreement(),
     )
+
+
+NMS = 0.5
 
 
 def test_the_same_detections_in_another_order_agree():
@@ -48,6 +57,33 @@ def test_a_missing_detection_fails_unless_at_the_score_edge():
     # A full list (capacity 3) drops its last detection at the cut: the edge is its lowest score.
     agreement = compare(EAGER.filter(torch.tensor([0, 1])), thresh=0.0, capacity=3)
     assert agreement.passes(FP32_TOLERANCE) and agreement.borderline == 1
+
+
+def _detections(boxes: list[list[float]], scores: list[float]) -> Detections:
+    return Detections(torch.tensor(boxes), torch.tensor(scores), torch.zeros(len(boxes), dtype=torch.long))
+
+
+# IoU(A, B) is NMS's threshold, 0.5, exactly; C is B moved 1.5 px: IoU(B, C) = 0.90, IoU(A, C) = 0.45, so
+# B suppresses C and A does not.
+A, B, C = [0.0, 0.0, 30.0, 10.0], [10.0, 0.0, 40.0, 10.0], [11.5, 0.0, 41.5, 10.0]
+
+
+def test_a_box_at_the_nms_threshold_may_flip_and_what_it_suppresses_with_it():
+    eager = _detections([A, C], [0.9, 0.5])  # B suppressed by A (its IoU a hair over 0.5 on this side)
+    exported = _detections([A, B], [0.9, 0.8])  # B kept (a hair under), and B suppresses C
+    agreement = compare(exported, eager=eager)
+    assert agreement.passes(FP32_TOLERANCE), agreement.failures(FP32_TOLERANCE)
+    assert agreement.matched == 1 and agreement.nms_flips == 2 and "2 at the NMS edge unmatched" in agreement.summary()
+
+
+def test_a_box_far_past_the_nms_threshold_is_no_flip():
+    inside = [2.0, 0.0, 32.0, 10.0]  # IoU with A 0.88: no float noise keeps it beside A
+    agreement = compare(_detections([A, inside], [0.9, 0.8]), eager=_detections([A], [0.9]))
+    assert not agreement.passes(FP32_TOLERANCE) and agreement.unmatched == 1 and agreement.nms_flips == 0
+    # Nor is a flip that explains a box it does not overlap past the threshold.
+    far = [100.0, 0.0, 130.0, 10.0]
+    agreement = compare(_detections([A, B], [0.9, 0.8]), eager=_detections([A, far], [0.9, 0.5]))
+    assert not agreement.passes(FP32_TOLERANCE) and agreement.nms_flips == 1 and agreement.unmatched == 1
 
 
 def test_masks_are_compared_by_iou():
