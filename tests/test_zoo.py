@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import detkit
 from detkit import download
@@ -219,3 +220,21 @@ def test_the_readme_python_example_runs_as_written(
     exec(compile(example, "README.md", "exec"), {"frame_bgr": frame_bgr})
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and all(line.startswith("[") for line in printed)
+
+
+def test_a_name_exports_as_a_file_that_detects_what_the_torchvision_model_does(
+    registered: PretrainedModel, tmp_path: Path
+) -> None:
+    """torchvision's architecture (FrozenBN trunk, its RPN and box head, 91 COCO outputs) through
+    ``detkit export``'s own check, and the file's metadata names COCO's classes."""
+    from detkit.export.files import open_exported
+
+    result = invoke(
+        "export", TEST_NAME, "--format", "torchscript", "--score-thresh", "0.0", "--image-size", "96", "128",
+        "--check-count", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "within tolerance" in result.output and "labels agree" in result.output
+    file = tmp_path / f"{TEST_NAME}.torchscript"  # a name's file goes to the current folder
+    _, metadata = open_exported(file, torch.device("cpu"))
+    assert list(metadata.class_names) == load_checkpoint(TEST_NAME).class_names and metadata.pipeline == "faster_rcnn"
