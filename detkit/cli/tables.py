@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from detkit.engine.benchmark.report import BenchmarkReport
+    from detkit.engine.benchmark.runtime_compare import RuntimeComparison
     from detkit.engine.evaluate_request import EvalTiming
     from detkit.engine.proposals import ProposalRun
 
@@ -118,6 +119,7 @@ def benchmark_tables(report: BenchmarkReport) -> list[Table]:
     tables = [_speed_table(report), _cost_table(report), _stage_table(report)]
     if report.comparisons:
         tables.append(_torchvision_table(report))
+    tables += [_runtime_table(c) for c in report.runtime_comparisons]
     return tables
 
 
@@ -199,6 +201,20 @@ def _torchvision_table(report: BenchmarkReport) -> Table:
             f"{c.detkit_median_ms:.1f}",
             f"{c.torchvision_median_ms:.1f}",
             f"{c.ratio:.3f}",
+        )
+    return table
+
+
+def _runtime_table(comparison: RuntimeComparison) -> Table:
+    """A checkpoint and its exported files timed in turn: median ms per image and the ratio to eager."""
+    table = _right_aligned_table(
+        f"{comparison.weights[0]}: eager against its exported files; same images, calls alternated",
+        ["weights", "runtime", "ms/img", "x eager"],
+        text_columns=2,
+    )
+    for i, (weights, runtime) in enumerate(zip(comparison.weights, comparison.runtimes)):
+        table.add_row(
+            literal(weights), literal(runtime), f"{comparison.median_ms(i):.1f}", f"{comparison.ratio(i):.3f}"
         )
     return table
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from detkit.engine.benchmark.runtime_compare import RuntimeComparison
 from detkit.engine.benchmark.timing import Latency
 from detkit.engine.benchmark.torchvision_compare import ComparisonResult
 from detkit.modeling.stages import STAGE_ORDER
@@ -58,6 +59,7 @@ class BenchmarkReport:
     environment: dict[str, Any]
     results: list[PipelineResult] = field(default_factory=list)
     comparisons: list[ComparisonResult] = field(default_factory=list)
+    runtime_comparisons: list[RuntimeComparison] = field(default_factory=list)
 
     def relate_to_reference(self) -> None:
         """Fill each result's time relative to the (first) Faster R-CNN row, when there is one."""
@@ -78,6 +80,7 @@ class BenchmarkReport:
                 }
                 for c in self.comparisons
             ],
+            "runtimes": [c.to_dict() for c in self.runtime_comparisons],
         }
 
     def markdown(self) -> str:
@@ -127,6 +130,16 @@ class BenchmarkReport:
                     f"| {c.pipeline} | {c.arch} | {c.detkit_median_ms:.1f} | {c.torchvision_median_ms:.1f} "
                     f"| {c.ratio:.3f} |"
                 )
+        for group in self.runtime_comparisons:
+            lines += [
+                "",
+                f"Runtimes of {group.weights[0]} (same images, calls alternated image by image):",
+                "",
+                "| weights | runtime | median ms/img | x eager |",
+                "|---|---|---|---|",
+            ]
+            for i, (weights, runtime) in enumerate(zip(group.weights, group.runtimes)):
+                lines.append(f"| {weights} | {runtime} | {group.median_ms(i):.1f} | {group.ratio(i):.3f} |")
         return "\n".join(lines) + "\n"
 
 

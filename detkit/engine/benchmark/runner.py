@@ -34,6 +34,7 @@ from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_
 from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
 from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, exported_model, random_model
 from detkit.engine.benchmark.report import BenchmarkReport, PipelineResult
+from detkit.engine.benchmark.runtime_compare import RuntimeComparison, compare_runtimes, exported_groups
 from detkit.engine.benchmark.timing import Latency, stage_breakdown, time_repeatedly, warm_up
 from detkit.engine.benchmark.torchvision_compare import (
     COMPARABLE_PIPELINES,
@@ -240,6 +241,7 @@ def run_benchmark(request: BenchmarkRequest, on_event: EventCallback = ignore_ev
             result = measure_row(request, row, on_event=on_event)
         report.results.append(result)
     report.relate_to_reference()
+    report.runtime_comparisons = _runtime_comparisons(request, on_event)
     if request.compare_torchvision:
         report.comparisons = _torchvision_comparisons(request, report, on_event)
     return report
@@ -255,22 +257,59 @@ def measure_row(
     measure it. A top-level function of picklable arguments: it is what a fresh process runs."""
     if threads is not None:
         torch.set_num_threads(threads)
+    entry = _row_model(request, row)
+    dataset, images, targets = _row_inputs(request, entry)
+    eval_dataset = dataset if entry.checkpoint is not None else None
+    return benchmark_model(entry, images, targets, request.settings, eval_dataset, on_event)
+
+
+def _row_model(request: BenchmarkRequest, row: tuple[str, str]) -> BenchmarkModel:
+    """A row's model: ``("random", pipeline)``, or ``("checkpoint", path)`` of a checkpoint or exported file."""
     kind, name = row
-    long_side = request.long_side or DEFAULT_LONG_SIDE
     if kind == "random":
-        entry = random_model(name, request.backbone, long_side, _num_classes(request), request.overrides)
-    elif exported_format(name) is not None:
-        entry = exported_model(name, request.settings.device)
-    else:
-        entry = checkpoint_model(name, request.long_side)
+        long_side = request.long_side or DEFAULT_LONG_SIDE
+        return random_model(name, request.backbone, long_side, _num_classes(request), request.overrides)
+    if exported_format(name) is not None:
+        return exported_model(name, request.settings.device)
+    return checkpoint_model(name, request.long_side)
+
+
+def _row_inputs(
+    request: BenchmarkRequest, entry: BenchmarkModel
+) -> tuple[CocoDetection | None, list[Tensor], list[Target]]:
+    """The dataset a row reads (None: synthetic scenes) and its images and targets."""
     dataset = _dataset_for(entry, request)
     count = request.images or DEFAULT_IMAGES
     if dataset is None:
+        long_side = request.long_side or DEFAULT_LONG_SIDE
         images, targets = scene_inputs(four_by_three(long_side), count, entry.config.model.num_classes)
     else:
         images, targets = dataset_inputs(dataset, count)
-    eval_dataset = dataset if entry.checkpoint is not None else None
-    return benchmark_model(entry, images, targets, request.settings, eval_dataset, on_event)
+    return dataset, images, targets
+
+
+def _runtime_comparisons(request: BenchmarkRequest, on_event: EventCallback) -> list[RuntimeComparison]:
+    """Each checkpoint row against the exported files of it among the rows, alternating on its images."""
+    files = [path for path in request.weights if exported_format(path) is not None]
+    if not files:
+        return []
+    entries = [_row_model(request, ("checkpoint", str(path))) for path in request.weights]
+    settings, comparisons = request.settings, []
+    for eager, exported in exported_groups(entries):
+        on_event(Notice(f"{eager.name}: eager against {', '.join(e.name for e in exported)}", level="info"))
+        _, images, _ = _row_inputs(request, eager)
+        comparisons.append(
+            compare_runtimes(
+                eager,
+                exported,
+                images,
+                runs=settings.runs,
+                warmup=settings.warmup,
+                device=settings.device,
+                precision=settings.precision,
+            )
+        )
+    return comparisons
 
 
 def _in_fresh_process(function: Callable[..., PipelineResult], *args: object) -> PipelineResult:
