@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from detkit.data.video import OUTPUT_SUFFIX, Frame, VideoFileWriter
+from detkit.engine.detect_timing import DetectTiming
 from detkit.errors import DataError
 from detkit.evaluation.results import detections_to_coco_results, write_results_json
 from detkit.io import input_replaced_by, same_file
@@ -39,6 +43,7 @@ STREAM = "detections.jsonl"
 RESULTS = "detections.json"
 ANNOTATED_SUFFIXES = (".png", ".jpg", ".jpeg")
 FRAMES_SUFFIX = ".jsonl"
+DRAWS_AHEAD = 4
 
 
 VideoKey = Path | int  # a video file, or a camera index
@@ -65,6 +70,7 @@ class DetectionWriter:
         read_also: tuple[Path, ...] = (),
         videos: Sequence[Path] = (),
         cameras: Sequence[int] = (),
+        timing: DetectTiming | None = None,
     ) -> None:
         self.out, self.class_names, self.category_ids, self.save_images = (
             Path(out),
@@ -84,6 +90,11 @@ class DetectionWriter:
         self._stream: IO[str] | None = open(self.out / STREAM, "w", encoding="utf-8") if images else None  # noqa: SIM115
         self.results: list[dict[str, Any]] = []
         self.images_done = self.images_written = 0
+        self.timing = timing if timing is not None else DetectTiming()
+        # Annotated copies are drawn and encoded in one thread (OpenCV releases the GIL), beside the model;
+        # at most DRAWS_AHEAD wait, so a slow disk holds back the model rather than filling memory.
+        self._drawer: ThreadPoolExecutor | None = ThreadPoolExecutor(1, "detkit-draw") if save_images else None
+        self._drawing: deque[Future[None]] = deque()
 
     def planned_outputs(self) -> list[Path]:
         images = [self.out / STREAM, self.out / RESULTS] if self._has_images else []
@@ -112,13 +123,38 @@ class DetectionWriter:
             "width": width,
             "detections": [self._stream_record(r) for r in records],
         }
+        started = time.perf_counter()
         self._stream.write(json.dumps(line) + "\n")
         self._stream.flush()
+        self.timing.add("write", time.perf_counter() - started)
         self.images_done += 1
-        if self.save_images:
-            annotated = draw_detections(item.image, item.detections, self.class_names)
-            save_image_rgb(self.out / self.annotated[item.path], annotated)
-            self.images_written += 1
+        if self._drawer is not None:
+            while len(self._drawing) >= DRAWS_AHEAD:
+                self._drawing.popleft().result()
+            self._drawing.append(self._drawer.submit(self._draw, item))
+
+    def _draw(self, item: ImageDetections) -> None:
+        started = time.perf_counter()
+        annotated = draw_detections(item.image, item.detections, self.class_names)
+        save_image_rgb(self.out / self.annotated[item.path], annotated)
+        self.timing.add("draw", time.perf_counter() - started)
+        self.images_written += 1  # one drawing thread: no race
+
+    def finish_images(self) -> None:
+        """Wait for the images' annotated copies (so that the images' wall time includes them)."""
+        self._finish_drawing(cancel=False)
+
+    def _finish_drawing(self, *, cancel: bool) -> None:
+        """Wait for the annotated copies in flight and raise the first error drawing one; with ``cancel``
+        (the run is failing already) those not started are dropped and errors are not raised."""
+        if self._drawer is None:
+            return
+        drawer, self._drawer = self._drawer, None
+        pending, self._drawing = list(self._drawing), deque()
+        drawer.shutdown(wait=True, cancel_futures=cancel)
+        if not cancel:
+            for future in pending:
+                future.result()
 
     def record_video(self, key: VideoKey, name: str, size: tuple[int, int], fps: float) -> FrameRecorder:
         """The recorder of one video or camera (``key``, shown as ``name``) of frames of ``size`` (H, W),
@@ -134,15 +170,19 @@ class DetectionWriter:
 
     def close(self) -> Path | None:
         """Write the COCO results json of the images; returns its path (None: there were no images)."""
+        self._finish_drawing(cancel=False)
         if self._stream is None:
             return None
         self._stream.close()
+        started = time.perf_counter()
         write_results_json(self.out / RESULTS, self.results)
+        self.timing.add("write", time.perf_counter() - started)
         return self.out / RESULTS
 
     def abort(self) -> None:
         """Close the stream on failure: what it holds is the work done so far (a stream of no image,
         and the folder made for it when it holds nothing else, are removed)."""
+        self._finish_drawing(cancel=True)
         if self._stream is not None:
             self._stream.close()
             if self.images_done == 0:

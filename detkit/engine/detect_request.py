@@ -10,6 +10,7 @@ loaded or anything is written: an unreadable one is an error that leaves nothing
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from detkit.checkpoint import Checkpoint
 from detkit.data.image_files import InputFiles, find_inputs
 from detkit.data.video import VideoSource, open_camera, open_video, probe_video
 from detkit.engine.detect_outputs import DetectionWriter, VideoKey
+from detkit.engine.detect_timing import DetectTiming
 from detkit.engine.detect_video import VideoRun, detect_video
 from detkit.engine.events import EventCallback, ImageDetected, Notice, ignore_events
 from detkit.engine.predict import ModelChoice, detect_images, load_chosen
@@ -35,6 +37,7 @@ class DetectRequest:
     save_images: bool = True  # annotated copies of the images, annotated videos
     stride: int = 1  # every stride-th video frame is processed
     camera: int | None = None  # a camera index (cv2.VideoCapture(index)), read after the files
+    workers: int = 0  # processes decoding images ahead of the model (data.prefetch); 0: inline
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class DetectSummary:
     images_written: int
     proposals: ProposalRun | None  # the selective-search pass before the model ran
     videos: tuple[VideoRun, ...] = ()  # the video files in order, then the camera
+    timing: DetectTiming | None = None  # where the images' time went; None when there were no images
 
 
 def run_detection(request: DetectRequest, on_event: EventCallback = ignore_events) -> DetectSummary:
@@ -55,6 +59,7 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
         for path in inputs.videos:
             probe_video(path)
         model, checkpoint, device = load_chosen(request.model, on_event)
+        timing = DetectTiming()
         writer = DetectionWriter(
             request.out,
             inputs.images,
@@ -64,12 +69,16 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
             read_also=(Path(checkpoint.source),),
             videos=inputs.videos,
             cameras=() if request.camera is None else (request.camera,),
+            timing=timing,
         )
         runs: list[VideoRun] = []
         warm = None
         try:
             if inputs.images:
-                warm = _detect_images(model, checkpoint, device, inputs.images, writer, request, on_event)
+                started = time.perf_counter()
+                warm = _detect_images(model, checkpoint, device, inputs.images, writer, timing, request, on_event)
+                writer.finish_images()
+                timing.wall_seconds = time.perf_counter() - started
             for path in inputs.videos:
                 with open_video(path) as source:
                     runs.append(_detect_source(model, device, source, path, writer, request, on_event))
@@ -80,7 +89,14 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
             raise
         results = writer.close()
     return DetectSummary(
-        len(inputs.images), len(writer.results), results, request.out, writer.images_written, warm, tuple(runs)
+        len(inputs.images),
+        len(writer.results),
+        results,
+        request.out,
+        writer.images_written,
+        warm,
+        tuple(runs),
+        timing if inputs.images else None,
     )
 
 
@@ -90,11 +106,21 @@ def _detect_images(
     device: torch.device,
     paths: list[Path],
     writer: DetectionWriter,
+    timing: DetectTiming,
     request: DetectRequest,
     on_event: EventCallback,
 ) -> ProposalRun | None:
     warm = warm_proposal_cache(checkpoint.config.model, paths, on_event=on_event)
-    for item in detect_images(model, paths, device, batch_size=request.model.batch_size, on_event=on_event):
+    images = detect_images(
+        model,
+        paths,
+        device,
+        batch_size=request.model.batch_size,
+        workers=request.workers,
+        timing=timing,
+        on_event=on_event,
+    )
+    for item in images:
         on_event(ImageDetected(item.path, item.detections, checkpoint.class_names))
         writer.add(item)
     return warm

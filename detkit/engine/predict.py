@@ -8,6 +8,7 @@ contract and a ``Checkpoint`` built from the file's metadata (class names, categ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,9 @@ from torch import nn
 from detkit.checkpoint import LOCATION_FIELDS, Checkpoint, load_checkpoint, model_from_checkpoint
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides, config_from_dict, without_keys
-from detkit.data.images import image_to_tensor, read_image_rgb
+from detkit.data.images import image_to_tensor
+from detkit.data.prefetch import prefetched_images
+from detkit.engine.detect_timing import DetectTiming
 from detkit.engine.device import resolve_device
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
@@ -30,6 +33,7 @@ from detkit.export.metadata import ExportMetadata
 from detkit.export.runtime import ExportedDetector
 from detkit.modeling.box_head import MLPBoxHead
 from detkit.modeling.precomputed_proposals import PrecomputedProposals
+from detkit.modeling.stages import record_stages
 from detkit.pipelines import PIPELINES, pipeline
 from detkit.structures import Detections
 
@@ -171,15 +175,30 @@ def detect_images(
     device: torch.device,
     *,
     batch_size: int = 1,
+    workers: int = 0,
+    timing: DetectTiming | None = None,
     on_event: EventCallback = ignore_events,
 ) -> Iterator[ImageDetections]:
-    """Yield each image's detections (original frame, on the CPU) as soon as its batch is done."""
+    """Yield each image's detections (original frame, on the CPU) as soon as its batch is done; ``workers``
+    processes decode images ahead of the model (``data.prefetch``). ``timing`` (when given) gets the
+    decode, wait and model-stage seconds of every image."""
+    timing = timing if timing is not None else DetectTiming()
     on_event(StageStarted("predict", total=len(paths)))
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        images = [read_image_rgb(p) for p in chunk]
-        output = model([image_to_tensor(img).to(device) for img in images])
-        for offset, (path, image, dets) in enumerate(zip(chunk, images, output.detections)):
-            yield ImageDetections(path, start + offset + 1, image, dets.to("cpu"))
-        on_event(StageAdvanced("predict", completed=start + len(chunk)))
+    decoded = prefetched_images(paths, workers)
+    done = 0
+    while done < len(paths):
+        waited = time.perf_counter()
+        batch = [next(decoded) for _ in range(min(batch_size, len(paths) - done))]
+        timing.add("wait", time.perf_counter() - waited)
+        for item in batch:
+            timing.add("decode", item.seconds)
+        started = time.perf_counter()
+        with record_stages(device) as recorder:
+            output = model([image_to_tensor(item.image).to(device) for item in batch])
+        timing.add_call(time.perf_counter() - started, recorder.seconds)
+        timing.images += len(batch)
+        for item, dets in zip(batch, output.detections):
+            yield ImageDetections(item.path, item.index + 1, item.image, dets.to("cpu"))
+        done += len(batch)
+        on_event(StageAdvanced("predict", completed=done))
     on_event(StageFinished("predict"))

@@ -80,6 +80,43 @@ def test_detect_writes_tables_images_and_results(trained, tmp_path):
     assert all(r["image_id"] >= 1 for r in records)
 
 
+def test_decoding_workers_and_batches_change_nothing_but_the_time(trained, tmp_path):
+    root, data = trained
+    weights = str(root / "runs/tiny/best.pt")
+    streams = []
+    for workers, batch in (("0", "1"), ("2", "2")):
+        out = tmp_path / f"w{workers}"
+        args = ("--weights", weights, "--out", str(out), "--score-thresh", "0.0", "--quiet")
+        result = invoke("detect", str(data / "val"), *args, "--workers", workers, "--batch-size", batch)
+        assert result.exit_code == 0, result.output
+        speed = " ".join(result.output.split()).split("Speed: ")[1]
+        assert all(f"{phase} " in speed for phase in ("decode", "wait", "preprocess", "model", "postprocess", "draw"))
+        assert f"images/s over 3 images at batch {batch}" in speed and ("in 2 workers" in speed) == (workers == "2")
+        streams.append([json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()])
+        assert len(list(out.glob("*.png"))) == 3
+    assert [r["file_name"] for r in streams[0]] == [r["file_name"] for r in streams[1]]
+    for first, second in zip(*streams):
+        assert [d["category_id"] for d in first["detections"]] == [d["category_id"] for d in second["detections"]]
+        for a, b in zip(first["detections"], second["detections"]):
+            assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3) and a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+
+def test_a_broken_image_read_by_a_worker_is_one_line(trained, tmp_path):
+    root, data = trained
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes((data / "val" / "000001.png").read_bytes())
+    (photos / "b.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    args = ("--weights", str(root / "runs/tiny/best.pt"), "--out", str(out), "--workers", "1", "--quiet")
+    result = invoke("detect", str(photos), *args)
+    assert result.exit_code == 2 and "b.png" in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error")]) == 1
+    assert [json.loads(line)["file_name"] for line in (out / "detections.jsonl").read_text().splitlines()] == [
+        str(photos / "a.png")
+    ]  # the image before it is kept
+
+
 def test_detect_without_weights_uses_the_latest_run(trained, tmp_path, monkeypatch):
     root, data = trained
     monkeypatch.chdir(root)  # runs/latest.json is looked up in the working directory
