@@ -16,7 +16,10 @@ Matching runs in three passes:
    - the NMS edge: the other side holds a same-label detection scoring at least as high (within the
      score tolerance) whose IoU with this one is within ``Tolerance.nms_iou`` of the NMS threshold, so
      one side suppressed it and the other did not; or one that overlaps it past the threshold and is
-     itself such a flip (NMS then cascades: the detection a flipped box would have suppressed survives).
+     itself such a flip (NMS then cascades: the detection a flipped box would have suppressed survives);
+     or, for at most ``ORDER_FLIPS`` of an image's detections, an order flip: the other side kept a
+     same-label neighbour of near-equal score (within ``EDGE`` score tolerances) overlapping it past the
+     threshold, where this side kept this one.
 3. The unexplained rest is paired within one tolerance (agreeing), then within ``GATE`` tolerances
    (reported with its difference, and failed); what is still alone is missing (failed).
 
@@ -42,6 +45,10 @@ GATE = 10.0  # a pair this many tolerances apart is still a pair (reported, and 
 # A detection missing on one side is float noise at the edge when its score is this close to it (in score
 # tolerances): a tenth, so a list of near-equal scores (an untrained head) is not all "edge".
 EDGE = 0.1
+# Two neighbouring candidates scoring alike overlap past NMS's threshold: the one scored higher suppresses
+# the other, and float noise may choose differently on the two sides. As often as this in an image (a
+# share of its detections) it is noise; an export whose boxes all moved would make every detection one.
+ORDER_FLIPS = 0.01
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,7 @@ def _explain(
         ((side, k) for side in (0, 1) for k in left[side] if (side, k) not in explained),
         key=lambda item: -float(sides[item[0]].scores[item[1]]),
     )
-    changed = True
+    changed, order_flips = True, 0
     while changed:
         changed = False
         for side, index in order:
@@ -181,7 +188,37 @@ def _explain(
                 explained.add((side, index))
                 into.nms_flips += 1
                 changed = True
+                continue
+            if order_flips < _order_flip_cap(sides):
+                waiting = [k for s, k in order if s == other and (s, k) not in explained]
+                twin = _order_twin(sides[side], index, sides[other], waiting, nms_thresh, tolerance)
+                if twin is not None:
+                    explained |= {(side, index), (other, twin)}
+                    into.nms_flips += 2
+                    order_flips += 1
+                    changed = True
     return explained
+
+
+def _order_flip_cap(sides: tuple[Detections, Detections]) -> int:
+    """How many NMS order flips an image may have: ``ORDER_FLIPS`` of its detections, at least one."""
+    return max(1, int(ORDER_FLIPS * max(len(sides[0]), len(sides[1]))))
+
+
+def _order_twin(
+    dets: Detections, index: int, others: Detections, waiting: list[int], nms_thresh: float, tolerance: Tolerance
+) -> int | None:
+    """An unexplained detection of ``others`` (among ``waiting``) that overlaps detection ``index`` past
+    the NMS threshold with the same label and a score within ``EDGE`` score tolerances: the two are
+    neighbouring candidates of near-equal score, and each side kept the one it scored higher."""
+    if not waiting:
+        return None
+    candidates = torch.tensor(waiting, dtype=torch.long)
+    iou = box_iou(dets.boxes[index : index + 1], others.boxes[candidates])[0]
+    near = (others.scores[candidates] - dets.scores[index]).abs() <= EDGE * tolerance.score
+    twins = (others.labels[candidates] == dets.labels[index]) & near & (iou > nms_thresh)
+    found = torch.nonzero(twins).flatten()
+    return None if len(found) == 0 else int(candidates[found[torch.argmax(iou[found])]])
 
 
 def _at_nms_edge(

@@ -86,6 +86,18 @@ def test_a_box_far_past_the_nms_threshold_is_no_flip():
     assert not agreement.passes(FP32_TOLERANCE) and agreement.nms_flips == 1 and agreement.unmatched == 1
 
 
+def test_neighbours_of_near_equal_score_may_swap_but_not_everywhere():
+    """Each side kept the neighbour it scored higher (IoU 0.82, scores 2e-4 apart): an order flip, once."""
+    beside = [2.0, 0.0, 32.0, 10.0]
+    agreement = compare(_detections([beside], [0.9002]), eager=_detections([A], [0.9]))
+    assert agreement.passes(FP32_TOLERANCE) and agreement.nms_flips == 2 and agreement.matched == 0
+    # Every box of an image moved by 2 px is no float noise, however alike the scores.
+    far_apart = [[0.0, 0.0, 30.0, 10.0], [100.0, 0.0, 130.0, 10.0], [200.0, 0.0, 230.0, 10.0]]
+    moved = [[x0 + 2, y0, x1 + 2, y1] for x0, y0, x1, y1 in far_apart]
+    agreement = compare(_detections(moved, [0.9, 0.8, 0.7]), eager=_detections(far_apart, [0.9, 0.8, 0.7]))
+    assert not agreement.passes(FP32_TOLERANCE) and agreement.nms_flips == 2
+
+
 def test_masks_are_compared_by_iou():
     masks = torch.zeros(3, 50, 80)
     masks[0, 10:40, 10:30] = 0.9
