@@ -177,6 +177,7 @@ def _tolerance(request: ExportRequest) -> Tolerance:
         score=request.score_tol if request.score_tol is not None else base.score,
         mask_iou=base.mask_iou,
         nms_iou=base.nms_iou,
+        missing_share=base.missing_share,
     )
 
 

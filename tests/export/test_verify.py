@@ -98,6 +98,23 @@ def test_neighbours_of_near_equal_score_may_swap_but_not_everywhere():
     assert not agreement.passes(FP32_TOLERANCE) and agreement.nms_flips == 2
 
 
+def test_half_precision_allows_a_few_unexplained_detections_and_says_so():
+    from detkit.export.verify import FP16_TOLERANCE
+
+    many = _detections([[10.0 * i, 0.0, 10.0 * i + 8, 8.0] for i in range(100)], [0.9 - 0.005 * i for i in range(100)])
+    one_missing = many.filter(torch.arange(1, 100))
+    agreement = compare_detections(
+        many, one_missing, FP16_TOLERANCE, score_thresh=0.05, detections_per_image=300, nms_thresh=NMS, into=Agreement()
+    )
+    assert agreement.passes(FP16_TOLERANCE) and "1 unexplained unmatched" in agreement.summary()
+    assert not compare(one_missing, eager=many).passes(FP32_TOLERANCE)  # float32: none
+    two_missing = many.filter(torch.arange(2, 100))
+    agreement = compare_detections(
+        many, two_missing, FP16_TOLERANCE, score_thresh=0.05, detections_per_image=300, nms_thresh=NMS, into=Agreement()
+    )
+    assert not agreement.passes(FP16_TOLERANCE)
+
+
 def test_masks_are_compared_by_iou():
     masks = torch.zeros(3, 50, 80)
     masks[0, 10:40, 10:30] = 0.9
