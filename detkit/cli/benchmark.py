@@ -65,6 +65,13 @@ def benchmark_command(
     amp: Annotated[bool, typer.Option(help="Run under autocast (mixed precision).")] = False,
     amp_dtype: Annotated[str, typer.Option(help="Autocast dtype with --amp: bf16 or fp16.")] = "bf16",
     channels_last: Annotated[bool, typer.Option(help="NHWC memory format for the networks.")] = True,
+    fold_norms: Annotated[
+        bool,
+        typer.Option(
+            help="Fold each batch norm into the conv before it, as detect and eval do (--no-fold-norms: "
+            "time the layers as trained)."
+        ),
+    ] = True,
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile each model's trunk (slow to start; worth it on GPUs).")
     ] = False,
@@ -112,8 +119,9 @@ speed, AP."""
     _check_sizes(image_size, max_seconds)
     apply_path_policy(allow_outside_images)
     settings = _settings(
-        device, amp, amp_dtype, channels_last, compile, batch_size, runs, warmup, max_seconds, train, isolate, threads
-    )
+        device, amp, amp_dtype, channels_last, compile, fold_norms, batch_size, runs, warmup, max_seconds, train,
+        isolate, threads,
+    )  # fmt: skip
     request = BenchmarkRequest(
         settings=settings, pipelines=_pipelines(pipelines, has_weights=bool(weights)), weights=tuple(weights or ()),
         backbone=None if backbone == "preset" else backbone, long_side=image_size, images=images, data=data,
@@ -149,6 +157,7 @@ def _settings(
     amp_dtype: str,
     channels_last: bool,
     compile: bool,
+    fold_norms: bool,
     batch_size: int,
     runs: int,
     warmup: int,
@@ -167,7 +176,9 @@ def _settings(
     if threads:
         torch.set_num_threads(threads)
     precision = Precision(amp_dtype if amp else None, channels_last, compile)
-    return BenchmarkSettings(resolve_device(device), precision, batch_size, runs, warmup, max_seconds, train, isolate)
+    return BenchmarkSettings(
+        resolve_device(device), precision, batch_size, runs, warmup, max_seconds, train, fold_norms, isolate
+    )
 
 
 def _compares_torchvision(compare: str | None) -> bool:

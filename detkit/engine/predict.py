@@ -29,6 +29,7 @@ from detkit.export.files import exported_format, open_exported
 from detkit.export.metadata import ExportMetadata
 from detkit.export.runtime import ExportedDetector
 from detkit.modeling.box_head import MLPBoxHead
+from detkit.modeling.fuse import fold_batch_norms
 from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.pipelines import PIPELINES, pipeline
 from detkit.structures import Detections
@@ -59,7 +60,8 @@ class ModelChoice:
 def load_chosen(
     choice: ModelChoice, on_event: EventCallback = ignore_events
 ) -> tuple[nn.Module, Checkpoint, torch.device]:
-    """``load_detector`` of ``choice`` on its device; says which checkpoint ``runs/latest.json`` gave."""
+    """``load_detector`` of ``choice`` on its device, for inference only (its norms folded); says which
+    checkpoint ``runs/latest.json`` gave."""
     device = resolve_device(choice.device)
     model, checkpoint = load_detector(
         choice.weights,
@@ -67,6 +69,7 @@ def load_chosen(
         score_thresh=choice.score_thresh,
         svd_rank=choice.svd_rank,
         overrides=list(choice.overrides),
+        fold_norms=True,
     )
     if choice.weights is None:
         on_event(Notice(f"{checkpoint.source} (the last `detkit train`, from runs/latest.json)", level="weights"))
@@ -88,6 +91,8 @@ def load_detector(
     score_thresh: float | None = None,
     svd_rank: int | None = None,
     overrides: list[str] | None = None,
+    *,
+    fold_norms: bool = False,
 ) -> tuple[nn.Module, Checkpoint]:
     """The model in a checkpoint (default: the latest ``detkit train``), in eval mode on ``device``.
 
@@ -96,6 +101,9 @@ def load_detector(
     ``score_thresh`` is one of them, at the pipeline's own key (``PipelineSpec.score_thresh_key``).
     ``svd_rank`` (default: the checkpoint's ``model.roi_heads.svd_rank``) > 0 factorizes the box
     head's FC layers by truncated SVD (Fast R-CNN section 3.1): faster, slightly less accurate.
+    ``fold_norms`` folds each batch norm into the conv before it (``modeling.fuse``: the same detections
+    up to float rounding, one pass over each feature map fewer) for a model that only runs inference:
+    its state dict is then no checkpoint's, so never for one that is saved or trained afterwards.
     An exported file (``exported_format``) is loaded by ``load_exported``.
     """
     if weights is not None and exported_format(weights) is not None:
@@ -117,7 +125,10 @@ def load_detector(
                 f"{', '.join(name for name, s in PIPELINES.items() if s.svd_box_head)} models"
             )
         cast(MLPBoxHead, model.get_submodule("roi_heads.box_head")).truncate(rank)
-    return model.to(device).eval(), checkpoint
+    model.eval()
+    if fold_norms:
+        fold_batch_norms(model)  # on the CPU, before the move: in float64, which not every device has
+    return model.to(device), checkpoint
 
 
 def load_exported(
