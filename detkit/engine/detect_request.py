@@ -46,6 +46,7 @@ class DetectSummary:
     images_written: int
     proposals: ProposalRun | None  # the selective-search pass before the model ran
     videos: tuple[VideoRun, ...] = ()  # the video files in order, then the camera
+    threads: int = 1  # the CPU threads the model ran on
 
 
 def run_detection(request: DetectRequest, on_event: EventCallback = ignore_events) -> DetectSummary:
@@ -80,7 +81,14 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
             raise
         results = writer.close()
     return DetectSummary(
-        len(inputs.images), len(writer.results), results, request.out, writer.images_written, warm, tuple(runs)
+        len(inputs.images),
+        len(writer.results),
+        results,
+        request.out,
+        writer.images_written,
+        warm,
+        tuple(runs),
+        torch.get_num_threads(),
     )
 
 

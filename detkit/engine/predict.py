@@ -21,7 +21,7 @@ from detkit.checkpoint import LOCATION_FIELDS, Checkpoint, load_checkpoint, mode
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides, config_from_dict, without_keys
 from detkit.data.images import image_to_tensor, read_image_rgb
-from detkit.engine.device import resolve_device
+from detkit.engine.device import resolve_device, use_cpu_threads
 from detkit.engine.events import EventCallback, Notice, StageAdvanced, StageFinished, StageStarted, ignore_events
 from detkit.engine.runs import latest_checkpoint
 from detkit.errors import CheckpointError, ConfigError
@@ -46,8 +46,8 @@ class ImageDetections:
 @dataclass(frozen=True)
 class ModelChoice:
     """Which trained model a command runs, and how: its checkpoint (None: the last ``detkit train``'s,
-    named by ``runs/latest.json``), device, test-time ``--set`` overrides, SVD rank, score threshold
-    and images per forward pass."""
+    named by ``runs/latest.json``), device, test-time ``--set`` overrides, SVD rank, score threshold,
+    images per forward pass and CPU threads (None: ``engine.device.default_cpu_threads``)."""
 
     weights: Path | None = None
     device: str = "auto"
@@ -55,13 +55,15 @@ class ModelChoice:
     svd_rank: int | None = None
     score_thresh: float | None = None
     batch_size: int = 1
+    threads: int | None = None
 
 
 def load_chosen(
     choice: ModelChoice, on_event: EventCallback = ignore_events
 ) -> tuple[nn.Module, Checkpoint, torch.device]:
     """``load_detector`` of ``choice`` on its device, for inference only (its norms folded); says which
-    checkpoint ``runs/latest.json`` gave."""
+    checkpoint ``runs/latest.json`` gave. The process's CPU threads are set here, where computing starts."""
+    use_cpu_threads(choice.threads)
     device = resolve_device(choice.device)
     model, checkpoint = load_detector(
         choice.weights,
