@@ -48,8 +48,9 @@ class NamedDetections(Detections):
 
 
 class Detector:
-    """A loaded detector, in eval mode on its device (its batch norms folded into its convs: for inference
-    only). Call it on one image or a list of them."""
+    """A loaded detector, in eval mode on its device, readied for inference only (batch norms folded into
+    the convs, channels-last weights: ``engine.predict.prepare_for_inference``). Call it on one image or a
+    list of them."""
 
     def __init__(self, model: nn.Module, class_names: list[str], device: torch.device, source: str) -> None:
         self.model, self.class_names, self.device, self.source = model, list(class_names), device, source
@@ -106,7 +107,7 @@ def load(
         resolved,
         score_thresh=score_thresh,
         overrides=list(overrides),
-        fold_norms=True,
+        for_inference=True,
     )
     return Detector(model, checkpoint.class_names, resolved, checkpoint.source)
 

@@ -29,11 +29,17 @@ def batch_norms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-def test_only_the_inference_loaders_fold_norms(checkpoint_file):
+def conv_weights_channels_last(model: nn.Module) -> bool:
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convs)
+
+
+def test_only_the_inference_loaders_fold_norms_and_go_channels_last(checkpoint_file):
     as_saved, _ = load_detector(checkpoint_file, CPU)  # what export and fine-tuning get: the checkpoint's layers
-    folded, _, _ = load_chosen(ModelChoice(checkpoint_file, device="cpu", threads=1))
-    assert batch_norms(as_saved) > 0 and batch_norms(folded) == 0
-    assert not folded.training and torch.get_num_threads() == 1
+    readied, _, _ = load_chosen(ModelChoice(checkpoint_file, device="cpu", threads=1))
+    assert batch_norms(as_saved) > 0 and not conv_weights_channels_last(as_saved)
+    assert batch_norms(readied) == 0 and conv_weights_channels_last(readied)
+    assert not readied.training and torch.get_num_threads() == 1
 
 
 @pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (16, 15)])
