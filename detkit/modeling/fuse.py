@@ -48,12 +48,13 @@ def fold_batch_norms(model: nn.Module) -> list[str]:
     if model.training:
         raise ValueError("batch norms are folded for inference only: call model.eval() first")
     registrations = Counter(id(module) for _, module in model.named_modules(remove_duplicate=False))
+    registrations.update(id(parameter) for _, parameter in model.named_parameters(remove_duplicate=False))
     folded = []
     for parent_name, parent in list(model.named_modules()):
         for conv_name, norm_name in conv_norm_pairs(parent):
             conv, norm = parent.get_submodule(conv_name), parent.get_submodule(norm_name)
-            if registrations[id(conv)] > 1 or registrations[id(norm)] > 1:
-                continue  # reached from another parent too, where its input may be something else
+            if any(registrations[id(shared)] > 1 for shared in (conv, norm, *conv.parameters(recurse=False))):
+                continue  # reached from elsewhere too (another parent, a tied weight), where the norm does not follow
             _fold_into(cast(nn.Conv2d, conv), norm)
             setattr(parent, norm_name, nn.Identity())
             folded.append(f"{parent_name}.{norm_name}" if parent_name else norm_name)

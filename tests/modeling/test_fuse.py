@@ -92,13 +92,17 @@ def test_blocks_are_traced_and_only_a_conv_feeding_the_norm_alone_is_folded():
     torch.testing.assert_close(folded(x), reference(x), atol=ATOL, rtol=0)
 
 
-def test_a_norm_registered_twice_or_without_running_statistics_stays():
+def test_a_shared_norm_or_weight_or_a_norm_without_running_statistics_stays():
     shared = nn.BatchNorm2d(4)
+    tied = nn.Conv2d(4, 4, 1)
     model = nn.Sequential(
         nn.Sequential(nn.Conv2d(4, 4, 1), shared),
         nn.Sequential(nn.Conv2d(4, 4, 1), shared),
         nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, track_running_stats=False)),
+        nn.Sequential(tied, nn.BatchNorm2d(4)),
+        nn.Conv2d(4, 4, 1),
     ).eval()
+    model[4].weight = tied.weight  # a tied weight: scaling it for one norm would scale the other layer too
     assert fold_batch_norms(model) == []
 
 
