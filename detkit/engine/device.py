@@ -50,9 +50,10 @@ def default_cpu_threads() -> int:
     the 2-core development machine while other jobs ran on it (load average 4.6 to 9), one 640 px
     forward pass with 2 threads took 4 to 9 times as long as with 1 (YOLO, MobileNetV2: 421 ms with 1
     thread, 1882 ms with 2; Faster R-CNN MobileNetV2-FPN: 700 vs 2879 ms; folded, channels-last, calls
-    alternated, medians of 7). On an idle machine the second thread can at best halve the time (not
-    measured: the machine was never idle); losing up to that is the price of never losing 4-9x on a
-    shared one, and on 16 cores the spare core costs about 6%.
+    alternated, medians of 7); a whole ``detkit detect`` of 8 coco128 photos took 15 s with 1 thread
+    and 35-36 s with 2 for both (medians of 3 alternated runs). On an idle machine the second thread
+    can at best halve the time (not measured: the machine was never idle); losing up to that is the
+    price of never losing 2-9x on a shared one, and on 16 cores the spare core costs about 6%.
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()  # torch has read it already
