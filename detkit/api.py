@@ -48,7 +48,9 @@ class NamedDetections(Detections):
 
 
 class Detector:
-    """A loaded detector, in eval mode on its device. Call it on one image or a list of them."""
+    """A loaded detector, in eval mode on its device, readied for inference only (batch norms folded into
+    the convs, channels-last weights: ``engine.predict.prepare_for_inference``). Call it on one image or a
+    list of them."""
 
     def __init__(self, model: nn.Module, class_names: list[str], device: torch.device, source: str) -> None:
         self.model, self.class_names, self.device, self.source = model, list(class_names), device, source
@@ -101,7 +103,11 @@ def load(
     ``key=value`` settings, as ``--set`` takes them."""
     resolved = resolve_device(device)
     model, checkpoint = load_detector(
-        None if weights is None else Path(weights), resolved, score_thresh=score_thresh, overrides=list(overrides)
+        None if weights is None else Path(weights),
+        resolved,
+        score_thresh=score_thresh,
+        overrides=list(overrides),
+        for_inference=True,
     )
     return Detector(model, checkpoint.class_names, resolved, checkpoint.source)
 

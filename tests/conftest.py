@@ -25,6 +25,21 @@ def _never_download():
     patch.undo()
 
 
+@pytest.fixture(autouse=True)
+def _cpu_threads_restored():
+    """A command sets its process's CPU threads (``--threads``, else detkit's default): the tests after it
+    get the suite's count back, so no test's speed depends on which command ran before it."""
+    import cv2
+    import torch
+
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    yield
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    if cv2.getNumThreads() != cv2_threads:
+        cv2.setNumThreads(cv2_threads)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from detkit.engine.benchmark.runner import BenchmarkSettings
 
 from detkit.cli.common import console, reports_errors
-from detkit.cli.options import AllowOutsideImages, DeviceOption
+from detkit.cli.options import AllowOutsideImages, DeviceOption, ThreadsOption
 
 ALL = "all"
 
@@ -65,6 +65,13 @@ def benchmark_command(
     amp: Annotated[bool, typer.Option(help="Run under autocast (mixed precision).")] = False,
     amp_dtype: Annotated[str, typer.Option(help="Autocast dtype with --amp: bf16 or fp16.")] = "bf16",
     channels_last: Annotated[bool, typer.Option(help="NHWC memory format for the networks.")] = True,
+    fold_norms: Annotated[
+        bool,
+        typer.Option(
+            help="Fold each batch norm into the conv before it, as detect and eval do (--no-fold-norms: "
+            "time the layers as trained)."
+        ),
+    ] = True,
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile each model's trunk (slow to start; worth it on GPUs).")
     ] = False,
@@ -85,7 +92,7 @@ def benchmark_command(
     isolate: Annotated[
         bool, typer.Option(help="Measure each model in a fresh process, so its peak memory is its own.")
     ] = True,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
+    threads: ThreadsOption = None,
     set_: Annotated[
         Optional[list[str]],
         typer.Option("--set", help="Override a config value of the random-weight pipelines: KEY=VALUE (repeatable)."),
@@ -101,18 +108,30 @@ def benchmark_command(
     # The help text is one line: Typer would show a line break of the docstring in the command list.
     """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training \
 speed, AP."""
-    from detkit.cli.options import apply_path_policy
+    from detkit.cli.options import apply_path_policy, apply_threads
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import benchmark_tables
     from detkit.engine.benchmark.outputs import save_report
     from detkit.engine.benchmark.runner import BenchmarkRequest, run_benchmark
     from detkit.engine.runs import new_run_dir
 
-    _check_counts(batch_size=batch_size, runs=runs, warmup=warmup, images=images, threads=threads)
+    _check_counts(batch_size=batch_size, runs=runs, warmup=warmup, images=images)
     _check_sizes(image_size, max_seconds)
     apply_path_policy(allow_outside_images)
+    apply_threads(threads)  # the rows' fresh processes take this process's count
     settings = _settings(
-        device, amp, amp_dtype, channels_last, compile, batch_size, runs, warmup, max_seconds, train, isolate, threads
+        device,
+        amp,
+        amp_dtype,
+        channels_last,
+        compile,
+        fold_norms,
+        batch_size,
+        runs,
+        warmup,
+        max_seconds,
+        train,
+        isolate,
     )
     request = BenchmarkRequest(
         settings=settings, pipelines=_pipelines(pipelines, has_weights=bool(weights)), weights=tuple(weights or ()),
@@ -149,25 +168,23 @@ def _settings(
     amp_dtype: str,
     channels_last: bool,
     compile: bool,
+    fold_norms: bool,
     batch_size: int,
     runs: int,
     warmup: int,
     max_seconds: float,
     train: bool,
     isolate: bool,
-    threads: int | None,
 ) -> BenchmarkSettings:
-    """How every model is measured; ``--threads`` applies to this process (and the ones it starts)."""
-    import torch
-
+    """How every model is measured."""
     from detkit.engine.benchmark.runner import BenchmarkSettings
     from detkit.engine.device import resolve_device
     from detkit.engine.precision import Precision
 
-    if threads:
-        torch.set_num_threads(threads)
     precision = Precision(amp_dtype if amp else None, channels_last, compile)
-    return BenchmarkSettings(resolve_device(device), precision, batch_size, runs, warmup, max_seconds, train, isolate)
+    return BenchmarkSettings(
+        resolve_device(device), precision, batch_size, runs, warmup, max_seconds, train, fold_norms, isolate
+    )
 
 
 def _compares_torchvision(compare: str | None) -> bool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
-from detkit.cli.options import CheckpointOverrides, DeviceOption, SvdRankOption, check_range
+from detkit.cli.options import CheckpointOverrides, DeviceOption, SvdRankOption, ThreadsOption, check_range
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -54,6 +54,7 @@ def detect_command(
         typer.Option(help="Processes decoding images ahead of the model (default: 1 with 4 or more cores, else 0)."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No per-image tables.")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     # The help text is one line: Typer would show a line break of the docstring in the command list.
     """Detect objects in images, videos or a camera: a table per image, annotated images and videos, json lines as \
@@ -66,7 +67,7 @@ it goes and COCO results in --out."""
     from detkit.engine.events import ImageDetected, StageAdvanced, StageFinished, StageStarted
     from detkit.errors import ConfigError
 
-    model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
+    model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh, threads)
     check_range("--stride", stride, low=1)
     check_range("--source", source, low=0)
     check_range("--workers", workers, low=0)
@@ -92,7 +93,7 @@ it goes and COCO results in --out."""
     if summary.proposals is not None:
         console.print(proposal_run_line(summary.proposals))
     for run in summary.videos:
-        console.print(video_line(run))
+        console.print(video_line(run, summary.threads))
     if summary.results is not None:
         console.print(_images_line(summary))
     if summary.timing is not None and summary.timing.images:
@@ -121,14 +122,17 @@ class _FrameBar:
             self.task = None
 
 
-def video_line(run: VideoRun) -> str:
-    """One video's last line: frames, time, frames/s and where its outputs are."""
+def video_line(run: VideoRun, threads: int) -> str:
+    """One video's last line: frames, time, frames/s on ``threads`` CPU threads and where its outputs are."""
+    from detkit.cli.tables import threads_phrase
+
     every = f" (every {_ordinal(run.stride)} of {run.frames_read})" if run.stride > 1 else ""
     stopped = ", stopped by Ctrl-C" if run.stopped else ""
     written = f"annotated video {run.video}; " if run.video is not None else ""
     return (
         f"{run.source}: {run.frames_processed} frames{every} in {run.seconds:.1f} s, "
-        f"{run.frames_per_second:.1f} frames/s{stopped}; {written}per-frame detections {run.frames_file}"
+        f"{run.frames_per_second:.1f} frames/s ({threads_phrase(threads)}){stopped}; {written}per-frame detections "
+        f"{run.frames_file}"
     )
 
 
@@ -161,6 +165,9 @@ def speed_line(timing: DetectTiming, request: DetectRequest) -> str:
 
 
 def _images_line(summary: DetectSummary) -> str:
-    return f"{summary.num_detections} detections in {summary.num_images} images; results: {summary.results}" + (
+    from detkit.cli.tables import threads_phrase
+
+    counts = f"{summary.num_detections} detections in {summary.num_images} images ({threads_phrase(summary.threads)})"
+    return f"{counts}; results: {summary.results}" + (
         f"; {summary.images_written} annotated images in {summary.out}" if summary.images_written else ""
     )

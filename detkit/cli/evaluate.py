@@ -9,7 +9,7 @@ import typer
 
 from detkit.cli.common import console, reports_errors
 from detkit.cli.console import note_line
-from detkit.cli.options import AllowOutsideImages, CheckpointOverrides, DeviceOption, SvdRankOption
+from detkit.cli.options import AllowOutsideImages, CheckpointOverrides, DeviceOption, SvdRankOption, ThreadsOption
 
 
 @reports_errors
@@ -48,6 +48,7 @@ def eval_command(
     score_thresh: Annotated[
         float, typer.Option(help="Detections scoring below this are not scored (COCO uses all; keep it low).")
     ] = 0.05,
+    threads: ThreadsOption = None,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Print the 12 COCO numbers and per-class AP, and write them as json."""
@@ -57,7 +58,7 @@ def eval_command(
     from detkit.engine.evaluate_request import EvalRequest, run_evaluation
 
     apply_path_policy(allow_outside_images)
-    model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
+    model = model_choice(weights, device, set_, svd_rank, batch_size, score_thresh, threads)
     request = EvalRequest(coco, images, split, model, results, out, backend)
     with RichProgress(console) as progress:
         report = run_evaluation(request, on_event=progress)

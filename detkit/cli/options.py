@@ -30,6 +30,14 @@ CheckpointOverrides = Annotated[
     typer.Option("--set", help="Override a test-time config value of the checkpoint: KEY=VALUE (repeatable)."),
 ]
 
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        help="CPU threads for torch and OpenCV in this process (default: OMP_NUM_THREADS when set, else one "
+        "fewer than the cores, at least 1: the fastest on a shared machine).",
+    ),
+]
+
 SvdRankOption = Annotated[
     Optional[int],
     typer.Option(help="Truncated-SVD rank for the box head's FC layers (0 = off; default: the checkpoint's)."),
@@ -42,6 +50,16 @@ def apply_path_policy(allow_outside_images: bool) -> None:
         from detkit.data.image_paths import allow_outside_images as allow
 
         allow()
+
+
+def apply_threads(threads: int | None) -> int:
+    """Check ``--threads`` and run this process's torch and OpenCV code on it (``engine.device.use_cpu_threads``);
+    returns the count. Commands call it once, before they compute; ``detect`` and ``eval`` pass it in
+    their ``ModelChoice`` instead, applied where the model is loaded."""
+    check_range("--threads", threads, low=1)
+    from detkit.engine.device import use_cpu_threads
+
+    return use_cpu_threads(threads)
 
 
 def check_range(option: str, value: float | int | None, *, low: float | None = None, high: float | None = None) -> None:
@@ -70,6 +88,7 @@ def model_choice(
     svd_rank: int | None,
     batch_size: int,
     score_thresh: float,
+    threads: int | None = None,
 ) -> ModelChoice:
     """The model options ``detect`` and ``eval`` share, checked, as the engine's ``ModelChoice``."""
     from detkit.engine.predict import ModelChoice
@@ -77,4 +96,5 @@ def model_choice(
     check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
     check_range("--batch-size", batch_size, low=1)
     check_range("--svd-rank", svd_rank, low=0)
-    return ModelChoice(weights, device, tuple(set_ or ()), svd_rank, score_thresh, batch_size)
+    check_range("--threads", threads, low=1)
+    return ModelChoice(weights, device, tuple(set_ or ()), svd_rank, score_thresh, batch_size, threads)

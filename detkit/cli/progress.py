@@ -18,6 +18,7 @@ from rich.text import Text
 
 from detkit.cli.console import label_line, printable, styled
 from detkit.cli.plain_progress import PlainProgressLog, significant
+from detkit.cli.tables import threads_phrase
 
 if TYPE_CHECKING:
     from detkit.engine.events import EpochFinished
@@ -93,7 +94,7 @@ class RichProgress:
         elif isinstance(event, events.Notice):
             self.console.print(label_line(f"{event.level}:", "yellow", event.message))
         elif isinstance(event, events.TrainingStarted):
-            across = f" x {event.processes} processes" if event.processes > 1 else ""
+            across = f" x {event.processes} processes" if event.processes > 1 else f", {threads_phrase(event.threads)}"
             self.console.print(
                 styled("training ", (event.pipeline, "bold"), f" ({event.name}) on {event.data}{across}")
             )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
-from detkit.cli.options import AllowOutsideImages
+from detkit.cli.options import AllowOutsideImages, ThreadsOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -36,10 +36,11 @@ def proposals_command(
         Optional[Path], typer.Option(help="Proposal cache (default: $DETKIT_CACHE_DIR or ~/.cache/detkit/proposals).")
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the report as json here.")] = None,
+    threads: ThreadsOption = None,
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Compute (or read from the cache) selective search proposals for every image and report their recall."""
-    from detkit.cli.options import apply_path_policy, check_range
+    from detkit.cli.options import apply_path_policy, apply_threads, check_range
     from detkit.cli.progress import RichProgress
     from detkit.config import ProposalConfig
     from detkit.engine.proposals import ProposalsRequest, run_proposals
@@ -49,6 +50,7 @@ def proposals_command(
     check_range("--topk", topk, low=1)
     check_range("--workers", workers, low=0)
     apply_path_policy(allow_outside_images)
+    used_threads = apply_threads(threads)
     cfg = ProposalConfig(
         mode=mode,
         max_image_size=max_image_size,
@@ -58,7 +60,7 @@ def proposals_command(
     )
     with RichProgress(console) as progress:
         report = run_proposals(ProposalsRequest(data, images, cfg, workers, out), on_event=progress)
-    console.print(_summary_table(report.run, cfg))
+    console.print(_summary_table(report.run, cfg, used_threads))
     if report.run.recall is not None:
         console.print(_recall_table(report.run.recall))
     console.print(f"cache: {report.cache}")
@@ -66,8 +68,10 @@ def proposals_command(
         console.print(f"report written to {report.written}")
 
 
-def _summary_table(run: ProposalRun, cfg: ProposalConfig) -> Table:
+def _summary_table(run: ProposalRun, cfg: ProposalConfig, threads: int) -> Table:
     from rich.table import Table
+
+    from detkit.cli.tables import threads_phrase
 
     table = Table(title=f"selective search, {cfg.mode}", title_justify="left")
     table.add_column("")
@@ -77,6 +81,7 @@ def _summary_table(run: ProposalRun, cfg: ProposalConfig) -> Table:
     if run.num_computed:
         table.add_row("time per computed image", f"{run.seconds_per_computed_image * 1000:.0f} ms (one core)")
     table.add_row("wall time", f"{run.wall_seconds:.1f} s")
+    table.add_row("threads", f"{threads_phrase(threads)} here (a worker process takes 1)")
     table.add_row("proposals per image", f"{run.proposals_per_image:.0f}")
     if run.recall is not None:
         for threshold, value in run.recall.recall.items():

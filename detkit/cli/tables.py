@@ -89,15 +89,19 @@ def detections_table(title: str, detections: DetectionRows, class_names: list[st
     return table
 
 
+def threads_phrase(count: int) -> str:
+    """``1 CPU thread``, ``2 CPU threads``: how many threads a command computed on."""
+    return f"{count} CPU thread{'s' if count > 1 else ''}"
+
+
 def eval_timing_lines(timing: EvalTiming) -> str:
     """An ``engine.evaluate_request.EvalTiming``: per-image test time split into the model's stages (what is
     left is image reading and batching), then the pipeline's own counts, one per line."""
     parts = [f"{name} {ms:.1f}" for name, ms in timing.stage_ms.items()]
     parts.append(f"image reading and the rest {timing.ms_per_image - sum(timing.stage_ms.values()):.1f}")
     line = (
-        f"{timing.num_images} images in {timing.seconds:.1f} s: {timing.ms_per_image:.1f} ms per image = "
-        + " + ".join(parts)
-        + " ms"
+        f"{timing.num_images} images in {timing.seconds:.1f} s ({threads_phrase(timing.threads)}): "
+        f"{timing.ms_per_image:.1f} ms per image = " + " + ".join(parts) + " ms"
     )
     return "\n".join([line, *(f"  {extra}" for extra in timing.lines)])
 

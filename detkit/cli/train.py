@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
-from detkit.cli.options import AllowOutsideImages, apply_path_policy
+from detkit.cli.options import AllowOutsideImages, ThreadsOption, apply_path_policy, apply_threads
 
 DATA, MODEL, SCHEDULE, RUNTIME, OUTPUT = "Data", "Model", "Schedule", "Runtime", "Output"
 
@@ -142,6 +142,7 @@ def train_command(
             rich_help_panel=RUNTIME,
         ),
     ] = None,
+    threads: ThreadsOption = None,
     sync_bn: Annotated[
         Optional[bool],
         typer.Option(
@@ -173,6 +174,7 @@ def train_command(
     from detkit.engine.train_request import TrainData, TrainRequest, run_training
 
     apply_path_policy(allow_outside_images)
+    apply_threads(threads)
     given = {
         "epochs": epochs,
         "batch_size": batch_size,

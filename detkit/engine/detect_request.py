@@ -50,6 +50,7 @@ class DetectSummary:
     proposals: ProposalRun | None  # the selective-search pass before the model ran
     videos: tuple[VideoRun, ...] = ()  # the video files in order, then the camera
     timing: DetectTiming | None = None  # where the images' time went; None when there were no images
+    threads: int = 1  # the CPU threads the model ran on
 
 
 def run_detection(request: DetectRequest, on_event: EventCallback = ignore_events) -> DetectSummary:
@@ -97,6 +98,7 @@ def run_detection(request: DetectRequest, on_event: EventCallback = ignore_event
         warm,
         tuple(runs),
         timing if inputs.images else None,
+        torch.get_num_threads(),
     )
 
 

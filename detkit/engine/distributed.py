@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from detkit.engine.device import resolve_device
+from detkit.engine.device import available_cores, resolve_device
 from detkit.errors import ConfigError
 
 T = TypeVar("T")
@@ -123,13 +123,6 @@ def cpu_threads_per_process(rank: Rank, device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def is_distributed() -> bool:

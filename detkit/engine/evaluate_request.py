@@ -48,6 +48,7 @@ class EvalTiming:
     seconds: float
     stage_ms: dict[str, float]
     lines: tuple[str, ...] = ()
+    threads: int = 1  # the CPU threads the model ran on
 
     @property
     def ms_per_image(self) -> float:
@@ -150,4 +151,4 @@ def _timing(
     cost = spec.cost_breakdown(model, stage_ms) if spec.cost_breakdown is not None else None
     if cost:
         lines.append(cost)
-    return EvalTiming(num_images, seconds, stage_ms, tuple(lines))
+    return EvalTiming(num_images, seconds, stage_ms, tuple(lines), torch.get_num_threads())

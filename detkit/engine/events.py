@@ -45,12 +45,14 @@ class EpochFinished:
 
 @dataclass
 class TrainingStarted:
-    """A training run is about to start: what it trains, its name, on what, in how many processes."""
+    """A training run is about to start: what it trains, its name, on what, in how many processes, and
+    on how many CPU threads (of this process; CPU processes of a data-parallel run share the cores)."""
 
     pipeline: str
     name: str
     data: str
     processes: int = 1
+    threads: int = 1
 
 
 @dataclass

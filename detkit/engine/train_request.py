@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from detkit.config import ExperimentConfig
 from detkit.config.overrides import apply_overrides, load_config_file, update_config
 from detkit.config.synthetic import SYNTHETIC_ROOT
@@ -98,7 +100,7 @@ def run_training(request: TrainRequest, on_event: EventCallback = ignore_events)
     if request.data.data is None and request.resume is None:
         ensure_synthetic_data(cfg, talk)
     processes = launched.world_size if launched is not None else cfg.runtime.devices
-    talk(TrainingStarted(cfg.model.pipeline, cfg.name, cfg.data.train_annotations, processes))
+    talk(TrainingStarted(cfg.model.pipeline, cfg.name, cfg.data.train_annotations, processes, torch.get_num_threads()))
     result = train(cfg, resume_from=request.resume, on_event=talk)
     return result if launched is None or launched.is_main else None
 

@@ -634,6 +634,16 @@ CASES = {
         3,
         "--batch-size 0: must be at least 1",
     ),
+    "detect/threads-0": Case(
+        ["detect", "{bad}/photo.jpg", "--weights", "{faster}", "--threads", "0", "--out", "{out}"],
+        3,
+        "--threads 0: must be at least 1",
+    ),
+    "train/threads-0": Case(
+        ["train", "--threads", "0", "--data", "{train}", "--images", "{data}/train", "--output", "{out}"],
+        3,
+        "--threads 0: must be at least 1",
+    ),
     "eval/negative-score-thresh": Case(
         [
             "eval",

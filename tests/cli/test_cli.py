@@ -71,9 +71,11 @@ def test_detect_writes_tables_images_and_results(trained, tmp_path):
         str(out),
         "--score-thresh",
         "0.0",
+        "--threads",
+        "1",
     )
     assert result.exit_code == 0, result.output
-    assert "detections" in result.output
+    assert "detections" in result.output and "(1 CPU thread)" in result.output
     assert len(list(out.glob("*.png"))) == 3
     records = json.loads((out / "detections.json").read_text())
     assert all({"image_id", "category_id", "bbox", "score", "file_name"} <= r.keys() for r in records)
@@ -140,6 +142,7 @@ def test_eval_model_and_results_file(trained, tmp_path):
         str(out),
     )
     assert result.exit_code == 0, result.output
+    assert "CPU thread" in result.output  # the default count, whatever this machine's is
     assert set(json.loads(out.read_text())["stats"]) >= {"AP", "AP50", "AR100"}
 
     # The ground truth as a results file scores a perfect AP without any model.

@@ -40,6 +40,7 @@ class BenchmarkModel:
     weights: str  # a checkpoint or exported file's path, or "random"
     checkpoint: Checkpoint | None = None
     runtime: str = "eager"  # "eager", or an exported file's: "onnxruntime", "torchscript"
+    seed: int = 0  # of a random-weight model's build
 
 
 def preset_config(
@@ -74,7 +75,18 @@ def random_model(
     cfg = replace(cfg, model=replace(cfg.model, num_classes=num_classes))
     torch.manual_seed(seed)
     model = pipeline(pipeline_name).build(cfg.model).eval()
-    return BenchmarkModel(name=pipeline_name, pipeline=pipeline_name, model=model, config=cfg, weights="random")
+    return BenchmarkModel(
+        name=pipeline_name, pipeline=pipeline_name, model=model, config=cfg, weights="random", seed=seed
+    )
+
+
+def rebuilt_model(entry: BenchmarkModel) -> nn.Module:
+    """``entry``'s eager model built again, with the weights it was built with and every layer it was
+    built with: what training is timed on once the timed model's norms are folded into its convs."""
+    if entry.checkpoint is not None:
+        return model_from_checkpoint(entry.checkpoint)
+    torch.manual_seed(entry.seed)
+    return pipeline(entry.pipeline).build(entry.config.model)
 
 
 def checkpoint_model(

@@ -90,7 +90,7 @@ class BenchmarkReport:
             f"{env['threads']} threads, torch {env['torch']}",
             "",
             f"Input: {env['input']}; batch {env['batch_size']}; channels_last {env['channels_last']}; "
-            f"compile {env['compile']}; {env['date']}.",
+            f"batch norms folded {env['fold_norms']}; compile {env['compile']}; {env['date']}.",
             "",
             "| pipeline | weights | runtime | ms/img | call p50 | call p90 | img/s | x Faster R-CNN | params (M) "
             "| GFLOPs | peak RSS (MiB) | CUDA peak (MiB) | train img/s | AP | AP50 |",

@@ -1,14 +1,15 @@
 """``detkit benchmark``: every model through the same measurements, on the same inputs, in one process.
 
-Per model, in this order, over the same calls of ``batch_size`` images:
+Per model, in this order, over the same calls of ``batch_size`` images (with ``fold_norms``, on the
+model with its batch norms folded into its convs, as ``detect`` and ``eval`` run it):
 
 1. warm-up passes, the first one counting FLOPs (eager: the counter cannot see into compiled graphs;
    with ``compile`` the trunk is compiled after it and warmed up again);
 2. timed passes (end-to-end latency, nothing synchronizes inside a call);
 3. one stage-recorded pass (per-stage times: it syncs at stage boundaries, so it is kept apart from 2);
 4. peak memory over 1-3; AP and AP50 on ``eval_dataset`` for a trained model;
-5. with ``train``: training steps on the same model, last (no copy holds a second set of weights
-   while memory is measured).
+5. with ``train``: training steps, last, on the model built again with its norms (no copy holds a
+   second set of weights while memory is measured).
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from detkit.data.formats.coco_reader import default_image_dir
 from detkit.engine.benchmark.cost import counted_flops, parameter_count
 from detkit.engine.benchmark.inputs import dataset_inputs, four_by_three, scene_inputs
 from detkit.engine.benchmark.memory import PeakMemory, current_rss_mib, reset_rss_peak
-from detkit.engine.benchmark.models import COCO_CLASSES, BenchmarkModel, checkpoint_model, exported_model, random_model
+from detkit.engine.benchmark.models import (
+    COCO_CLASSES,
+    BenchmarkModel,
+    checkpoint_model,
+    exported_model,
+    random_model,
+    rebuilt_model,
+)
 from detkit.engine.benchmark.report import BenchmarkReport, PipelineResult
 from detkit.engine.benchmark.runtime_compare import RuntimeComparison, compare_runtimes, exported_groups
 from detkit.engine.benchmark.timing import Latency, stage_breakdown, time_repeatedly, warm_up
@@ -48,6 +56,7 @@ from detkit.engine.events import EventCallback, Notice, ignore_events
 from detkit.engine.precision import Precision
 from detkit.engine.predict import load_exported
 from detkit.export.files import exported_format
+from detkit.modeling.fuse import fold_batch_norms
 from detkit.modeling.stages import STAGE_ORDER
 from detkit.pipelines import pipeline
 from detkit.pipelines.spec import RegionTally
@@ -67,6 +76,7 @@ class BenchmarkSettings:
     warmup: int = 1  # passes over the inputs; at least 1 (it counts the FLOPs)
     max_seconds: float = 30.0  # per model and phase: once spent, no further timed pass starts
     train: bool = False
+    fold_norms: bool = True  # time inference as detect and eval run it: batch norms folded into the convs
     # Measure each model in a fresh process: the allocator keeps what earlier models freed, so in
     # one process every row after the first would report (and inherit) their memory.
     isolate: bool = True
@@ -85,7 +95,12 @@ def benchmark_model(
     runtime holds them); ``--train`` does not apply to it."""
     device, precision = settings.device, settings.precision
     eager = entry.runtime == "eager"
-    model = precision.prepare(entry.model.to(device).eval()) if eager else entry.model.eval()
+    model = entry.model.eval()
+    params = parameter_count(model) if eager else None  # the model's own: folding drops the norms' parameters
+    if eager:
+        if settings.fold_norms:
+            fold_batch_norms(model)
+        model = precision.prepare(model.to(device))
     batches = _batches([image.to(device) for image in images], settings.batch_size)
     calls = [lambda batch=batch: model(batch) for batch in batches]
 
@@ -113,7 +128,7 @@ def benchmark_model(
         backbone=entry.config.model.backbone.name,
         latency=Latency(times, settings.batch_size),
         stages_ms={s: stages[s] for s in STAGE_ORDER if s in stages},
-        params=parameter_count(model) if eager else None,
+        params=params,
         gflops=gflops,
         peak_rss_mib=memory.rss_mib(),
         rss_at_start_mib=rss_at_start,
@@ -130,8 +145,9 @@ def benchmark_model(
         on_event(Notice(f"{entry.name}: an exported {entry.runtime} graph does not train; no training speed"))
     elif settings.train:
         on_event(Notice(f"{entry.name}: training steps", level="info"))
+        trainee = precision.prepare(rebuilt_model(entry).to(device)) if settings.fold_norms else model
         result.train_images_per_second = training_images_per_second(
-            model,
+            trainee,
             entry.config,
             images,
             targets,
@@ -163,6 +179,7 @@ def environment(settings: BenchmarkSettings, input_description: str) -> dict[str
         "precision": settings.precision.name,
         "channels_last": settings.precision.channels_last,
         "compile": settings.precision.compile,
+        "fold_norms": settings.fold_norms,
         "batch_size": settings.batch_size,
         "runs": settings.runs,
         "warmup": settings.warmup,
@@ -372,6 +389,7 @@ def _torchvision_comparisons(
                 warmup=settings.warmup,
                 device=settings.device,
                 precision=settings.precision,
+                fold_norms=settings.fold_norms,
             )
         )
     return comparisons

@@ -19,6 +19,7 @@ from detkit.config import TransformConfig
 from detkit.engine.benchmark.timing import time_models
 from detkit.engine.precision import Precision
 from detkit.errors import ConfigError
+from detkit.modeling.fuse import fold_batch_norms
 from detkit.modeling.torchvision_import import convert_torchvision_detector, torchvision_model_config
 from detkit.pipelines import PIPELINES
 
@@ -98,9 +99,15 @@ def compare_with_torchvision(
     warmup: int = 2,
     device: torch.device = CPU,
     precision: Precision = FLOAT32,
+    fold_norms: bool = False,
 ) -> ComparisonResult:
-    """Time ``pipeline`` in detkit and in torchvision on ``images`` (one batch), alternating."""
-    model, reference = (precision.prepare(m.to(device)) for m in paired_models(pipeline, arch, image_size))
+    """Time ``pipeline`` in detkit and in torchvision on ``images`` (one batch), alternating; with
+    ``fold_norms`` both have their batch norms folded into their convs (the same pass finds both's)."""
+    models = paired_models(pipeline, arch, image_size)
+    if fold_norms:
+        for model in models:
+            fold_batch_norms(model)
+    model, reference = (precision.prepare(m.to(device)) for m in models)
     with precision.autocast(device):
         times = time_models({"detkit": model, "torchvision": reference}, images, runs, warmup, device)
     return ComparisonResult(

@@ -12,7 +12,8 @@ from detkit.engine.benchmark.timing import Latency
 
 ENVIRONMENT = {
     "device_name": "Test CPU", "device": "cpu", "precision": "fp32", "batch_size": 1, "threads": 2, "torch": "2.x",
-    "input": "2 images", "channels_last": True, "compile": False, "date": "today",
+    "input": "2 images", "channels_last": True, "fold_norms": True,
+    "compile": False, "date": "today",
 }  # fmt: skip
 
 
