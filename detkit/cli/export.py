@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from detkit.cli.common import console, reports_errors
+from detkit.cli.options import ThreadsOption
 
 if TYPE_CHECKING:
     from detkit.engine.export import ExportReport
@@ -87,8 +88,9 @@ def export_command(
     score_tol: Annotated[
         Optional[float], typer.Option(help="Largest score difference allowed (0.005; 0.05 with --half).")
     ] = None,
+    threads: ThreadsOption = None,
 ) -> None:
-    from detkit.cli.options import check_range
+    from detkit.cli.options import apply_threads, check_range
     from detkit.cli.progress import RichProgress
     from detkit.engine.export import ExportRequest, run_export
     from detkit.errors import ConfigError
@@ -97,6 +99,7 @@ def export_command(
         raise ConfigError(f"--format {format}: choose onnx or torchscript")
     check_range("--score-thresh", score_thresh, low=0.0, high=1.0)
     check_range("--check-count", check_count, low=1)
+    apply_threads(threads)
     request = ExportRequest(
         weights=weights, format=format, image_size=image_size, dynamic=dynamic, opset=opset, half=half,  # type: ignore[arg-type]
         out=out, score_thresh=score_thresh, overrides=tuple(set_ or ()), part=part,

@@ -37,6 +37,7 @@ from detkit.export.runtime import ExportedDetector
 from detkit.export.torchscript_file import export_torchscript
 from detkit.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, Agreement, Tolerance, compare_detections
 from detkit.io import atomic_path, input_replaced_by
+from detkit.modeling.fuse import folded_copy
 from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.ops.regions import warp_regions
 from detkit.pipelines import pipeline
@@ -93,7 +94,9 @@ def run_export(request: ExportRequest, on_event: EventCallback = ignore_events) 
     )
     if isinstance(model, ExportedDetector):
         raise ConfigError(f"{weights}: is already an exported file; export the checkpoint it was made from")
-    graph = build_graph(model, pipeline(checkpoint.pipeline), half=request.half, part=request.part)
+    # The graph is made of a copy with its batch norms folded into the convolutions (what inference runs),
+    # and checked against the checkpoint's own layers: the check covers the fold too.
+    graph = build_graph(folded_copy(model), pipeline(checkpoint.pipeline), half=request.half, part=request.part)
     out = request.out or _default_out(weights, request.format)
     _check_suffix(out, request.format)
     _refuse_overwriting(out, weights)
