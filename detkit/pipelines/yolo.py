@@ -17,8 +17,8 @@ from detkit.config import (
 from detkit.config.overrides import check_config
 from detkit.errors import ConfigError
 from detkit.modeling.backbones import build_trunk
+from detkit.modeling.scaling import scaled_channels, scaled_depth
 from detkit.modeling.yolo import DecoupledHead, LetterboxTransform, PANNeck, YOLODetector
-from detkit.modeling.yolo.blocks import scaled_channels, scaled_depth
 from detkit.pipelines.box_heads import check_num_classes
 from detkit.pipelines.faster_rcnn import faster_rcnn_synthetic
 from detkit.pipelines.spec import PipelineSpec
