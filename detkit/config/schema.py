@@ -31,7 +31,8 @@ from detkit.config.constraints import (
 # The names the code dispatches on (tests/config/test_constraints.py holds them equal to its dicts).
 # Pipeline names are not among them: the pipeline table (detkit.pipelines.PIPELINES) is above the
 # config and refuses an unknown name where one is used.
-BACKBONE_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "vgg16")  # modeling/backbones/trunks.py
+# modeling/backbones/trunks.py
+BACKBONE_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "vgg16", "csp_n", "csp_s", "csp_m")
 NORM_LAYERS = ("bn", "frozen_bn")
 CONV_NORMS = ("none", "bn")  # modeling/conv_blocks.py: after the convs of the FPN and the box and mask heads
 POOLERS = ("roi_align", "roi_pool")
