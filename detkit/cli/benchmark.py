@@ -31,8 +31,8 @@ def benchmark_command(
     backbone: Annotated[
         str,
         typer.Option(
-            help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16), "
-            "or 'preset' for each preset's own."
+            help="Trunk of the random-weight pipelines (resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, vgg16, "
+            "csp_n, csp_s, csp_m), or 'preset' for each preset's own."
         ),
     ] = "mobilenet_v2",
     device: DeviceOption = "auto",

@@ -31,12 +31,14 @@ from detkit.config.constraints import (
 # The names the code dispatches on (tests/config/test_constraints.py holds them equal to its dicts).
 # Pipeline names are not among them: the pipeline table (detkit.pipelines.PIPELINES) is above the
 # config and refuses an unknown name where one is used.
-BACKBONE_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "vgg16")  # modeling/backbones/trunks.py
+# modeling/backbones/trunks.py
+BACKBONE_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "vgg16", "csp_n", "csp_s", "csp_m")
 NORM_LAYERS = ("bn", "frozen_bn")
 CONV_NORMS = ("none", "bn")  # modeling/conv_blocks.py: after the convs of the FPN and the box and mask heads
 POOLERS = ("roi_align", "roi_pool")
 PROPOSAL_MODES = ("fast", "quality")
 BOX_LOSSES = ("giou", "ciou")
+YOLO_NECKS = ("csp_pan", "c2f_pan")  # pipelines/yolo.py
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
 AMP_DTYPES = ("bf16", "fp16")
@@ -213,7 +215,10 @@ class YOLOConfig:
     # YOLOX-s is width 0.5 / depth 0.33, YOLOX-m 0.75 / 0.67, YOLOX-l 1.0 / 1.0.
     width_multiple: Positive = 0.5
     depth_multiple: Positive = 0.33
-    neck_channels: tuple[PositiveInt, PositiveInt, PositiveInt] = (256, 512, 1024)  # PAN outputs at strides 8, 16, 32
+    # "csp_pan": YOLOX's PAN of C3 blocks with 1x1 reductions; "c2f_pan": YOLOv8's PAN of C2f blocks.
+    neck: Annotated[str, Choice(*YOLO_NECKS)] = "csp_pan"
+    # PAN outputs at strides 8, 16, 32 (YOLOv8-m caps the last at 768: (256, 512, 768) with width 0.75).
+    neck_channels: tuple[PositiveInt, PositiveInt, PositiveInt] = (256, 512, 1024)
     head_channels: PositiveInt = 256
     head_convs: NonNegativeInt = 2  # 3x3 convs in each of the classification and regression branches
     # SimOTA (YOLOX section 2.3): candidates are points inside a box or within center_radius strides

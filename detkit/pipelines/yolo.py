@@ -3,7 +3,10 @@ the builder, its recipes and its row facts (``SPEC``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+
+from torch import nn
 
 from detkit.config import (
     BackboneConfig,
@@ -17,15 +20,18 @@ from detkit.config import (
 from detkit.config.overrides import check_config
 from detkit.errors import ConfigError
 from detkit.modeling.backbones import build_trunk
-from detkit.modeling.yolo import DecoupledHead, LetterboxTransform, PANNeck, YOLODetector
-from detkit.modeling.yolo.blocks import scaled_channels, scaled_depth
+from detkit.modeling.scaling import scaled_channels, scaled_depth
+from detkit.modeling.yolo import C2fPANNeck, DecoupledHead, LetterboxTransform, PANNeck, YOLODetector
 from detkit.pipelines.box_heads import check_num_classes
 from detkit.pipelines.faster_rcnn import faster_rcnn_synthetic
 from detkit.pipelines.spec import PipelineSpec
 
 # The head predicts at strides 8, 16 and 32: trunk stages 3, 4 and 5.
 TRUNK_STAGES = (3, 4, 5)
-CSP_DEPTH = 3  # bottlenecks per CSP block at depth_multiple 1.0 (YOLOX-l)
+CSP_DEPTH = 3  # bottlenecks per CSP / C2f block of the neck at depth_multiple 1.0 (YOLOX-l, YOLOv8-l)
+
+# model.yolo.neck -> (trunk channels, output channels, blocks per fusion) -> neck
+NECKS: dict[str, Callable[[list[int], list[int], int], nn.Module]] = {"csp_pan": PANNeck, "c2f_pan": C2fPANNeck}
 
 
 def build_yolo(cfg: ModelConfig) -> YOLODetector:
@@ -34,7 +40,7 @@ def build_yolo(cfg: ModelConfig) -> YOLODetector:
     check_config(yolo, "model.yolo")  # a config built in code was never parsed: its sides must suit the strides
     trunk, taps = build_trunk(cfg.backbone, TRUNK_STAGES)
     neck_channels = [scaled_channels(c, yolo.width_multiple) for c in yolo.neck_channels]
-    neck = PANNeck([tap.channels for tap in taps], neck_channels, scaled_depth(CSP_DEPTH, yolo.depth_multiple))
+    neck = NECKS[yolo.neck]([tap.channels for tap in taps], neck_channels, scaled_depth(CSP_DEPTH, yolo.depth_multiple))
     head = DecoupledHead(
         neck_channels, cfg.num_classes, scaled_channels(yolo.head_channels, yolo.width_multiple), yolo.head_convs
     )
@@ -64,10 +70,30 @@ YOLO_LOSS_WEIGHTS = LossWeights(loss_box=5.0)
 
 
 def yolo() -> ExperimentConfig:
+    """A YOLOv8-n-sized detector from scratch at 640 px: the CSP trunk (``csp_n``), YOLOv8's C2f PAN neck
+    (width 0.25, depth 0.33) and YOLOX's decoupled head, trained as ``yolo_mobilenet``."""
+    return replace(
+        yolo_mobilenet(),
+        name="yolo",
+        model=ModelConfig(
+            pipeline="yolo",
+            backbone=BackboneConfig(name="csp_n", fpn=False),
+            yolo=YOLOConfig(
+                image_size=640,
+                train_sizes=(512, 576, 640, 704),
+                neck="c2f_pan",
+                width_multiple=0.25,
+                depth_multiple=0.33,
+            ),
+        ),
+    )
+
+
+def yolo_mobilenet() -> ExperimentConfig:
     """A YOLOX-s-sized single-shot detector (width 0.5, depth 0.33) on ImageNet MobileNetV2 at 640 px:
     mosaic, flip and colour jitter, AdamW, EMA weights, mosaic off for the last 15% of epochs."""
     return ExperimentConfig(
-        name="yolo",
+        name="yolo_mobilenet",
         model=ModelConfig(
             pipeline="yolo",
             backbone=BackboneConfig(name="mobilenet_v2", pretrained=True, fpn=False),
@@ -112,6 +138,6 @@ SPEC = PipelineSpec(
     score_thresh_key="model.yolo.score_thresh",
     input_size=input_size,
     full_load=("model.yolo.score_thresh=0",),  # every candidate reaches NMS, as on a busy image
-    presets=(yolo, yolo_synthetic),
+    presets=(yolo, yolo_mobilenet, yolo_synthetic),
     dense_network="trunk",
 )

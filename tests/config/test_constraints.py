@@ -113,7 +113,7 @@ def test_the_walk_sees_the_constrained_fields():
     paths = {path for path, _ in RANGED}
     assert {"solver.lr", "solver.epochs", "model.transform.min_size", "model.anchors.sizes", "seed"} <= paths
     assert {"model.yolo.width_multiple", "data.mosaic_scale", "model.transform.image_mean"} <= {p for p, _ in FLOATS}
-    assert len(RANGED) > 90 and len(CHOICES) == 12  # model.pipeline is checked by the pipeline table
+    assert len(RANGED) > 90 and len(CHOICES) == 13  # model.pipeline is checked by the pipeline table
 
 
 @pytest.mark.parametrize(("path", "annotation"), RANGED, ids=[p for p, _ in RANGED])
@@ -303,10 +303,11 @@ def test_choices_are_the_names_the_code_dispatches_on():
     from detkit.modeling.poolers import POOLERS
     from detkit.modeling.yolo.loss import BOX_LOSSES
     from detkit.pipelines import PIPELINES
+    from detkit.pipelines.yolo import NECKS
     from detkit.proposals.selective_search import MODES
 
     assert schema.BACKBONE_NAMES == tuple(TRUNKS) and schema.NORM_LAYERS == tuple(NORM_LAYERS)
-    assert schema.CONV_NORMS == tuple(CONV_NORMS)
+    assert schema.CONV_NORMS == tuple(CONV_NORMS) and schema.YOLO_NECKS == tuple(NECKS)
     assert schema.POOLERS == POOLERS and schema.PROPOSAL_MODES == MODES and schema.BOX_LOSSES == tuple(BOX_LOSSES)
     assert schema.AMP_DTYPES == tuple(AMP_DTYPES) and schema.BACKENDS == BACKENDS
     # Pipeline names are the table's own, refused where a name is used (the config is below the table).

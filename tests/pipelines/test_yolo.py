@@ -1,9 +1,13 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
+from detkit.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from detkit.config import BackboneConfig, ModelConfig, YOLOConfig
 from detkit.errors import ConfigError
-from detkit.pipelines import PIPELINES
+from detkit.modeling.yolo import C2fPANNeck, PANNeck
+from detkit.pipelines import PIPELINES, PRESETS
 from detkit.structures import Detections, Target
 from tests.pipelines.training import train_two_steps
 
@@ -72,3 +76,33 @@ def test_bad_sizes_and_multipliers_are_config_errors(yolo_config, override):
     cfg = ModelConfig(**{**yolo_config.__dict__, "yolo": YOLOConfig(**override)})
     with pytest.raises(ConfigError, match="model.yolo"):
         build(cfg)
+
+
+def test_the_yolo_preset_is_the_csp_trunk_with_the_c2f_neck_and_trains(tiny_batch):
+    model_cfg = PRESETS["yolo"]().model
+    assert model_cfg.backbone.name == "csp_n" and model_cfg.yolo.neck == "c2f_pan" and not model_cfg.backbone.pretrained
+    small = replace(model_cfg.yolo, image_size=64, train_sizes=(64,))
+    model = build(replace(model_cfg, num_classes=3, yolo=small))
+    assert isinstance(model.neck, C2fPANNeck) and [stem[0].out_channels for stem in model.head.stems] == [64] * 3
+    images, targets = tiny_batch
+    train_two_steps(model, images, targets, LOSSES)
+
+
+def test_a_checkpoint_of_the_mobilenet_yolo_from_before_the_neck_choice_loads(tmp_path):
+    cfg = PRESETS["yolo_mobilenet"]()
+    yolo = replace(cfg.model.yolo, image_size=64, train_sizes=(64,), width_multiple=0.125)
+    cfg = replace(
+        cfg, model=replace(cfg.model, num_classes=3, backbone=BackboneConfig(name="mobilenet_v2", fpn=False), yolo=yolo)
+    )
+    model = build(cfg.model)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, Checkpoint(cfg, model.state_dict(), ["a", "b", "c"], [1, 2, 3]))
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["model"]["yolo"]["neck"]  # what checkpoints written before the neck choice hold
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config.model.yolo.neck == "csp_pan" and loaded.config.model.backbone.name == "mobilenet_v2"
+    rebuilt = model_from_checkpoint(loaded)
+    assert isinstance(rebuilt.neck, PANNeck)
+    for key, value in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value)

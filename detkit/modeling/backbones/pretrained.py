@@ -18,7 +18,7 @@ from torchvision import models
 
 from detkit.config.schema import BackboneConfig
 from detkit.download import fetch_weights, weights_cache_dir
-from detkit.errors import CheckpointError, WeightsNotFoundError
+from detkit.errors import CheckpointError, ConfigError, WeightsNotFoundError
 
 IMAGENET_WEIGHTS = {
     "resnet18": (models.ResNet18_Weights.IMAGENET1K_V1,),
@@ -29,6 +29,10 @@ IMAGENET_WEIGHTS = {
         models.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
     ),
     "vgg16": (models.VGG16_Weights.IMAGENET1K_V1,),
+    # YOLOv8's trunk: trained from scratch with the detector; only a weights_path file loads into it.
+    "csp_n": (),
+    "csp_s": (),
+    "csp_m": (),
 }
 
 
@@ -43,6 +47,11 @@ def find_imagenet_weights(cfg: BackboneConfig) -> Path:
             )
         return path
     urls = [w.url for w in IMAGENET_WEIGHTS[cfg.name]]
+    if not urls:
+        raise ConfigError(
+            f"model.backbone.name={cfg.name} has no published ImageNet weights (it trains from scratch): "
+            "set model.backbone.pretrained=false, or model.backbone.weights_path=FILE of this trunk's weights"
+        )
     folders = (weights_cache_dir(), Path.cwd() / "weights")
     for path in (folder / Path(url).name for url in urls for folder in folders):
         if path.is_file():

@@ -1,4 +1,5 @@
-"""ImageNet classifiers cut into stride-numbered stages: the trunk of every detkit backbone.
+"""ImageNet classifiers (and YOLOv8's CSP trunk) cut into stride-numbered stages: the trunk of every
+detkit backbone.
 
     images ``[N, 3, H, W]`` -> OrderedDict of tapped stage outputs ``"c<s>": [N, C_s, H / 2**s, W / 2**s]``
 
@@ -16,6 +17,9 @@ Per architecture (channels of each tap; ``-`` = no such stage):
     mobilenet_v2        16    24    32    96  1280
     mobilenet_v3_large  16    24    40   112   960    + c5a: block 13, 160 channels, stride 32
     vgg16              128   256   512   512     -    conv2_2, conv3_3, conv4_3, conv5_3; no pool5
+    csp_n               16    32    64   128   256    YOLOv8's CSP trunk (csp_darknet.py), no ImageNet weights
+    csp_s               32    64   128   256   512
+    csp_m               48    96   192   384   576
 
 VGG16 keeps ``features`` without its last max-pool, so conv5_3 sits at stride 16 as in Fast R-CNN
 (Girshick, ICCV 2015); its stride-1 conv1 block is folded into stage 1, which puts the Fast R-CNN
@@ -34,6 +38,8 @@ from typing import cast
 
 import torchvision
 from torch import Tensor, nn
+
+from detkit.modeling.backbones.csp_darknet import CSP_SIZES, STAGE_ENDS, CSPSize, csp_darknet_layers
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -174,10 +180,32 @@ def _channels_before(features: nn.Sequential, index: int) -> int:
     return [m for m in features[: index + 1] if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
+def _csp(size: CSPSize, norm_layer: NormLayer) -> TrunkSpec:
+    layers, channels = csp_darknet_layers(size, norm_layer)
+    taps = {f"c{s}": Tap(STAGE_ENDS[s - 1], 2**s, channels[s - 1]) for s in range(1, 6)}
+    # No published ImageNet checkpoint; a weights_path file of this trunk's own keys loads unprefixed.
+    return TrunkSpec(layers, taps, ("c2", "c3", "c4", "c5"), imagenet_prefix="")
+
+
+def csp_n(norm_layer: NormLayer) -> TrunkSpec:
+    return _csp(CSP_SIZES["n"], norm_layer)
+
+
+def csp_s(norm_layer: NormLayer) -> TrunkSpec:
+    return _csp(CSP_SIZES["s"], norm_layer)
+
+
+def csp_m(norm_layer: NormLayer) -> TrunkSpec:
+    return _csp(CSP_SIZES["m"], norm_layer)
+
+
 TRUNKS: dict[str, Callable[[NormLayer], TrunkSpec]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "mobilenet_v2": mobilenet_v2,
     "mobilenet_v3_large": mobilenet_v3_large,
     "vgg16": vgg16,
+    "csp_n": csp_n,
+    "csp_s": csp_s,
+    "csp_m": csp_m,
 }

@@ -51,13 +51,3 @@ class CSPBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         fused: Tensor = self.fuse(torch.cat([self.bottlenecks(self.main(x)), self.bypass(x)], dim=1))
         return fused
-
-
-def scaled_channels(channels: int, width_multiple: float, divisor: int = 8) -> int:
-    """``channels * width_multiple`` rounded up to a multiple of ``divisor`` (SIMD-friendly widths)."""
-    return max(divisor, int(-(-channels * width_multiple // divisor) * divisor))
-
-
-def scaled_depth(depth: int, depth_multiple: float) -> int:
-    """``depth * depth_multiple`` rounded, at least 1."""
-    return max(1, round(depth * depth_multiple))

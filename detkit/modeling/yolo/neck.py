@@ -36,14 +36,15 @@ class PANNeck(nn.Module):
         """Three maps finest first -> three maps finest first, each at its input's resolution."""
         c3, c4, c5 = features
         lateral5 = self.reduce5(c5)
-        top_down4 = self.fuse4_top_down(torch.cat([_upsample_to(lateral5, c4), c4], dim=1))
+        top_down4 = self.fuse4_top_down(torch.cat([upsample_to(lateral5, c4), c4], dim=1))
         lateral4 = self.reduce4(top_down4)
-        p3 = self.fuse3(torch.cat([_upsample_to(lateral4, c3), c3], dim=1))
+        p3 = self.fuse3(torch.cat([upsample_to(lateral4, c3), c3], dim=1))
         p4 = self.fuse4_bottom_up(torch.cat([self.down3(p3), lateral4], dim=1))
         p5 = self.fuse5(torch.cat([self.down4(p4), lateral5], dim=1))
         return [p3, p4, p5]
 
 
-def _upsample_to(x: Tensor, reference: Tensor) -> Tensor:
+def upsample_to(x: Tensor, reference: Tensor) -> Tensor:
+    """``x`` ``[N, C, h, w]`` -> ``[N, C, H, W]`` of ``reference``, nearest neighbour."""
     # To the reference's exact size, not x2: an odd-sized map halves with rounding up.
     return F.interpolate(x, size=reference.shape[-2:], mode="nearest")
