@@ -71,35 +71,45 @@ def validate_results(records: Any, source: str) -> ResultColumns:
         raise DataError(
             f"{source}: expected a JSON list of result records, got {type(records).__name__}; {RESULTS_FIX}"
         )
-    if not _plainly_valid(records):
+    columns = _plain_columns(records)
+    if columns is None:  # a bad record, or a valid one of types JSON never gives: the walk tells which
         for index, record in enumerate(records):
             problem = _record_problem(record)
             if problem is not None:
                 raise DataError(f"{source}: record {index} {problem}; {RESULTS_FIX}")
-    return _columns(records)
+        columns = _columns(records)
+    return columns
 
 
 # ----------------------------------------------------------------------------- the column checks
 
 
-def _plainly_valid(records: list[Any]) -> bool:
-    """True when every record is valid as JSON gives it; False sends the file to ``_record_problem``
-    (a bad record, or a valid one of types JSON never gives)."""
+def _plain_columns(records: list[Any]) -> ResultColumns | None:
+    """The columns of ``records`` when every record is valid as JSON gives it, else None."""
     if not _types_in(records, {dict}):
-        return False
-    if not all(_types_in((record.get(key) for record in records), {int}) for key in ("image_id", "category_id")):
-        return False
+        return None
+    image_ids = [record.get("image_id") for record in records]
+    category_ids = [record.get("category_id") for record in records]
     scores = [record.get("score") for record in records]
-    if not _types_in(scores, _NUMBERS) or not _all_finite(scores):
-        return False
-    if not all(("bbox" in record) or ("segmentation" in record) for record in records):
-        return False
-    boxes = [record["bbox"] for record in records if "bbox" in record]
+    if not (_types_in(image_ids, {int}) and _types_in(category_ids, {int}) and _types_in(scores, _NUMBERS)):
+        return None
+    if _finite_array(scores) is None:
+        return None
+    has_bbox = _has(records, "bbox")
+    has_segmentation = _has(records, "segmentation")
+    if not (has_bbox | has_segmentation).all():
+        return None
+    boxes = [record["bbox"] for record in records] if has_bbox.all() else [r["bbox"] for r in records if "bbox" in r]
     if not _types_in(boxes, {list}) or not set(map(len, boxes)) <= {4}:
-        return False
-    if not _types_in(itertools.chain.from_iterable(boxes), _NUMBERS) or not _all_finite(boxes):
-        return False
-    return _plain_rles([record["segmentation"] for record in records if "segmentation" in record])
+        return None
+    if not _types_in(itertools.chain.from_iterable(boxes), _NUMBERS):
+        return None
+    box_array = _finite_array(boxes)
+    if box_array is None or not _plain_rles([r["segmentation"] for r in records if "segmentation" in r]):
+        return None
+    return ResultColumns(
+        image_ids, category_ids, has_bbox, has_segmentation, box_array.reshape(-1, 4) if has_bbox.all() else None
+    )
 
 
 def _plain_rles(segmentations: list[Any]) -> bool:
@@ -119,15 +129,25 @@ def _types_in(values: Iterable[Any], kinds: set[type]) -> bool:
     return set(map(type, values)) <= kinds
 
 
-def _all_finite(values: list[Any]) -> bool:
+def _finite_array(values: list[Any]) -> np.ndarray | None:
+    """``values`` (numbers, or lists of numbers of one length) as a flat float64 array, None when one
+    is not finite."""
+    flat = itertools.chain.from_iterable(values) if values and isinstance(values[0], list) else values
     try:
-        return bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
+        array = np.fromiter(flat, dtype=np.float64)
     except OverflowError:  # an integer past float64: the walk says which record
-        return False
+        return None
+    return array if np.isfinite(array).all() else None
+
+
+def _has(records: list[dict[str, Any]], key: str) -> np.ndarray:
+    """``[N]`` bool: which records have ``key``."""
+    return np.fromiter((key in record for record in records), dtype=bool, count=len(records))
 
 
 def _columns(records: list[dict[str, Any]]) -> ResultColumns:
-    has_bbox = np.fromiter(("bbox" in record for record in records), dtype=bool, count=len(records))
+    """The columns of valid records of any types (numpy scalars, tuples, ids past 64 bits)."""
+    has_bbox = _has(records, "bbox")
     boxes = None
     if has_bbox.all():
         boxes = np.asarray([record["bbox"] for record in records], dtype=np.float64).reshape(len(records), 4)
@@ -135,7 +155,7 @@ def _columns(records: list[dict[str, Any]]) -> ResultColumns:
         image_ids=[record["image_id"] for record in records],
         category_ids=[record["category_id"] for record in records],
         has_bbox=has_bbox,
-        has_segmentation=np.fromiter(("segmentation" in record for record in records), dtype=bool, count=len(records)),
+        has_segmentation=_has(records, "segmentation"),
         boxes=boxes,
     )
 
