@@ -45,6 +45,13 @@ def eval_command(
         Optional[str],
         typer.Option(help="With --results: bbox or segm (default: what the records carry; both for boxes with masks)."),
     ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            help="With --results: processes scoring shares of the categories (default: one per core, "
+            "up to 8, one per 25,000 detections; 1 for one process)."
+        ),
+    ] = None,
     timings: Annotated[
         bool, typer.Option("--timings", help="With --results: print the seconds of each scoring step.")
     ] = False,
@@ -58,7 +65,7 @@ def eval_command(
     allow_outside_images: AllowOutsideImages = False,
 ) -> None:
     """Print the 12 COCO numbers and per-class AP, and write them as json."""
-    from detkit.cli.options import apply_path_policy, model_choice
+    from detkit.cli.options import apply_path_policy, check_range, model_choice
     from detkit.cli.progress import RichProgress
     from detkit.cli.tables import eval_timing_lines, metrics_table, per_class_table, proposal_run_line
     from detkit.engine.evaluate_request import EvalRequest, run_evaluation
@@ -67,13 +74,17 @@ def eval_command(
     apply_path_policy(allow_outside_images)
     if iou_type is not None and iou_type not in ("bbox", "segm"):
         raise ConfigError(f"--iou-type {quoted(iou_type)}: use bbox or segm")
+    check_range("--workers", workers, low=1)
     # A results file needs no model: building the model options would import torch for nothing.
     model = None if results is not None else model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
-    request = EvalRequest(
-        coco, images, split, model=model, results=results, out=out, backend=backend, iou_type=iou_type
-    )
-    with RichProgress(console) as progress:
-        report = run_evaluation(request, on_event=progress)
+    request = EvalRequest(coco, images, split, model, results, out, backend, iou_type=iou_type, workers=workers)
+    if results is not None:
+        # Scoring a file reports no progress, and a live display's refresh thread would keep
+        # scoring from forking its worker processes.
+        report = run_evaluation(request)
+    else:
+        with RichProgress(console) as progress:
+            report = run_evaluation(request, on_event=progress)
     if report.proposals is not None:
         console.print(proposal_run_line(report.proposals))
     if report.timing is not None:

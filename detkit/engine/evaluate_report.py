@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 class EvalRequest:
     """A ``detkit eval`` invocation: the ground truth (``data``, its ``images`` and VOC/YOLO ``split``),
     and a model (``model``: default the last ``detkit train``'s, score threshold 0.05, 4 images per
-    pass) or a ``results`` json, scored as ``iou_type`` (None: what its records carry)."""
+    pass) or a ``results`` json, scored as ``iou_type`` (None: what its records carry) by ``workers``
+    processes (None: as many as help, ``parallel.default_workers``)."""
 
     data: Path
     images: Path | None = None
@@ -34,6 +35,7 @@ class EvalRequest:
     out: Path | None = None
     backend: str = "auto"
     iou_type: str | None = None
+    workers: int | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ def run_evaluation(request: EvalRequest, on_event: EventCallback = ignore_events
             f"--iou-type {request.iou_type} applies to --results; a model is scored on what it predicts "
             "(boxes, and masks for a mask model): drop --iou-type"
         )
+    if request.workers is not None:
+        raise ConfigError(
+            f"--workers {request.workers} applies to --results; a model's detections are scored in its own "
+            "process: drop --workers"
+        )
     from detkit.engine.evaluate_model import evaluate_model
 
     return evaluate_model(request, on_event)

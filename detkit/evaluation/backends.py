@@ -48,20 +48,38 @@ def run_backend(
     iou_type: str,
     image_ids: list[int],
     steps: StepTimes,
+    *,
+    category_ids: list[int] | None = None,
+    summarise: bool = True,
 ) -> Any:
-    """The evaluator after evaluate, accumulate and summarize (``.stats``, ``.eval["precision"]``,
-    ``.params``). ``ground_truth``: a COCO dict; ``detections``: its results as ``loadRes`` makes
-    them (``private_detections``); both on private ids, both written into."""
+    """The evaluator after evaluate, accumulate and (``summarise``) summarize: ``.stats``,
+    ``.eval["precision"]`` ``[T, R, K, A, M]``, ``.eval["recall"]`` ``[T, K, A, M]``, ``.params``.
+    ``ground_truth``: a COCO dict; ``detections``: its results as ``loadRes`` makes them
+    (``private_detections``); both on private ids, both written into. ``category_ids``: the
+    categories scored (default: all of the ground truth's), in that order along K."""
     run = _run_faster_coco_eval if backend == "faster_coco_eval" else _run_pycocotools
     evaluator = run(ground_truth, _results_dataset(ground_truth, detections), iou_type, steps)
     evaluator.params.imgIds = list(image_ids)
+    if category_ids is not None:
+        evaluator.params.catIds = list(category_ids)
     with steps.step("evaluate"):
         evaluator.evaluate()
     with steps.step("accumulate"):
         evaluator.accumulate()
-    with steps.step("summarise"):
-        evaluator.summarize()
+    if summarise:
+        with steps.step("summarise"):
+            evaluator.summarize()
     return evaluator
+
+
+def empty_evaluator(backend: str, iou_type: str) -> Any:
+    """An evaluator of ``backend`` with the protocol's parameters and no data: ``summarize`` of the
+    ``.eval`` arrays put into it (``parallel.py``)."""
+    if backend == "faster_coco_eval":
+        return _faster_evaluator(None, None, iou_type)
+    from pycocotools.cocoeval import COCOeval
+
+    return COCOeval(iouType=iou_type)
 
 
 def _results_dataset(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, Any]:
@@ -90,20 +108,23 @@ def _run_faster_coco_eval(
     ground_truth: dict[str, Any], results: dict[str, Any], iou_type: str, steps: StepTimes
 ) -> Any:
     with steps.step("load"):
-        from faster_coco_eval import COCO, COCOeval_faster
+        from faster_coco_eval import COCO
 
-        def silent(*args: Any, **kwargs: Any) -> None:
-            return None
-
-        # Defaults already follow pycocotools' protocol; pin the switches that could change it: no
-        # LVIS filtering, no extra match statistics, and the per-image evaluate -> accumulate split
-        # that mirrors pycocotools' evaluateImg/accumulate.
-        return COCOeval_faster(
-            COCO(ground_truth, print_function=silent),
-            COCO(results, print_function=silent),
-            iou_type,
-            print_function=silent,
-            extra_calc=False,
-            lvis_style=False,
-            separate_eval=True,
+        return _faster_evaluator(
+            COCO(ground_truth, print_function=_silent), COCO(results, print_function=_silent), iou_type
         )
+
+
+def _faster_evaluator(coco_gt: Any, coco_dt: Any, iou_type: str) -> Any:
+    from faster_coco_eval import COCOeval_faster
+
+    # Defaults already follow pycocotools' protocol; pin the switches that could change it: no LVIS
+    # filtering, no extra match statistics. The per-image evaluate -> accumulate split mirrors
+    # pycocotools' evaluateImg/accumulate, and on COCO val sizes it is a fifth faster than the fused one.
+    return COCOeval_faster(
+        coco_gt, coco_dt, iou_type, print_function=_silent, extra_calc=False, lvis_style=False, separate_eval=True
+    )
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    return None

@@ -26,6 +26,7 @@ from detkit.errors import ConfigError, DataError
 from detkit.evaluation.backends import BACKENDS, resolve_backend, run_backend
 from detkit.evaluation.file_names import image_ids_by_file_name
 from detkit.evaluation.ground_truth import id_zero_notes, load_ground_truth
+from detkit.evaluation.parallel import can_fork, default_workers, run_in_processes
 from detkit.evaluation.private import PrivateIds, private_detections, private_ground_truth
 from detkit.evaluation.results_file import RESULTS_MISSING_FIX, ResultColumns, validate_results
 from detkit.evaluation.steps import StepTimes
@@ -94,13 +95,16 @@ def evaluate_coco_types(
     backend: str = "auto",
     image_ids: Sequence[int] | None = None,
     image_dir: str | os.PathLike[str] | None = None,
+    workers: int = 1,
     steps: StepTimes | None = None,
 ) -> dict[str, CocoMetrics]:
     """``evaluate_coco`` for several IoU types from one reading of the inputs: ``{iou_type: metrics}``.
 
     iou_types: None scores what the records carry (bbox for records with a ``bbox``, segm for
-    records with a ``segmentation``: both for a mask model's). steps: filled with the seconds of
-    each step (parse, validate, read ground truth, load, evaluate, accumulate, summarise).
+    records with a ``segmentation``: both for a mask model's). workers: processes that score
+    shares of the categories (``parallel.py``; 0: ``default_workers``, by core count and detection
+    count); one process where forking is not safe. steps: filled with the seconds of each step
+    (parse, validate, read ground truth, load, evaluate, accumulate, summarise).
     """
     for iou_type in iou_types or ():
         if iou_type not in IOU_TYPES:
@@ -108,7 +112,7 @@ def evaluate_coco_types(
     steps = steps if steps is not None else StepTimes()
     backend_name = resolve_backend(backend)
     with _cyclic_gc_paused():
-        return _scored(ground_truth, results, iou_types, backend_name, image_ids, image_dir, steps)
+        return _scored(ground_truth, results, iou_types, backend_name, image_ids, image_dir, workers, steps)
 
 
 @contextlib.contextmanager
@@ -133,6 +137,7 @@ def _scored(
     backend_name: str,
     image_ids: Sequence[int] | None,
     image_dir: str | os.PathLike[str] | None,
+    workers: int,
     steps: StepTimes,
 ) -> dict[str, CocoMetrics]:
     records, columns, results_source, owned = _load_results(results, steps)
@@ -168,9 +173,15 @@ def _scored(
             continue
         with steps.step("copy ground truth"):
             private = private_ground_truth(dataset, ids)
+        processes = workers or default_workers(len(detections))
         # Both libraries print progress to stdout; detkit's library code never prints.
         with contextlib.redirect_stdout(io.StringIO()):
-            evaluator = run_backend(backend_name, private, detections, iou_type, private_image_ids, steps)
+            if processes > 1 and can_fork():
+                evaluator = run_in_processes(
+                    backend_name, private, detections, iou_type, private_image_ids, processes, steps
+                )
+            else:
+                evaluator = run_backend(backend_name, private, detections, iou_type, private_image_ids, steps)
         per_class_ap, per_class_ap50 = _per_class_ap(evaluator, names)
         scored[iou_type] = CocoMetrics(
             iou_type=iou_type,

@@ -402,6 +402,16 @@ CASES = {
         3,
         "--iou-type segm applies to --results",
     ),
+    "eval/no-workers": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_boxes.json", "--workers", "0"],
+        3,
+        "--workers 0: must be at least 1",
+    ),
+    "eval/workers-with-a-model": Case(
+        ["eval", "--coco", "{val}", "--weights", "{faster}", "--workers", "2", "--out", "{out}/m.json"],
+        3,
+        "--workers 2 applies to --results",
+    ),
     "eval/truncated-results": Case(
         ["eval", "--coco", "{val}", "--results", "{bad}/truncated.json", "--out", "{out}/m.json"], 2, "invalid JSON"
     ),

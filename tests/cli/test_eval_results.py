@@ -103,7 +103,8 @@ def test_scoring_a_results_file_imports_no_torch(tmp_path):
     gt, results = _write(tmp_path, _ground_truth(), _results(_ground_truth()))
     out = tmp_path / "metrics.json"
     done = subprocess.run(
-        [sys.executable, "-c", _DRIVER, "eval", "--coco", str(gt), "--results", str(results), "--out", str(out)],
+        [sys.executable, "-c", _DRIVER, "eval", "--coco", str(gt), "--results", str(results), "--out", str(out)]
+        + ["--workers", "2", "--timings"],
         cwd=ROOT,  # this checkout's detkit, whatever is installed
         capture_output=True,
         text=True,
@@ -111,6 +112,7 @@ def test_scoring_a_results_file_imports_no_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert "evaluate + accumulate (2 processes)" in done.stdout  # and it forked its scoring processes
     document = json.loads(out.read_text())
     assert document["iou_type"] == "bbox" and document["segm"]["iou_type"] == "segm"  # boxes and masks: both
 
