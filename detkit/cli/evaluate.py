@@ -48,8 +48,8 @@ def eval_command(
     workers: Annotated[
         Optional[int],
         typer.Option(
-            help="With --results: processes scoring shares of the categories (default: one per core, "
-            "up to 8, one per 25,000 detections; 1 for one process)."
+            help="With --results: processes scoring shares of the categories (default 1; 0: one per core, "
+            "up to 8 and one per 100,000 detections). Pays only where cores are free."
         ),
     ] = None,
     timings: Annotated[
@@ -74,7 +74,7 @@ def eval_command(
     apply_path_policy(allow_outside_images)
     if iou_type is not None and iou_type not in ("bbox", "segm"):
         raise ConfigError(f"--iou-type {quoted(iou_type)}: use bbox or segm")
-    check_range("--workers", workers, low=1)
+    check_range("--workers", workers, low=0)
     # A results file needs no model: building the model options would import torch for nothing.
     model = None if results is not None else model_choice(weights, device, set_, svd_rank, batch_size, score_thresh)
     request = EvalRequest(coco, images, split, model, results, out, backend, iou_type=iou_type, workers=workers)

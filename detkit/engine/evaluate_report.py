@@ -25,7 +25,7 @@ class EvalRequest:
     """A ``detkit eval`` invocation: the ground truth (``data``, its ``images`` and VOC/YOLO ``split``),
     and a model (``model``: default the last ``detkit train``'s, score threshold 0.05, 4 images per
     pass) or a ``results`` json, scored as ``iou_type`` (None: what its records carry) by ``workers``
-    processes (None: as many as help, ``parallel.default_workers``)."""
+    processes (None: one; 0: as many as help, ``evaluation.parallel.default_workers``)."""
 
     data: Path
     images: Path | None = None

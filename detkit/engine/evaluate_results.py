@@ -29,7 +29,7 @@ def score_results_file(request: EvalRequest) -> EvalReport:
         iou_types=(request.iou_type,) if request.iou_type is not None else None,
         backend=request.backend,
         image_dir=images,
-        workers=request.workers or 0,
+        workers=1 if request.workers is None else request.workers,
         steps=steps,
     )
     metrics = scored["bbox"] if "bbox" in scored else scored["segm"]

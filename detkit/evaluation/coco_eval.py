@@ -134,7 +134,7 @@ def _scored(
     ground_truth: Any,
     results: list[dict[str, Any]] | str | os.PathLike[str],
     iou_types: Sequence[str] | None,
-    backend_name: str,
+    backend: str,
     image_ids: Sequence[int] | None,
     image_dir: str | os.PathLike[str] | None,
     workers: int,
@@ -147,53 +147,78 @@ def _scored(
     with steps.step("match"):
         ids = PrivateIds.of(dataset)
         eval_image_ids = _evaluation_image_ids(dataset, image_ids, gt_source)
-        record_image_ids = image_ids_by_file_name(
-            records, columns.image_ids, dataset["images"], image_dir, results_source, gt_source
-        )
-        private_images = ids.images_of(record_image_ids)
-        private_categories = ids.categories_of(columns.category_ids)
-        _check_results_fit(
-            columns, record_image_ids, private_images, private_categories, types, gt_source, results_source
-        )
         private_image_ids = sorted(ids.image[i] for i in eval_image_ids)
-        kept = np.flatnonzero(np.isin(private_images, private_image_ids))
-        detections = private_detections(
-            [records[i] if owned else dict(records[i]) for i in kept.tolist()],
-            private_images[kept],
-            private_categories[kept],
-            columns.boxes[kept] if columns.boxes is not None else None,
-            _image_sizes(dataset, ids, gt_source) if columns.boxes is None and len(kept) else {},
+        detections = _detections(
+            records, columns, owned, dataset, ids, private_image_ids, types, image_dir, gt_source, results_source
         )
     notes = id_zero_notes(dataset)
-    names = ids.names(dataset)
-    scored: dict[str, CocoMetrics] = {}
+    if not detections:
+        return {t: _metrics_without_detections(dataset, t, backend, eval_image_ids, notes) for t in types}
+    scored = {}
     for iou_type in types:
-        if not detections:
-            scored[iou_type] = _metrics_without_detections(dataset, iou_type, backend_name, eval_image_ids, notes)
-            continue
         with steps.step("copy ground truth"):
             private = private_ground_truth(dataset, ids)
-        processes = workers or default_workers(len(detections))
-        # Both libraries print progress to stdout; detkit's library code never prints.
-        with contextlib.redirect_stdout(io.StringIO()):
-            if processes > 1 and can_fork():
-                evaluator = run_in_processes(
-                    backend_name, private, detections, iou_type, private_image_ids, processes, steps
-                )
-            else:
-                evaluator = run_backend(backend_name, private, detections, iou_type, private_image_ids, steps)
-        per_class_ap, per_class_ap50 = _per_class_ap(evaluator, names)
+        evaluator = _evaluated(backend, private, detections, iou_type, private_image_ids, workers, steps)
+        per_class_ap, per_class_ap50 = _per_class_ap(evaluator, ids.names(dataset))
         scored[iou_type] = CocoMetrics(
             iou_type=iou_type,
             stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)])},
             per_class_ap=per_class_ap,
             per_class_ap50=per_class_ap50,
-            backend=backend_name,
+            backend=backend,
             num_images=len(eval_image_ids),
             num_detections=len(detections),
             notes=notes,
         )
     return scored
+
+
+def _detections(
+    records: list[dict[str, Any]],
+    columns: ResultColumns,
+    owned: bool,
+    dataset: dict[str, Any],
+    ids: PrivateIds,
+    private_image_ids: list[int],
+    iou_types: Sequence[str],
+    image_dir: str | os.PathLike[str] | None,
+    gt_source: str,
+    source: str,
+) -> list[dict[str, Any]]:
+    """The records on the evaluated images as the libraries take them (``private_detections``), after
+    their file names are matched and every record is checked against the ground truth."""
+    record_image_ids = image_ids_by_file_name(
+        records, columns.image_ids, dataset["images"], image_dir, source, gt_source
+    )
+    private_images = ids.images_of(record_image_ids)
+    private_categories = ids.categories_of(columns.category_ids)
+    _check_results_fit(columns, record_image_ids, private_images, private_categories, iou_types, gt_source, source)
+    kept = np.flatnonzero(np.isin(private_images, private_image_ids))
+    return private_detections(
+        [records[i] if owned else dict(records[i]) for i in kept.tolist()],
+        private_images[kept],
+        private_categories[kept],
+        columns.boxes[kept] if columns.boxes is not None else None,
+        _image_sizes(dataset, ids, gt_source) if columns.boxes is None and len(kept) else {},
+    )
+
+
+def _evaluated(
+    backend: str,
+    ground_truth: dict[str, Any],
+    detections: list[dict[str, Any]],
+    iou_type: str,
+    image_ids: list[int],
+    workers: int,
+    steps: StepTimes,
+) -> Any:
+    """The backend's evaluator after summarize, in ``workers`` processes where that is safe."""
+    processes = workers or default_workers(len(detections))
+    # Both libraries print progress to stdout; detkit's library code never prints.
+    with contextlib.redirect_stdout(io.StringIO()):
+        if processes > 1 and can_fork():
+            return run_in_processes(backend, ground_truth, detections, iou_type, image_ids, processes, steps)
+        return run_backend(backend, ground_truth, detections, iou_type, image_ids, steps)
 
 
 # ----------------------------------------------------------------------------- inputs

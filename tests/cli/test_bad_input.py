@@ -402,10 +402,10 @@ CASES = {
         3,
         "--iou-type segm applies to --results",
     ),
-    "eval/no-workers": Case(
-        ["eval", "--coco", "{val}", "--results", "{bad}/results_boxes.json", "--workers", "0"],
+    "eval/negative-workers": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_boxes.json", "--workers", "-1"],
         3,
-        "--workers 0: must be at least 1",
+        "--workers -1: must be at least 0",
     ),
     "eval/workers-with-a-model": Case(
         ["eval", "--coco", "{val}", "--weights", "{faster}", "--workers", "2", "--out", "{out}/m.json"],
