@@ -15,17 +15,18 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
 from detkit.data.image_header import ImageHeader, read_header
 from detkit.data.pixel_limit import MAX_IMAGE_PIXELS_ENV, max_image_pixels
 from detkit.errors import DataError
 from detkit.io import read_regular_bytes
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 # Decode the stored pixels; orientation is applied by ``apply_orientation`` from detkit's own reading
 # of the header, so the size the header gives and the pixels decoded can never disagree.
@@ -180,5 +181,8 @@ def image_to_tensor(image: np.ndarray) -> Tensor:
     """``uint8 [H, W, 3]`` RGB array -> ``float32 [3, H, W]`` tensor in ``[0, 1]``."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an [H, W, 3] image, got shape {tuple(image.shape)}")
+    # torch only here: reading images (a dataset's sizes for `detkit eval --results`) needs no torch.
+    import torch
+
     chw = np.ascontiguousarray(image.transpose(2, 0, 1))
     return torch.from_numpy(chw).to(torch.float32).div_(255.0)

@@ -1,41 +1,41 @@
-"""COCO box and mask metrics: pycocotools ``COCOeval``, or faster-coco-eval's C++ port of it.
+"""COCO box and mask metrics of result records against a ground truth.
 
-Both backends run the same protocol (10 IoU thresholds .50:.05:.95, 101 recall points, area
-ranges small/medium/large, maxDets 1/10/100) and must give the same 12 numbers; the tests hold
-them to that. Neither library's COCO objects are shared with the caller: evaluation writes into
-annotation dicts (``ignore`` flags, polygons replaced by RLEs, cached RLEs), so each run works on
-shallow copies and the caller's ground truth and results stay as they were.
+The records (a results json, parsed once, or a list) are checked over all records at once
+(``results_file``), matched to the ground truth's images by ``file_name`` where they carry one
+(``file_names``), checked against its images and categories, and handed on detkit's private ids
+(``private``) to faster-coco-eval or pycocotools (``backends``); each step is timed (``StepTimes``).
 
 A stat of -1 means what it means in pycocotools: that slice has no ground truth (e.g. APs on a
 dataset without small objects).
-
-The copies also number images, categories and annotations 1..N (``_renumbered``). Both libraries
-store the id of the ground truth a detection matched and read 0 as "no match", so a file whose
-annotation ids start at 0 would score a perfect detection of that object as a false positive; and
-faster-coco-eval indexes ids as 64-bit integers. With private ids neither can happen, whatever ids
-the file uses, and the numbers are the ones the protocol defines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import gc
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from detkit.errors import ConfigError, DataError, DetkitError
-from detkit.evaluation.results import load_results_json, match_file_names, validate_results
+from detkit.errors import ConfigError, DataError
+from detkit.evaluation.backends import BACKENDS, resolve_backend, run_backend
+from detkit.evaluation.file_names import image_ids_by_file_name
+from detkit.evaluation.ground_truth import id_zero_notes, load_ground_truth
+from detkit.evaluation.parallel import can_fork, default_workers, run_in_processes
+from detkit.evaluation.private import PrivateIds, private_detections, private_ground_truth
+from detkit.evaluation.results_file import RESULTS_MISSING_FIX, ResultColumns, validate_results
+from detkit.evaluation.steps import StepTimes
 from detkit.io import read_json
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
-BACKENDS = ("auto", "pycocotools", "faster_coco_eval")
+_FIELD = {"bbox": "bbox", "segm": "segmentation"}
+__all__ = ["BACKENDS", "IOU_TYPES", "STAT_NAMES", "CocoMetrics", "evaluate_coco", "evaluate_coco_types"]
 
 
 @dataclass
@@ -81,109 +81,261 @@ def evaluate_coco(
     that name (``image_dir``: the folder the ground truth's names are relative to), whatever its
     ``image_id``: detect numbers images by position, not by any dataset's ids.
     """
-    if iou_type not in IOU_TYPES:
-        raise ConfigError(f"iou_type {iou_type!r} is not supported; use one of {', '.join(IOU_TYPES)}")
+    scored = evaluate_coco_types(
+        ground_truth, results, iou_types=(iou_type,), backend=backend, image_ids=image_ids, image_dir=image_dir
+    )
+    return scored[iou_type]
+
+
+def evaluate_coco_types(
+    ground_truth: Any,
+    results: list[dict[str, Any]] | str | os.PathLike[str],
+    *,
+    iou_types: Sequence[str] | None = None,
+    backend: str = "auto",
+    image_ids: Sequence[int] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    workers: int = 1,
+    steps: StepTimes | None = None,
+) -> dict[str, CocoMetrics]:
+    """``evaluate_coco`` for several IoU types from one reading of the inputs: ``{iou_type: metrics}``.
+
+    iou_types: None scores what the records carry (bbox for records with a ``bbox``, segm for
+    records with a ``segmentation``: both for a mask model's). workers: processes that score
+    shares of the categories (``parallel.py``; 0: ``default_workers``, by core count and detection
+    count); one process where forking is not safe. steps: filled with the seconds of each step
+    (parse, validate, read ground truth, load, evaluate, accumulate, summarise).
+    """
+    for iou_type in iou_types or ():
+        if iou_type not in IOU_TYPES:
+            raise ConfigError(f"iou_type {iou_type!r} is not supported; use one of {', '.join(IOU_TYPES)}")
+    steps = steps if steps is not None else StepTimes()
     backend_name = resolve_backend(backend)
-    dataset, gt_source = _load_ground_truth(ground_truth, iou_type)
-    records, results_source = _load_results(results)
-    records = match_file_names(records, dataset["images"], image_dir, results_source, gt_source)
-    eval_image_ids = _evaluation_image_ids(dataset, image_ids, gt_source)
-    _check_results_fit(records, dataset, iou_type, gt_source, results_source)
-    notes = _notes(dataset)
+    with _cyclic_gc_paused():
+        return _scored(ground_truth, results, iou_types, backend_name, image_ids, image_dir, workers, steps)
 
-    wanted = set(eval_image_ids)
-    records = [record for record in records if record["image_id"] in wanted]
-    if not records:
-        return _metrics_without_detections(dataset, iou_type, backend_name, eval_image_ids, notes)
 
-    run = _run_faster_coco_eval if backend_name == "faster_coco_eval" else _run_pycocotools
-    private = _renumbered(dataset, records, eval_image_ids)
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Parsing and indexing half a million records allocates millions of containers, and every few
+    hundred allocations start a cyclic collection that walks them: a third of json.loads' time and
+    more in the libraries' indexing. Records form no cycles (reference counting frees them), so the
+    collector waits until scoring is done."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _scored(
+    ground_truth: Any,
+    results: list[dict[str, Any]] | str | os.PathLike[str],
+    iou_types: Sequence[str] | None,
+    backend: str,
+    image_ids: Sequence[int] | None,
+    image_dir: str | os.PathLike[str] | None,
+    workers: int,
+    steps: StepTimes,
+) -> dict[str, CocoMetrics]:
+    records, columns, results_source, owned = _load_results(results, steps)
+    types = tuple(iou_types) if iou_types else _types_carried(columns)
+    with steps.step("read ground truth"):
+        dataset, gt_source = load_ground_truth(ground_truth, types)
+    with steps.step("match"):
+        ids = PrivateIds.of(dataset)
+        eval_image_ids = _evaluation_image_ids(dataset, image_ids, gt_source)
+        private_image_ids = sorted(ids.image[i] for i in eval_image_ids)
+        detections = _detections(
+            records, columns, owned, dataset, ids, private_image_ids, types, image_dir, gt_source, results_source
+        )
+    notes = id_zero_notes(dataset)
+    if not detections:
+        return {t: _metrics_without_detections(dataset, t, backend, eval_image_ids, notes) for t in types}
+    scored = {}
+    for iou_type in types:
+        with steps.step("copy ground truth"):
+            private = private_ground_truth(dataset, ids)
+        evaluator = _evaluated(backend, private, detections, iou_type, private_image_ids, workers, steps)
+        per_class_ap, per_class_ap50 = _per_class_ap(evaluator, ids.names(dataset))
+        scored[iou_type] = CocoMetrics(
+            iou_type=iou_type,
+            stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)])},
+            per_class_ap=per_class_ap,
+            per_class_ap50=per_class_ap50,
+            backend=backend,
+            num_images=len(eval_image_ids),
+            num_detections=len(detections),
+            notes=notes,
+        )
+    return scored
+
+
+def _detections(
+    records: list[dict[str, Any]],
+    columns: ResultColumns,
+    owned: bool,
+    dataset: dict[str, Any],
+    ids: PrivateIds,
+    private_image_ids: list[int],
+    iou_types: Sequence[str],
+    image_dir: str | os.PathLike[str] | None,
+    gt_source: str,
+    source: str,
+) -> list[dict[str, Any]]:
+    """The records on the evaluated images as the libraries take them (``private_detections``), after
+    their file names are matched and every record is checked against the ground truth."""
+    record_image_ids = image_ids_by_file_name(
+        records, columns.image_ids, dataset["images"], image_dir, source, gt_source
+    )
+    private_images = ids.images_of(record_image_ids)
+    private_categories = ids.categories_of(columns.category_ids)
+    _check_results_fit(columns, record_image_ids, private_images, private_categories, iou_types, gt_source, source)
+    kept = np.flatnonzero(np.isin(private_images, private_image_ids))
+    return private_detections(
+        [records[i] if owned else dict(records[i]) for i in kept.tolist()],
+        private_images[kept],
+        private_categories[kept],
+        columns.boxes[kept] if columns.boxes is not None else None,
+        _image_sizes(dataset, ids, gt_source) if columns.boxes is None and len(kept) else {},
+    )
+
+
+def _evaluated(
+    backend: str,
+    ground_truth: dict[str, Any],
+    detections: list[dict[str, Any]],
+    iou_type: str,
+    image_ids: list[int],
+    workers: int,
+    steps: StepTimes,
+) -> Any:
+    """The backend's evaluator after summarize, in ``workers`` processes where that is safe."""
+    processes = workers or default_workers(len(detections))
     # Both libraries print progress to stdout; detkit's library code never prints.
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = run(private.dataset, private.records, iou_type, private.image_ids)
-    per_class_ap, per_class_ap50 = _per_class_ap(evaluator, private.names)
-    return CocoMetrics(
-        iou_type=iou_type,
-        stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)])},
-        per_class_ap=per_class_ap,
-        per_class_ap50=per_class_ap50,
-        backend=backend_name,
-        num_images=len(eval_image_ids),
-        num_detections=len(records),
-        notes=notes,
+        if processes > 1 and can_fork():
+            return run_in_processes(backend, ground_truth, detections, iou_type, image_ids, processes, steps)
+        return run_backend(backend, ground_truth, detections, iou_type, image_ids, steps)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _load_results(results: Any, steps: StepTimes) -> tuple[list[dict[str, Any]], ResultColumns, str, bool]:
+    """Records, their columns, a name for messages, and whether the records are ours to change
+    (parsed here from a file) or the caller's (changed only in copies)."""
+    if isinstance(results, (str, os.PathLike)):
+        with steps.step("parse results"):
+            records = read_json(results, what="results file", missing_fix=RESULTS_MISSING_FIX)
+        with steps.step("validate results"):
+            return records, validate_results(records, str(results)), str(results), True
+    with steps.step("validate results"):
+        return results, validate_results(results, "results"), "results", False
+
+
+def _types_carried(columns: ResultColumns) -> tuple[str, ...]:
+    """The IoU types the records carry: bbox for boxes, segm for masks (no records: bbox)."""
+    carried = tuple(
+        iou_type
+        for iou_type, present in (("bbox", columns.has_bbox), ("segm", columns.has_segmentation))
+        if present.any()
     )
+    return carried or ("bbox",)
 
 
-# ----------------------------------------------------------------------------- backends
+def _evaluation_image_ids(dataset: dict[str, Any], image_ids: Sequence[int] | None, source: str) -> list[int]:
+    known = sorted({int(image["id"]) for image in dataset["images"]})
+    if image_ids is None:
+        return known
+    known_set = set(known)
+    for image_id in image_ids:
+        if int(image_id) not in known_set:
+            raise DataError(
+                f"{source}: image id {image_id} asked for is not in the ground truth; "
+                "pass ids from the ground truth's 'images' or leave image_ids unset"
+            )
+    return sorted({int(i) for i in image_ids})
 
 
-def resolve_backend(backend: str) -> str:
-    """The backend that will run: "pycocotools" or "faster_coco_eval"."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"COCO eval backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        return "faster_coco_eval" if _faster_coco_eval_available() else "pycocotools"
-    if backend == "faster_coco_eval" and not _faster_coco_eval_available():
-        raise DetkitError(
-            "COCO eval backend 'faster_coco_eval' was asked for but faster-coco-eval is not installed; "
-            "run `pip install faster-coco-eval` or use backend 'pycocotools'"
+def _check_results_fit(
+    columns: ResultColumns,
+    record_image_ids: list[Any],
+    private_images: np.ndarray,
+    private_categories: np.ndarray,
+    iou_types: Sequence[str],
+    gt_source: str,
+    source: str,
+) -> None:
+    """Every record must name a known image (``private_images`` 0: not) and category and carry what
+    each of ``iou_types`` scores, and all records the same fields; the first record that does not is
+    named. Checked over all records at once, in the order a record-by-record check would find them."""
+    problems: list[tuple[np.ndarray, Any]] = [
+        (
+            private_images == 0,
+            lambda i: (
+                f"has image_id {record_image_ids[i]}, which is not in {gt_source}; evaluate against the "
+                "annotation file the detections were made for, or drop those records"
+            ),
+        ),
+        (
+            private_categories == 0,
+            lambda i: (
+                f"has category_id {columns.category_ids[i]}, which is not a category of {gt_source}; map "
+                "labels to dataset category ids (detections_to_coco_results does)"
+            ),
+        ),
+    ]
+    for iou_type in iou_types:
+        present = columns.has_bbox if iou_type == "bbox" else columns.has_segmentation
+        problems.append((~present, lambda i, t=iou_type: _missing_field(t)))
+    # The libraries' loadRes picks one way of reading every record from the first, so the fields it
+    # chooses by must agree: the box always, the mask when masks are scored.
+    agreeing = [("bbox", columns.has_bbox)]
+    if "segm" in iou_types:
+        agreeing.append(("segmentation", columns.has_segmentation))
+    for field, present in agreeing:
+        problems.append(
+            (
+                present != present[:1],
+                lambda i, f=field, p=present: (
+                    f"{'lacks' if p[0] else 'has'} a '{f}' unlike record 0; write every record with the same fields"
+                ),
+            )
         )
-    return backend
+    first = [int(np.argmax(bad)) if bad.any() else len(columns) for bad, _ in problems]
+    index = min(first, default=len(columns))
+    if index < len(columns):
+        message = problems[first.index(index)][1](index)
+        raise DataError(f"{source}: record {index} {message}")
 
 
-@functools.cache
-def _faster_coco_eval_available() -> bool:
-    try:
-        import faster_coco_eval  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _run_pycocotools(
-    dataset: dict[str, Any], records: list[dict[str, Any]], iou_type: str, image_ids: list[int]
-) -> Any:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    coco_gt = COCO()  # built from the dict: pycocotools' constructor only reads files
-    coco_gt.dataset = dataset
-    coco_gt.createIndex()
-    evaluator = COCOeval(coco_gt, coco_gt.loadRes(records), iou_type)
-    evaluator.params.imgIds = list(image_ids)
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-    return evaluator
-
-
-def _run_faster_coco_eval(
-    dataset: dict[str, Any], records: list[dict[str, Any]], iou_type: str, image_ids: list[int]
-) -> Any:
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    def silent(*args: Any, **kwargs: Any) -> None:
-        return None
-
-    coco_gt = COCO(dataset, print_function=silent)
-    coco_dt = coco_gt.loadRes(records)
-    # Defaults already follow pycocotools' protocol; pin the switches that could change it:
-    # no LVIS filtering, no extra match statistics, and the per-image evaluate -> accumulate
-    # split that mirrors pycocotools' evaluateImg/accumulate.
-    evaluator = COCOeval_faster(
-        coco_gt,
-        coco_dt,
-        iou_type,
-        print_function=silent,
-        extra_calc=False,
-        lvis_style=False,
-        separate_eval=True,
+def _missing_field(iou_type: str) -> str:
+    other = "segm" if iou_type == "bbox" else "bbox"
+    return (
+        f"has no '{_FIELD[iou_type]}', which {iou_type} evaluation needs; score the "
+        f"{'masks' if other == 'segm' else 'boxes'} alone with --iou-type {other}, or write a {_FIELD[iou_type]} "
+        "for every record"
     )
-    evaluator.params.imgIds = list(image_ids)
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-    return evaluator
+
+
+def _image_sizes(dataset: dict[str, Any], ids: PrivateIds, source: str) -> dict[int, tuple[int, int]]:
+    """``(H, W)`` by private image id: a mask without a box is measured in its image's frame."""
+    sizes = {}
+    for index, image in enumerate(dataset["images"]):
+        height, width = image.get("height"), image.get("width")
+        if not isinstance(height, Integral) or not isinstance(width, Integral):
+            raise DataError(
+                f"{source}: images[{index}] has no integer 'height' and 'width', which scoring masks without boxes "
+                "needs; add them (`detkit data check --fix` fills them from the image files)"
+            )
+        sizes[ids.image[image["id"]]] = (int(height), int(width))
+    return sizes
+
+
+# ----------------------------------------------------------------------------- outputs
 
 
 def _per_class_ap(evaluator: Any, names: dict[int, str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -228,155 +380,3 @@ def _metrics_without_detections(
         num_detections=0,
         notes=notes,
     )
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _load_ground_truth(ground_truth: Any, iou_type: str) -> tuple[dict[str, Any], str]:
-    """The ground truth's COCO dict and a name for messages."""
-    if isinstance(ground_truth, (str, os.PathLike)):
-        path = Path(ground_truth)
-        source = str(path)
-        dataset = read_json(
-            path, what="ground-truth annotation file", missing_fix="pass the instances json of the dataset"
-        )
-    elif isinstance(ground_truth, dict):
-        dataset = ground_truth
-        source = "ground truth"
-    else:
-        dataset = getattr(ground_truth, "dataset", None)
-        source = str(getattr(ground_truth, "annotation_file", None) or "ground truth")
-    _check_ground_truth(dataset, source, iou_type)
-    return dataset, source
-
-
-def _check_ground_truth(dataset: Any, source: str, iou_type: str) -> None:
-    if not isinstance(dataset, dict):
-        raise DataError(f"{source}: not a COCO dataset (expected an object); pass an instances json or a COCO object")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(dataset.get(key), list):
-            raise DataError(f"{source}: has no '{key}' list; pass a COCO instances json")
-    for key in ("images", "categories"):
-        for index, record in enumerate(dataset[key]):
-            if not isinstance(record, dict) or not _is_int(record.get("id")):
-                raise DataError(
-                    f"{source}: {key}[{index}] has no integer 'id'; fix the record (`detkit data check` lists them all)"
-                )
-    required = ("id", "image_id", "category_id", "bbox", "area") + (("segmentation",) if iou_type == "segm" else ())
-    for index, ann in enumerate(dataset["annotations"]):
-        if not isinstance(ann, dict):
-            raise DataError(
-                f"{source}: annotation {index} is not an object; fix or drop it (`detkit data check --fix`)"
-            )
-        missing = [key for key in required if key not in ann]
-        if missing:
-            raise DataError(
-                f"{source}: annotation {index} has no '{missing[0]}'; add it or drop the record "
-                f"({iou_type} evaluation needs {', '.join(required)})"
-            )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _load_results(results: Any) -> tuple[list[dict[str, Any]], str]:
-    if isinstance(results, (str, os.PathLike)):
-        return load_results_json(results), str(results)
-    validate_results(results, "results")
-    return results, "results"
-
-
-def _evaluation_image_ids(dataset: dict[str, Any], image_ids: Sequence[int] | None, source: str) -> list[int]:
-    known = sorted({int(image["id"]) for image in dataset["images"]})
-    if image_ids is None:
-        return known
-    known_set = set(known)
-    for image_id in image_ids:
-        if int(image_id) not in known_set:
-            raise DataError(
-                f"{source}: image id {image_id} asked for is not in the ground truth; "
-                "pass ids from the ground truth's 'images' or leave image_ids unset"
-            )
-    return sorted({int(i) for i in image_ids})
-
-
-def _check_results_fit(
-    records: list[dict[str, Any]], dataset: dict[str, Any], iou_type: str, gt_source: str, source: str
-) -> None:
-    """Every record must name a known image and category and carry what ``iou_type`` scores."""
-    image_ids = {int(image["id"]) for image in dataset["images"]}
-    category_ids = {int(c["id"]) for c in dataset["categories"]}
-    field = "bbox" if iou_type == "bbox" else "segmentation"
-    has_bbox = bool(records) and "bbox" in records[0]
-    for index, record in enumerate(records):
-        if record["image_id"] not in image_ids:
-            raise DataError(
-                f"{source}: record {index} has image_id {record['image_id']}, which is not in {gt_source}; "
-                "evaluate against the annotation file the detections were made for, or drop those records"
-            )
-        if record["category_id"] not in category_ids:
-            raise DataError(
-                f"{source}: record {index} has category_id {record['category_id']}, which is not a category of "
-                f"{gt_source}; map labels to dataset category ids (detections_to_coco_results does)"
-            )
-        if field not in record:
-            raise DataError(f"{source}: record {index} has no '{field}', which {iou_type} evaluation needs")
-        # loadRes picks one parsing branch from the first record, so the fields must agree.
-        if ("bbox" in record) != has_bbox:
-            raise DataError(
-                f"{source}: record {index} {'lacks' if has_bbox else 'has'} a 'bbox' unlike record 0; "
-                "write every record with the same fields"
-            )
-
-
-@dataclass(frozen=True)
-class _Private:
-    """What the backends see: copies with ids 1..N, the results and image ids in those ids, and the
-    category names by private id."""
-
-    dataset: dict[str, Any]
-    records: list[dict[str, Any]]
-    image_ids: list[int]
-    names: dict[int, str]
-
-
-def _renumbered(dataset: dict[str, Any], records: list[dict[str, Any]], image_ids: list[int]) -> _Private:
-    """Copies evaluation may write into, with images, categories and annotations numbered 1..N (see
-    the module docstring). Annotations naming an image or category the file does not list cannot
-    match anything scored and are left out."""
-    image_id = {int(image["id"]): new for new, image in enumerate(dataset["images"], start=1)}
-    category_id = {int(c["id"]): new for new, c in enumerate(dataset["categories"], start=1)}
-    annotations: list[dict[str, Any]] = []
-    for ann in dataset["annotations"]:
-        if ann["image_id"] in image_id and ann["category_id"] in category_id:
-            annotations.append(
-                {
-                    **ann,
-                    "id": len(annotations) + 1,
-                    "image_id": image_id[ann["image_id"]],
-                    "category_id": category_id[ann["category_id"]],
-                }
-            )
-    private = {
-        "info": dataset.get("info", {}),
-        "images": [{**image, "id": image_id[int(image["id"])]} for image in dataset["images"]],
-        "categories": [{**c, "id": category_id[int(c["id"])]} for c in dataset["categories"]],
-        "annotations": annotations,
-    }
-    renamed = [
-        {**r, "image_id": image_id[r["image_id"]], "category_id": category_id[r["category_id"]]} for r in records
-    ]
-    names = {category_id[int(c["id"])]: str(c.get("name", c["id"])) for c in dataset["categories"]}
-    return _Private(private, renamed, sorted(image_id[i] for i in image_ids), names)
-
-
-def _notes(dataset: dict[str, Any]) -> tuple[str, ...]:
-    if any(ann.get("id") == 0 for ann in dataset["annotations"]):
-        return (
-            "the ground truth has an annotation id 0, which pycocotools alone would score as unmatched (a perfect "
-            "detection of it counted as a false positive); detkit scores with its own ids; "
-            "`detkit data check --fix` writes a file without it",
-        )
-    return ()

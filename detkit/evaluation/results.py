@@ -1,30 +1,26 @@
-"""COCO results json: the one place detkit's detections become COCO records and back.
+"""COCO result records from detkit's detections, and the results json they are written to.
 
 detkit boxes are ``[D, 4]`` xyxy absolute pixels; a COCO result record holds
 ``bbox = [x, y, width, height]`` (xywh, absolute pixels), a dataset ``category_id`` (not the
 contiguous label) and, for instance segmentation, a compressed RLE ``segmentation`` whose
-``counts`` is a str so the record is plain JSON.
+``counts`` is a str so the record is plain JSON. Reading a results file back is ``results_file``
+(no torch there: scoring a file needs no model).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from numbers import Real
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from detkit.errors import DataError, quoted
-from detkit.io import atomic_write_json, read_json
+from detkit.io import atomic_write_json
 from detkit.structures import Detections
 
 MASK_THRESH = 0.5
-_FIX = "write it with `detkit detect` (COCO results format: image_id, category_id, bbox, score) or fix the record"
 
 
 def detections_to_coco_results(
@@ -116,129 +112,3 @@ def ground_truth_as_results(coco: Any, *, include_masks: bool = False) -> list[d
 def write_results_json(path: str | os.PathLike[str], results: list[dict[str, Any]]) -> None:
     """Write result records as a COCO results json, atomically."""
     atomic_write_json(path, results)
-
-
-def load_results_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read and validate a COCO results json; ``DataError`` names the file, record and fix."""
-    path = Path(path)
-    records = read_json(path, what="results file", missing_fix="write one with `detkit detect` or pass the right path")
-    validate_results(records, str(path))
-    return cast(list[dict[str, Any]], records)  # validate_results checked it is a list of records
-
-
-def validate_results(records: Any, source: str) -> None:
-    """Check ``records`` is a list of COCO result dicts; raise ``DataError`` naming ``source``."""
-    if not isinstance(records, list):
-        raise DataError(f"{source}: expected a JSON list of result records, got {type(records).__name__}; {_FIX}")
-    for index, record in enumerate(records):
-        problem = _record_problem(record)
-        if problem is not None:
-            raise DataError(f"{source}: record {index} {problem}; {_FIX}")
-
-
-def match_file_names(
-    records: list[dict[str, Any]],
-    images: list[dict[str, Any]],
-    image_dir: str | os.PathLike[str] | None,
-    source: str,
-    gt_source: str,
-) -> list[dict[str, Any]]:
-    """``records`` with the ``image_id`` of the ground-truth image their ``file_name`` names (records
-    without one are kept as they are). ``detkit detect`` numbers images by position, so its ids mean
-    nothing to a dataset; the file name does. A name matches a ground-truth ``file_name`` exactly, or
-    the same file under ``image_dir``, or a unique base name; one that matches no image, or two, is
-    a ``DataError``: scoring it against the wrong image would give a wrong AP with no word."""
-    if not any("file_name" in record for record in records):
-        return records
-    index = _FileNameIndex(images, image_dir)
-    matched = []
-    for number, record in enumerate(records):
-        if "file_name" not in record:
-            matched.append(record)
-            continue
-        image_id = index.find(record["file_name"])
-        if image_id is None:
-            raise DataError(
-                f"{source}: record {number} has file_name {quoted(record['file_name'], 80)}, which is no image of "
-                f"{gt_source}{index.ambiguity(record['file_name'])}; evaluate against the dataset the detections were "
-                "made on (and its --images folder), or drop the file_name to score by image_id"
-            )
-        matched.append({**record, "image_id": image_id})
-    return matched
-
-
-class _FileNameIndex:
-    """Ground-truth images by ``file_name``, by resolved path under the image folder, and by base name."""
-
-    def __init__(self, images: list[dict[str, Any]], image_dir: str | os.PathLike[str] | None) -> None:
-        self.by_name: dict[str, int] = {}
-        self.by_path: dict[str, int] = {}
-        self.by_base: dict[str, list[int]] = {}
-        for image in images:
-            name = image.get("file_name")
-            image_id: Any = image.get("id")  # a JSON value, checked to be an integer below
-            if not isinstance(name, str) or not _is_int(image_id):
-                continue
-            self.by_name.setdefault(name, image_id)
-            if image_dir is not None:
-                self.by_path.setdefault(os.path.realpath(os.path.join(image_dir, name)), image_id)
-            self.by_base.setdefault(os.path.basename(name.replace("\\", "/")), []).append(image_id)
-
-    def find(self, file_name: Any) -> int | None:
-        if not isinstance(file_name, str):
-            return None
-        if file_name in self.by_name:
-            return self.by_name[file_name]
-        path = self.by_path.get(os.path.realpath(file_name)) if "\0" not in file_name else None
-        if path is not None:
-            return path
-        bases = self.by_base.get(os.path.basename(file_name.replace("\\", "/")), [])
-        return bases[0] if len(set(bases)) == 1 else None
-
-    def ambiguity(self, file_name: Any) -> str:
-        bases = self.by_base.get(os.path.basename(str(file_name).replace("\\", "/")), [])
-        return f" (its base name is shared by images {sorted(set(bases))[:4]})" if len(set(bases)) > 1 else ""
-
-
-def _record_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return f"is a {type(record).__name__}, not an object"
-    for key in ("image_id", "category_id"):
-        if key not in record:
-            return f"has no '{key}'"
-        if not _is_int(record[key]):
-            return f"has a non-integer '{key}' ({record[key]!r})"
-    if "score" not in record:
-        return "has no 'score'"
-    if not _is_finite(record["score"]):
-        return f"has a non-numeric or non-finite 'score' ({record['score']!r})"
-    if "bbox" not in record and "segmentation" not in record:
-        return "has neither 'bbox' nor 'segmentation'"
-    if "bbox" in record and not _is_xywh(record["bbox"]):
-        return f"has a malformed 'bbox' ({record['bbox']!r}); expected [x, y, width, height]"
-    if "segmentation" in record and not _is_segmentation(record["segmentation"]):
-        return "has a malformed 'segmentation'; expected an RLE {'size': [H, W], 'counts': str} or polygons"
-    return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_xywh(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 4 and all(_is_finite(v) for v in value)
-
-
-def _is_segmentation(value: Any) -> bool:
-    if isinstance(value, list):  # polygons [[x1, y1, x2, y2, ...], ...]
-        return all(isinstance(polygon, list) and len(polygon) >= 6 for polygon in value)
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("counts"), (str, bytes, list))
-        and isinstance(value.get("size"), (list, tuple))
-        and len(value["size"]) == 2
-    )

@@ -103,6 +103,14 @@ def _write_hostile_files(bad: Path, data: Path) -> None:
         }
     ]
     (bad / "results_unknown_file.json").write_text(json.dumps(listed))
+    val = json.loads((data / "annotations/instances_val.json").read_text())
+    ann = val["annotations"][0]
+    boxes = [{"image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": ann["bbox"], "score": 0.5}]
+    (bad / "results_boxes.json").write_text(json.dumps(boxes))
+    (bad / "results_masks.json").write_text(json.dumps([{**boxes[0], "segmentation": ann["segmentation"]}]))
+    for mask_free in val["annotations"]:
+        del mask_free["segmentation"]
+    (bad / "val_without_masks.json").write_text(json.dumps(val))
     (bad / "latin1.yaml").write_bytes("solver: {lr: 0.01}  # d\xe9j\xe0 vu\n".encode("latin-1"))
     (bad / "nan_lr.yaml").write_text("solver: {lr: .nan}\n")
     (bad / "alias_bomb.yaml").write_text(_alias_bomb("name"))
@@ -355,6 +363,54 @@ CASES = {
         ["eval", "--coco", "{val}", "--results", "{bad}/results_no_score.json", "--out", "{out}/m.json"],
         2,
         "record 0 has no 'score'",
+    ),
+    "eval/segm-of-results-without-masks": Case(
+        [
+            "eval",
+            "--coco",
+            "{val}",
+            "--results",
+            "{bad}/results_boxes.json",
+            "--iou-type",
+            "segm",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "record 0 has no 'segmentation', which segm evaluation needs",
+    ),
+    "eval/mask-results-on-a-ground-truth-without-masks": Case(
+        [
+            "eval",
+            "--coco",
+            "{bad}/val_without_masks.json",
+            "--results",
+            "{bad}/results_masks.json",
+            "--out",
+            "{out}/m.json",
+        ],
+        2,
+        "val_without_masks.json: no annotation has a 'segmentation'",
+    ),
+    "eval/unknown-iou-type": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_boxes.json", "--iou-type", "keypoints"],
+        3,
+        "--iou-type 'keypoints': use bbox or segm",
+    ),
+    "eval/iou-type-with-a-model": Case(
+        ["eval", "--coco", "{val}", "--weights", "{faster}", "--iou-type", "segm", "--out", "{out}/m.json"],
+        3,
+        "--iou-type segm applies to --results",
+    ),
+    "eval/negative-workers": Case(
+        ["eval", "--coco", "{val}", "--results", "{bad}/results_boxes.json", "--workers", "-1"],
+        3,
+        "--workers -1: must be at least 0",
+    ),
+    "eval/workers-with-a-model": Case(
+        ["eval", "--coco", "{val}", "--weights", "{faster}", "--workers", "2", "--out", "{out}/m.json"],
+        3,
+        "--workers 2 applies to --results",
     ),
     "eval/truncated-results": Case(
         ["eval", "--coco", "{val}", "--results", "{bad}/truncated.json", "--out", "{out}/m.json"], 2, "invalid JSON"

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from detkit.errors import ConfigError, DataError, DetkitError
-from detkit.evaluation import coco_eval
+from detkit.evaluation import backends
 from detkit.evaluation.coco_eval import STAT_NAMES, CocoMetrics, evaluate_coco
 from detkit.evaluation.results import ground_truth_as_results, write_results_json
 
@@ -133,9 +133,13 @@ def test_unknown_image_or_category_is_a_data_error():
         evaluate_coco(ground_truth, [_det([0, 0, 5, 5], 0.5)], image_ids=[1, 5])
 
 
-def test_segm_needs_segmentations():
-    with pytest.raises(DataError, match="no 'segmentation'"):
-        evaluate_coco(_hand_ground_truth([[10, 10, 20, 20]]), [_det([0, 0, 5, 5], 0.5)], iou_type="segm")
+def test_segm_needs_segmentations_in_the_ground_truth_and_the_records():
+    ground_truth = _hand_ground_truth([[10, 10, 20, 20]])
+    with pytest.raises(DataError, match=r"^ground truth: no annotation has a 'segmentation'.*--iou-type bbox"):
+        evaluate_coco(ground_truth, [_det([0, 0, 5, 5], 0.5)], iou_type="segm")
+    ground_truth["annotations"][0]["segmentation"] = [[10, 10, 30, 10, 30, 30, 10, 30]]
+    with pytest.raises(DataError, match=r"^results: record 0 has no 'segmentation'.*--iou-type bbox"):
+        evaluate_coco(ground_truth, [_det([0, 0, 5, 5], 0.5)], iou_type="segm")
 
 
 def test_bad_options_and_missing_backend(monkeypatch):
@@ -144,8 +148,8 @@ def test_bad_options_and_missing_backend(monkeypatch):
         evaluate_coco(ground_truth, [], iou_type="keypoints")
     with pytest.raises(ConfigError, match="backend"):
         evaluate_coco(ground_truth, [], backend="detectron2")
-    monkeypatch.setattr(coco_eval, "_faster_coco_eval_available", lambda: False)
-    assert coco_eval.resolve_backend("auto") == "pycocotools"
+    monkeypatch.setattr(backends, "faster_coco_eval_available", lambda: False)
+    assert backends.resolve_backend("auto") == "pycocotools"
     with pytest.raises(DetkitError, match="pip install faster-coco-eval"):
         evaluate_coco(ground_truth, [], backend="faster_coco_eval")
 

@@ -14,10 +14,10 @@ from detkit.errors import DataError
 from detkit.evaluation.results import (
     detections_to_coco_results,
     ground_truth_as_results,
-    load_results_json,
     masks_to_rles,
     write_results_json,
 )
+from detkit.evaluation.results_file import load_results_json
 from detkit.structures import Detections
 
 # pycocotools' mask.decode warns under numpy 2; the warning is the library's, not detkit's.

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from detkit.data.image_header import read_header
-from detkit.data.images import ImageError, read_image_rgb
 from detkit.io import open_regular
 
 
@@ -24,6 +23,9 @@ def read_image_size(path: Path) -> tuple[int, int] | None:
         return None
     if header is not None:
         return header.displayed_size
+    # OpenCV only for the rare format without a parsed header, so reading sizes imports no OpenCV.
+    from detkit.data.images import ImageError, read_image_rgb
+
     try:
         return read_image_rgb(path).shape[:2]
     except ImageError:

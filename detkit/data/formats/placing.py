@@ -13,8 +13,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import cv2
-
 from detkit.errors import DataError
 
 
@@ -33,6 +31,8 @@ def place_image(source: Path, destination: Path, counts: PlacementCounts) -> Non
     Only a regular file that OpenCV recognises as an image is placed: a dataset's names, or links
     inside its folder, must not bring ``/etc/passwd`` or a private key into a folder that is shared.
     """
+    import cv2  # here, not at import: reading a COCO json through this package needs no OpenCV
+
     if not source.is_file():
         raise DataError(
             f"{source}: image not found; the target layout needs every image in place "
