@@ -27,19 +27,33 @@ def build_optimizer(model: nn.Module, cfg: SolverConfig) -> torch.optim.Optimize
     raise ConfigError(f"solver.optimizer {cfg.optimizer!r} is not one of sgd, adamw")
 
 
+# Warm-up never takes more than this share of a run, so a 1-epoch smoke run still trains at the
+# nominal rate for most of its steps instead of spending them ramping up.
+MAX_WARMUP_SHARE = 0.2
+
+
+def warmup_length(cfg: SolverConfig, total_iters: int) -> int:
+    """Warm-up iterations actually used: ``cfg.warmup_iters`` capped at a fifth of the run."""
+    return min(cfg.warmup_iters, int(total_iters * MAX_WARMUP_SHARE))
+
+
 def lr_factor(iteration: int, cfg: SolverConfig, iters_per_epoch: int) -> float:
-    """Multiplier of ``cfg.lr`` at a 0-based iteration."""
+    """Multiplier of ``cfg.lr`` at a 0-based iteration.
+
+    Linear warm-up from ``cfg.warmup_factor`` to 1.0, reached exactly at the end of the warm-up;
+    the decay (cosine or step) starts from there, so the nominal rate is always reached once.
+    """
     total = max(cfg.epochs * iters_per_epoch, 1)
-    warmup = min(cfg.warmup_iters, total // 2)
-    warm = 1.0
+    warmup = warmup_length(cfg, total)
     if iteration < warmup:
         alpha = iteration / warmup
-        warm = cfg.warmup_factor * (1 - alpha) + alpha
+        return cfg.warmup_factor * (1 - alpha) + alpha
     if cfg.schedule == "cosine":
-        return warm * 0.5 * (1 + math.cos(math.pi * min(iteration / total, 1.0)))
+        progress = (iteration - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     if cfg.schedule == "step":
         epoch = iteration // max(iters_per_epoch, 1)
-        return warm * cfg.gamma ** sum(epoch >= boundary for boundary in cfg.step_epochs)
+        return cfg.gamma ** sum(epoch >= boundary for boundary in cfg.step_epochs)
     raise ConfigError(f"solver.schedule {cfg.schedule!r} is not one of cosine, step")
 
 

@@ -15,7 +15,7 @@ from detkit.modeling.precomputed_proposals import PrecomputedProposals
 from detkit.modeling.transform import ImageTransform
 from detkit.modeling.two_stage import TwoStageDetector
 from detkit.pipelines.box_heads import build_box_heads, check_num_classes
-from detkit.pipelines.faster_rcnn import faster_rcnn_synthetic
+from detkit.pipelines.faster_rcnn import faster_rcnn_mobilenet, faster_rcnn_synthetic
 from detkit.pipelines.spec import PipelineSpec, resize_to, selective_search_tally
 
 
@@ -56,6 +56,22 @@ _FAST_RCNN_HEADS = RoIHeadsConfig(
 )
 
 
+def fast_rcnn_mobilenet() -> ExperimentConfig:
+    """Fast R-CNN for real data on a CPU: ``faster_rcnn_mobilenet``'s ImageNet MobileNetV2-FPN trunk, sizes
+    and AdamW recipe, fed selective search's regions; the paper's RoI sampling with a 512-wide head."""
+    base = faster_rcnn_mobilenet()
+    return replace(
+        base,
+        name="fast_rcnn_mobilenet",
+        model=ModelConfig(
+            pipeline="fast_rcnn",
+            backbone=base.model.backbone,
+            transform=base.model.transform,
+            roi_heads=replace(_FAST_RCNN_HEADS, representation_size=512),
+        ),
+    )
+
+
 def fast_rcnn_synthetic() -> ExperimentConfig:
     """Small Fast R-CNN trained from scratch on the synthetic shapes: ResNet-18 to its stride-16 stage."""
     base = faster_rcnn_synthetic()
@@ -80,7 +96,7 @@ SPEC = PipelineSpec(
     score_thresh_key="model.roi_heads.score_thresh",
     input_size=resize_to,
     full_load=("model.roi_heads.score_thresh=0",),  # selective search's regions do not depend on the weights
-    presets=(fast_rcnn, fast_rcnn_synthetic),
+    presets=(fast_rcnn, fast_rcnn_mobilenet, fast_rcnn_synthetic),
     svd_box_head=True,
     proposal_tally=selective_search_tally,
 )

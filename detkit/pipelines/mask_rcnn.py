@@ -9,7 +9,13 @@ from detkit.modeling.backbones import build_backbone
 from detkit.modeling.transform import ImageTransform
 from detkit.modeling.two_stage import TwoStageDetector
 from detkit.pipelines.box_heads import build_box_heads, build_mask_branch, check_num_classes
-from detkit.pipelines.faster_rcnn import TWO_STAGE_FULL_LOAD, build_rpn, faster_rcnn, faster_rcnn_synthetic
+from detkit.pipelines.faster_rcnn import (
+    TWO_STAGE_FULL_LOAD,
+    build_rpn,
+    faster_rcnn,
+    faster_rcnn_mobilenet,
+    faster_rcnn_synthetic,
+)
 from detkit.pipelines.spec import PipelineSpec, resize_to
 
 
@@ -34,6 +40,23 @@ def mask_rcnn() -> ExperimentConfig:
     )
 
 
+def mask_rcnn_mobilenet() -> ExperimentConfig:
+    """Mask R-CNN for real data on a CPU: ``faster_rcnn_mobilenet`` (ImageNet MobileNetV2-FPN, 512 px,
+    AdamW) with aligned RoIAlign and a 128-channel mask branch (14x14 -> 28x28 masks)."""
+    base = faster_rcnn_mobilenet()
+    return replace(
+        base,
+        name="mask_rcnn_mobilenet",
+        model=replace(
+            base.model,
+            pipeline="mask_rcnn",
+            roi_heads=replace(base.model.roi_heads, aligned=True),
+            # 256 channels at 14x14 would cost more per RoI than the box head; the FPN carries 128.
+            mask=MaskHeadConfig(conv_channels=128),
+        ),
+    )
+
+
 def mask_rcnn_synthetic() -> ExperimentConfig:
     """The synthetic Faster R-CNN with a (narrower, 64-channel) mask branch: trains on the shapes' masks."""
     base = faster_rcnn_synthetic()
@@ -51,7 +74,7 @@ SPEC = PipelineSpec(
     score_thresh_key="model.roi_heads.score_thresh",
     input_size=resize_to,
     full_load=TWO_STAGE_FULL_LOAD,
-    presets=(mask_rcnn, mask_rcnn_synthetic),
+    presets=(mask_rcnn, mask_rcnn_mobilenet, mask_rcnn_synthetic),
     masks=True,
     svd_box_head=True,
     torchvision={"resnet50_fpn": "maskrcnn_resnet50_fpn", "resnet50_fpn_v2": "maskrcnn_resnet50_fpn_v2"},

@@ -138,8 +138,18 @@ def test_repeated_nonfinite_losses_stop_with_advice(tiny_data, tmp_path, monkeyp
 def test_schedule_warms_up_then_decays():
     cfg = SolverConfig(epochs=2, warmup_iters=10, warmup_factor=0.1, schedule="cosine")
     assert lr_factor(0, cfg, iters_per_epoch=50) == pytest.approx(0.1)
-    assert lr_factor(10, cfg, 50) == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 100)))
+    assert lr_factor(10, cfg, 50) == pytest.approx(1.0)  # the nominal rate, where the decay starts
+    assert lr_factor(55, cfg, 50) == pytest.approx(0.5)  # half-way through the 90 decay iterations
     assert lr_factor(99, cfg, 50) < 0.01
     step = replace(cfg, schedule="step", step_epochs=(1,), gamma=0.1)
     assert lr_factor(49, step, 50) == pytest.approx(1.0)
     assert lr_factor(50, step, 50) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("epochs", [1, 50])
+def test_schedule_reaches_the_nominal_rate_in_short_and_long_runs(epochs):
+    # A warm-up of 500 iterations in a 1-epoch run of 40 iterations is capped at 8 (a fifth).
+    cfg = SolverConfig(epochs=epochs, warmup_iters=500, warmup_factor=0.001, schedule="cosine")
+    factors = [lr_factor(it, cfg, iters_per_epoch=40) for it in range(epochs * 40)]
+    assert max(factors) == pytest.approx(1.0)
+    assert factors.index(max(factors)) <= 0.2 * len(factors)
