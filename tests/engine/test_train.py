@@ -1,6 +1,5 @@
 """The training loop: complete runs, exact resume, non-finite losses, the schedule."""
 
-import math
 from dataclasses import replace
 
 import pytest

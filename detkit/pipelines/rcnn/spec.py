@@ -67,7 +67,12 @@ def rcnn_mobilenet() -> ExperimentConfig:
         model=ModelConfig(
             pipeline="rcnn",
             backbone=BackboneConfig(
-                name="mobilenet_v2", pretrained=True, fpn=False, returned_stages=(5,), norm="frozen_bn", trainable_stages=3
+                name="mobilenet_v2",
+                pretrained=True,
+                fpn=False,
+                returned_stages=(5,),
+                norm="frozen_bn",
+                trainable_stages=3,
             ),
             proposals=ProposalConfig(topk=500),
             rcnn=RCNNConfig(crop_size=128, context_padding=9, finetune_iters=300, finetune_lr=0.001),
