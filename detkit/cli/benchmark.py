@@ -79,7 +79,9 @@ def benchmark_command(
     compare: Annotated[
         Optional[str],
         typer.Option(
-            help="'torchvision': time torchvision's Faster/Mask R-CNN against detkit's, same weights, alternating."
+            help="'torchvision': time torchvision's Faster/Mask R-CNN against detkit's, same weights, alternating. "
+            "'ultralytics': detkit's yolo against YOLOv8n (needs ultralytics installed, never a dependency: AGPL), "
+            "same images, threads and folding, alternating."
         ),
     ] = None,
     compare_arch: Annotated[
@@ -136,7 +138,8 @@ speed, AP."""
     request = BenchmarkRequest(
         settings=settings, pipelines=_pipelines(pipelines, has_weights=bool(weights)), weights=tuple(weights or ()),
         backbone=None if backbone == "preset" else backbone, long_side=image_size, images=images, data=data,
-        data_images=data_images, compare_torchvision=_compares_torchvision(compare), compare_arch=compare_arch,
+        data_images=data_images, compare_torchvision=_compares_with(compare, "torchvision"),
+        compare_ultralytics=_compares_with(compare, "ultralytics"), compare_arch=compare_arch,
         overrides=tuple(set_ or ()),
     )  # fmt: skip
     with RichProgress(console) as progress:
@@ -187,12 +190,13 @@ def _settings(
     )
 
 
-def _compares_torchvision(compare: str | None) -> bool:
+def _compares_with(compare: str | None, peer: str) -> bool:
+    """Whether ``--compare`` asked for ``peer``; an unknown peer is refused naming the two there are."""
     from detkit.errors import ConfigError
 
-    if compare not in (None, "torchvision"):
-        raise ConfigError(f"--compare {compare!r}: the only comparison is 'torchvision'")
-    return compare is not None
+    if compare not in (None, "torchvision", "ultralytics"):
+        raise ConfigError(f"--compare {compare!r}: choose torchvision or ultralytics")
+    return compare == peer
 
 
 def _pipelines(option: str | None, has_weights: bool) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from detkit.engine.benchmark.report import BenchmarkReport
     from detkit.engine.benchmark.runtime_compare import RuntimeComparison
+    from detkit.engine.benchmark.ultralytics_compare import UltralyticsComparison
     from detkit.engine.evaluate_request import EvalTiming
     from detkit.engine.proposals import ProposalRun
 
@@ -124,6 +125,7 @@ def benchmark_tables(report: BenchmarkReport) -> list[Table]:
     if report.comparisons:
         tables.append(_torchvision_table(report))
     tables += [_runtime_table(c) for c in report.runtime_comparisons]
+    tables += [_ultralytics_table(c) for c in report.ultralytics]
     return tables
 
 
@@ -206,6 +208,26 @@ def _torchvision_table(report: BenchmarkReport) -> Table:
             f"{c.torchvision_median_ms:.1f}",
             f"{c.ratio:.3f}",
         )
+    return table
+
+
+def _ultralytics_table(comparison: UltralyticsComparison) -> Table:
+    """detkit's yolo and Ultralytics' peer: median ms per image on the same images, and their ratio."""
+    table = _right_aligned_table(
+        f"detkit / Ultralytics {comparison.ultralytics_version}: {comparison.threads} threads and Conv+BN folded "
+        f"in both, longer side {comparison.side} px, score threshold 0; alternating calls",
+        ["detkit", "peer", "params M", "peer params M", "detkit ms", "peer ms", "ratio"],
+        text_columns=2,
+    )
+    table.add_row(
+        "yolo",
+        literal(comparison.peer),
+        f"{comparison.detkit_params / 1e6:.2f}",
+        f"{comparison.peer_params / 1e6:.2f}",
+        f"{comparison.detkit_median_ms:.1f}",
+        f"{comparison.peer_median_ms:.1f}",
+        f"{comparison.ratio:.3f}",
+    )
     return table
 
 

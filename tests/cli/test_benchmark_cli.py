@@ -40,7 +40,7 @@ def test_benchmark_writes_its_table_and_files(tmp_path):
     [
         (["--pipelines", "yolo,ssd"], "--pipelines 'yolo,ssd': choose from all"),
         (["--pipelines", "yolo", "--image-size", "100"], "yolo needs a multiple of 32"),
-        (["--compare", "detectron2"], "the only comparison is 'torchvision'"),
+        (["--compare", "detectron2"], "choose torchvision or ultralytics"),
         (["--images", "0"], "--images 0: must be at least 1"),
         (["--amp", "--amp-dtype", "fp8"], "choose bf16 or fp16"),
         (["--weights", "missing.pt"], "missing.pt"),

@@ -12,6 +12,7 @@ from typing import Any
 from detkit.engine.benchmark.runtime_compare import RuntimeComparison
 from detkit.engine.benchmark.timing import Latency
 from detkit.engine.benchmark.torchvision_compare import ComparisonResult
+from detkit.engine.benchmark.ultralytics_compare import UltralyticsComparison
 from detkit.modeling.stages import STAGE_ORDER
 
 REFERENCE_PIPELINE = "faster_rcnn"  # the yardstick of the "x Faster R-CNN" column
@@ -60,6 +61,7 @@ class BenchmarkReport:
     results: list[PipelineResult] = field(default_factory=list)
     comparisons: list[ComparisonResult] = field(default_factory=list)
     runtime_comparisons: list[RuntimeComparison] = field(default_factory=list)
+    ultralytics: list[UltralyticsComparison] = field(default_factory=list)
 
     def relate_to_reference(self) -> None:
         """Fill each result's time relative to the (first) Faster R-CNN row, when there is one."""
@@ -81,6 +83,7 @@ class BenchmarkReport:
                 for c in self.comparisons
             ],
             "runtimes": [c.to_dict() for c in self.runtime_comparisons],
+            "ultralytics": [c.to_dict() for c in self.ultralytics],
         }
 
     def markdown(self) -> str:
@@ -130,6 +133,18 @@ class BenchmarkReport:
                     f"| {c.pipeline} | {c.arch} | {c.detkit_median_ms:.1f} | {c.torchvision_median_ms:.1f} "
                     f"| {c.ratio:.3f} |"
                 )
+        for u in self.ultralytics:
+            lines += [
+                "",
+                f"Against Ultralytics {u.ultralytics_version} (random weights, Conv+BN folded in both, "
+                f"{u.threads} threads in both, the same images at longer side {u.side} (rectangular), "
+                "score threshold 0, alternating calls):",
+                "",
+                "| detkit | peer | detkit params (M) | peer params (M) | detkit ms/img | peer ms/img | ratio |",
+                "|---|---|---|---|---|---|---|",
+                f"| yolo | {u.peer} | {u.detkit_params / 1e6:.2f} | {u.peer_params / 1e6:.2f} "
+                f"| {u.detkit_median_ms:.1f} | {u.peer_median_ms:.1f} | {u.ratio:.3f} |",
+            ]
         for group in self.runtime_comparisons:
             lines += [
                 "",

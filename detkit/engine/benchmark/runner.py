@@ -51,10 +51,16 @@ from detkit.engine.benchmark.torchvision_compare import (
     compare_with_torchvision,
 )
 from detkit.engine.benchmark.training import training_images_per_second
+from detkit.engine.benchmark.ultralytics_compare import (
+    UltralyticsComparison,
+    compare_with_ultralytics,
+    import_ultralytics,
+)
 from detkit.engine.evaluate import dataset_for_checkpoint, predict_dataset, score_detections
 from detkit.engine.events import EventCallback, Notice, ignore_events
 from detkit.engine.precision import Precision
 from detkit.engine.predict import load_exported
+from detkit.errors import ConfigError
 from detkit.export.files import exported_format
 from detkit.modeling.fuse import fold_batch_norms
 from detkit.modeling.stages import STAGE_ORDER
@@ -238,6 +244,7 @@ class BenchmarkRequest:
     data: Path | None = None
     data_images: Path | None = None
     compare_torchvision: bool = False
+    compare_ultralytics: bool = False  # detkit's yolo against YOLOv8n (needs ultralytics installed)
     compare_arch: str = "resnet50_fpn"
     overrides: tuple[str, ...] = ()  # key=value for the random-weight rows
 
@@ -261,6 +268,8 @@ def run_benchmark(request: BenchmarkRequest, on_event: EventCallback = ignore_ev
     report.runtime_comparisons = _runtime_comparisons(request, on_event)
     if request.compare_torchvision:
         report.comparisons = _torchvision_comparisons(request, report, on_event)
+    if request.compare_ultralytics:
+        report.ultralytics = [_ultralytics_comparison(request, on_event)]
     return report
 
 
@@ -345,6 +354,10 @@ def _check_inputs(request: BenchmarkRequest) -> None:
             load_checkpoint(path)
     if request.data is not None:
         CocoDetection(request.data, request.data_images or default_image_dir(request.data))
+    if request.compare_ultralytics:
+        import_ultralytics()  # not installed: say so before anything is timed
+        if request.settings.device.type != "cpu" or request.settings.precision.name != "fp32":
+            raise ConfigError("--compare ultralytics runs on the CPU in float32: drop --device and --amp")
 
 
 def _num_classes(request: BenchmarkRequest) -> int:
@@ -393,6 +406,15 @@ def _torchvision_comparisons(
             )
         )
     return comparisons
+
+
+def _ultralytics_comparison(request: BenchmarkRequest, on_event: EventCallback) -> UltralyticsComparison:
+    """detkit's yolo against YOLOv8n on the first batch of synthetic scenes, letterboxed to the long side."""
+    settings = request.settings
+    long_side, count = request.long_side or DEFAULT_LONG_SIDE, request.images or DEFAULT_IMAGES
+    images, _ = scene_inputs(four_by_three(long_side), min(count, settings.batch_size), COCO_CLASSES)
+    on_event(Notice(f"yolo: detkit against Ultralytics at {long_side} px", level="info"))
+    return compare_with_ultralytics(images, long_side, runs=settings.runs, warmup=max(settings.warmup, 2))
 
 
 def _input_description(request: BenchmarkRequest) -> str:
