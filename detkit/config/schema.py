@@ -48,6 +48,11 @@ BACKENDS = ("auto", "nccl", "gloo")  # engine/distributed.py
 DEVICE = Pattern(r"auto|cpu|cuda(:([0-9]|[1-9][0-9]|1[01][0-9]|12[0-7]))?", "a device", "auto, cpu, cuda or cuda:N")
 
 Stage = Annotated[int, Range(1, 5)]  # trunk stage: 1 = stride 2 ... 5 = stride 32
+# Layer counts of the heads: the published models stack at most 4; the bound stops a damaged checkpoint
+# or a typo (head_convs=10000) from building layers for minutes before anything can fail.
+MAX_HEAD_LAYERS = 16
+HeadLayers = Annotated[int, Range(1, MAX_HEAD_LAYERS)]
+OptionalHeadLayers = Annotated[int, Range(0, MAX_HEAD_LAYERS)]
 # YOLO letterbox sides: the head's coarsest stride must divide them (pipelines/yolo.py).
 YOLOSide = Annotated[int, Range(32), MultipleOf(32, "the coarsest YOLO stride")]
 
@@ -110,7 +115,7 @@ class RPNConfig:
     score_thresh: Probability = 0.0  # on sigmoid(objectness)
     min_size: NonNegative = 1e-3
     # 3x3 convs (ReLU) shared by every level before the 1x1 predictors: 1 in the paper, 2 in torchvision's *_v2.
-    head_convs: PositiveInt = 1
+    head_convs: HeadLayers = 1
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class RoIHeadsConfig:
     representation_size: PositiveInt = 1024  # width of the box head's FC layers
     # 0: Fast R-CNN's head of two FC layers (fc6, fc7). N > 0: N 3x3 convs of box_head_conv_channels on the
     # pooled map, then one FC layer (torchvision's *_v2 head: 4 convs with BatchNorm; modeling/conv_box_head.py).
-    box_head_convs: NonNegativeInt = 0
+    box_head_convs: OptionalHeadLayers = 0
     box_head_conv_channels: PositiveInt = 256
     box_head_norm: Annotated[str, Choice(*CONV_NORMS)] = "none"  # after each box head conv; needs box_head_convs > 0
     fg_iou_thresh: Probability = 0.5
@@ -164,7 +169,7 @@ class MaskHeadConfig:
 
     pooler_resolution: PositiveInt = 14  # RoIAlign (or RoIPool: model.roi_heads.pooler decides both) output for masks
     conv_channels: PositiveInt = 256
-    num_convs: PositiveInt = 4  # the first conv maps the features' channels to conv_channels for the deconv
+    num_convs: HeadLayers = 4  # the first conv maps the features' channels to conv_channels for the deconv
     norm: Annotated[str, Choice(*CONV_NORMS)] = "none"  # after each conv; "bn" in torchvision's maskrcnn_*_v2
     mask_thresh: Probability = 0.5  # pasted probabilities above this are the instance (results json, drawing)
 
@@ -220,7 +225,7 @@ class YOLOConfig:
     # PAN outputs at strides 8, 16, 32 (YOLOv8-m caps the last at 768: (256, 512, 768) with width 0.75).
     neck_channels: tuple[PositiveInt, PositiveInt, PositiveInt] = (256, 512, 1024)
     head_channels: PositiveInt = 256
-    head_convs: NonNegativeInt = 2  # 3x3 convs in each of the classification and regression branches
+    head_convs: OptionalHeadLayers = 2  # 3x3 convs in each of the classification and regression branches
     # SimOTA (YOLOX section 2.3): candidates are points inside a box or within center_radius strides
     # of its centre; each box takes its dynamic_k cheapest, dynamic_k = sum of its candidate_topk best IoUs.
     center_radius: NonNegative = 2.5

@@ -443,3 +443,14 @@ def test_an_oversize_file_or_a_folder_is_refused(tmp_path):
     (tmp_path / "folder.yaml").mkdir()
     with pytest.raises(ConfigError, match="folder.yaml: not a regular file"):
         load_config_file(ExperimentConfig(), tmp_path / "folder.yaml")
+
+
+@pytest.mark.parametrize(
+    ("section", "name"),
+    [("rpn", "head_convs"), ("roi_heads", "box_head_convs"), ("mask", "num_convs"), ("yolo", "head_convs")],
+)
+def test_head_layer_counts_are_bounded_so_a_damaged_config_cannot_build_for_minutes(section, name):
+    cfg = ExperimentConfig()
+    damaged = replace(cfg.model, **{section: replace(getattr(cfg.model, section), **{name: 10_000})})
+    with pytest.raises(ConfigError, match=rf"model\.{section}\.{name}=10000 is out of range; must be in [01]\.\.16"):
+        check_config(replace(cfg, model=damaged))
