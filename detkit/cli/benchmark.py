@@ -106,6 +106,17 @@ def benchmark_command(
         ),
     ] = None,
     allow_outside_images: AllowOutsideImages = False,
+    detect: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Time the whole `detkit detect` over this folder of images (load, decode, detect, draw, write), "
+            "with --compare ultralytics beside `yolo predict` on the same folder; images/s of the median run."
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(help="With --detect: processes decoding images ahead of the model (default: detect's)."),
+    ] = None,
 ) -> None:
     # The help text is one line: Typer would show a line break of the docstring in the command list.
     """Time every pipeline on the same images: latency, per-stage time, memory, parameters, FLOPs, training \
@@ -121,6 +132,11 @@ speed, AP."""
     _check_sizes(image_size, max_seconds)
     apply_path_policy(allow_outside_images)
     apply_threads(threads)  # the rows' fresh processes take this process's count
+    if detect is not None:
+        _benchmark_folder(
+            detect, weights, device, image_size, compare, batch_size, runs, warmup, max_seconds, workers, out
+        )
+        return
     settings = _settings(
         device,
         amp,
@@ -148,6 +164,49 @@ speed, AP."""
         console.print(table)
     paths = save_report(report, out or new_run_dir("runs", "benchmark"))
     console.print(f"written: {', '.join(str(path) for path in paths.values())}")
+
+
+def _benchmark_folder(
+    folder: Path,
+    weights: list[Path] | None,
+    device: str,
+    image_size: int | None,
+    compare: str | None,
+    batch_size: int,
+    runs: int,
+    warmup: int,
+    max_seconds: float,
+    workers: int | None,
+    out: Path | None,
+) -> None:
+    """``--detect DIR``: the detect command over a folder, timed (beside Ultralytics' predict when asked)."""
+    from detkit.cli.detect import default_workers
+    from detkit.cli.options import check_range
+    from detkit.cli.progress import RichProgress
+    from detkit.cli.tables import folder_benchmark_table
+    from detkit.engine.benchmark.detect_folder import FolderBenchmarkRequest, benchmark_detect_folder
+    from detkit.engine.device import resolve_device
+    from detkit.engine.runs import new_run_dir
+    from detkit.errors import ConfigError
+    from detkit.io import atomic_write_json
+
+    check_range("--workers", workers, low=0)
+    if weights is not None and len(weights) > 1:
+        raise ConfigError("--detect times one checkpoint: pass --weights once")
+    if compare == "torchvision":
+        raise ConfigError("--detect compares with Ultralytics only (--compare ultralytics); torchvision has no detect")
+    request = FolderBenchmarkRequest(
+        folder, weights[0] if weights else None, image_size, runs, warmup, max_seconds, batch_size,
+        default_workers() if workers is None else workers, compare_ultralytics=_compares_with(compare, "ultralytics"),
+        device=str(resolve_device(device)),
+    )  # fmt: skip
+    with RichProgress(console) as progress:
+        result = benchmark_detect_folder(request, on_event=progress)
+    console.print(folder_benchmark_table(result))
+    path = (out or new_run_dir("runs", "benchmark")) / "detect_benchmark.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, result.to_dict(), indent=2)
+    console.print(f"written: {path}")
 
 
 def _check_counts(**counts: int | None) -> None:

@@ -16,6 +16,7 @@ from detkit.cli.console import literal
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from detkit.engine.benchmark.detect_folder import FolderBenchmark
     from detkit.engine.benchmark.report import BenchmarkReport
     from detkit.engine.benchmark.runtime_compare import RuntimeComparison
     from detkit.engine.benchmark.ultralytics_compare import UltralyticsComparison
@@ -258,3 +259,29 @@ def _right_aligned_table(title: str, columns: list[str], text_columns: int = 1) 
 def _title(title: str) -> Text:
     """A literal title in rich's own title style (a Text title would otherwise print unstyled)."""
     return literal(title, style="table.title")
+
+
+def folder_benchmark_table(result: FolderBenchmark) -> Table:
+    """``benchmark --detect``: each tool's seconds per run over the folder, images/s and detkit's ratio."""
+    saved = "annotated images written" if result.save_images else "no images written"
+    size = f"longer side {result.side} px" if result.side else "the checkpoint's size"
+    table = _right_aligned_table(
+        f"detect over {literal(result.folder)}: {result.images} images, {result.threads} threads, {size}, "
+        f"{saved}; median of {len(result.detkit.seconds)} runs, alternating",
+        ["tool", "model", "s per run", "img/s", "detections", "x peer img/s"],
+        text_columns=2,
+    )
+    rows = [("detkit detect", result.weights, result.detkit)]
+    if result.peer is not None:
+        rows.append(("ultralytics predict", result.peer_name, result.peer))
+    for tool, model, runs in rows:
+        ratio = "" if result.ratio is None else (f"{result.ratio:.3f}" if runs is result.detkit else "1.000")
+        table.add_row(
+            tool,
+            literal(model),
+            f"{runs.median_seconds:.2f}",
+            f"{runs.images_per_second(result.images):.2f}",
+            str(runs.detections),
+            ratio,
+        )
+    return table

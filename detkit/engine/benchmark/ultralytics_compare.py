@@ -21,14 +21,17 @@ Both models are built from their configs with seeded random weights and 80 class
 
 from __future__ import annotations
 
+import logging
 import statistics
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.config import ExperimentConfig
 from detkit.engine.benchmark.timing import time_models
 from detkit.errors import ConfigError
 from detkit.modeling.fuse import fold_batch_norms
@@ -133,25 +136,78 @@ class UltralyticsPredictor(nn.Module):
         return kept
 
 
+def matched_yolo_config(side: int, score_thresh: float) -> ExperimentConfig:
+    """detkit's ``yolo`` preset as YOLOv8n's twin: 80 classes, no ImageNet weights, input side ``side``."""
+    config = preset("yolo")
+    model = config.model
+    return replace(
+        config,
+        model=replace(
+            model,
+            num_classes=NUM_CLASSES,
+            backbone=replace(model.backbone, pretrained=False),
+            yolo=replace(model.yolo, image_size=side, score_thresh=score_thresh),
+        ),
+    )
+
+
 def paired_yolo_models(side: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     """(detkit ``yolo`` preset, Ultralytics YOLOv8n) with seeded random weights, folded, in eval mode."""
     import_ultralytics()
     from ultralytics.nn.tasks import DetectionModel
 
-    cfg = preset("yolo").model
-    cfg = replace(
-        cfg,
-        num_classes=NUM_CLASSES,
-        backbone=replace(cfg.backbone, pretrained=False),
-        yolo=replace(cfg.yolo, image_size=side, score_thresh=0.0),
-    )
     torch.manual_seed(seed)
-    mine = PIPELINES["yolo"].build(cfg).eval()
+    mine = PIPELINES["yolo"].build(matched_yolo_config(side, score_thresh=0.0).model).eval()
     fold_batch_norms(mine)
     mine = mine.to(memory_format=torch.channels_last)
     torch.manual_seed(seed)
     network = DetectionModel(PEER_CONFIG, nc=NUM_CLASSES, verbose=False).eval().fuse(verbose=False)
     return mine, UltralyticsPredictor(network.to(memory_format=torch.channels_last), side).eval()
+
+
+def predict_folder(
+    folder: Path,
+    out: Path,
+    *,
+    side: int,
+    score_thresh: float,
+    batch_size: int,
+    save_images: bool,
+    threads: int,
+    device: str = "cpu",
+    seed: int = 0,
+) -> int:
+    """Ultralytics' own ``predict`` over ``folder`` with a seeded random YOLOv8n, annotated images into
+    ``out`` when ``save_images`` (as ``yolo predict`` does), on ``device`` and ``threads`` CPU threads; returns the
+    number of detections. Building the model is inside, as loading the checkpoint is in ``detkit detect``."""
+    import_ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER, torch_utils
+
+    torch_utils.NUM_THREADS = threads  # its select_device would set cpu_count - 1 threads
+    torch.manual_seed(seed)
+    model = YOLO(PEER_CONFIG, task="detect")
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)  # its "Results saved to ..." line would break into the progress display
+    try:
+        results = model.predict(
+            source=str(folder),
+            imgsz=side,
+            conf=score_thresh,
+            iou=NMS_IOU,
+            max_det=MAX_DETECTIONS,
+            batch=batch_size,
+            device=device.removeprefix("cuda:") if device.startswith("cuda:") else device,  # its "0" for cuda:0
+            save=save_images,
+            project=str(out.parent),
+            name=out.name,
+            exist_ok=True,
+            verbose=False,
+            stream=True,  # one result at a time, as detkit writes each image when it is done
+        )
+        return sum(len(result.boxes) for result in results)
+    finally:
+        LOGGER.setLevel(level)
 
 
 def compare_with_ultralytics(
