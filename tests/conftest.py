@@ -1,8 +1,19 @@
 """Suite-wide fixtures."""
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker gets its share of the cores as torch threads: N workers
+    each at torch's default (every core) would oversubscribe the machine N times over."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True, scope="session")
