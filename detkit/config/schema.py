@@ -303,6 +303,9 @@ class LossWeights:
 class SolverConfig:
     optimizer: Annotated[str, Choice(*OPTIMIZERS)] = "sgd"
     lr: Positive = 0.02
+    # The pretrained trunk (backbone.body) learns at lr x this; the layers built fresh on it at lr. A
+    # trunk's ImageNet features need small steps, the fresh heads large ones (DETR trains its trunk at 0.1x).
+    trunk_lr_factor: Annotated[float, Range(gt=0.0, le=1.0)] = 1.0
     momentum: Decay = 0.9
     weight_decay: NonNegative = 1e-4
     epochs: Annotated[int, Range(1), Flag("--epochs")] = 12

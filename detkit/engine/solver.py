@@ -10,20 +10,34 @@ from torch import nn
 from detkit.config import SolverConfig
 from detkit.errors import ConfigError
 
+TRUNK_PREFIX = "backbone.body."  # the classification network the detector is built on (pretrained)
+
 
 def build_optimizer(model: nn.Module, cfg: SolverConfig) -> torch.optim.Optimizer:
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for _name, parameter in model.named_parameters():
+    """SGD or AdamW over the trainable parameters: weight decay on weights only, and the trunk at
+    ``cfg.lr * cfg.trunk_lr_factor`` when that factor is below 1 (its groups after the others, so the
+    first group's rate is the nominal one the logs print)."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    split_trunk = cfg.trunk_lr_factor != 1.0  # one group pair otherwise: the layout older checkpoints resume
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         # Weight decay on norm scales and biases only shrinks them toward zero for no benefit.
-        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        key = (split_trunk and name.startswith(TRUNK_PREFIX), parameter.ndim <= 1)
+        groups.setdefault(key, []).append(parameter)
+    param_groups = [
+        {
+            "params": groups.get((trunk, no_decay), []),
+            "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+            "lr": cfg.lr * (cfg.trunk_lr_factor if trunk else 1.0),
+        }
+        for trunk in ((False, True) if split_trunk else (False,))
+        for no_decay in (False, True)
+    ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(param_groups, lr=cfg.lr)
     raise ConfigError(f"solver.optimizer {cfg.optimizer!r} is not one of sgd, adamw")
 
 

@@ -152,3 +152,33 @@ def test_schedule_reaches_the_nominal_rate_in_short_and_long_runs(epochs):
     factors = [lr_factor(it, cfg, iters_per_epoch=40) for it in range(epochs * 40)]
     assert max(factors) == pytest.approx(1.0)
     assert factors.index(max(factors)) <= 0.2 * len(factors)
+
+
+class _TrunkAndHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.body = nn.Conv2d(3, 4, 3)
+        self.backbone.fpn = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_the_trunk_learns_at_its_factor_of_the_rate_and_the_scheduler_scales_both(optimizer):
+    from detkit.engine.solver import build_optimizer, build_scheduler
+
+    model = _TrunkAndHead()
+    cfg = SolverConfig(optimizer=optimizer, lr=0.01, trunk_lr_factor=0.1, epochs=1, warmup_iters=0)
+    opt = build_optimizer(model, cfg)
+    rate = {id(p): group["lr"] for group in opt.param_groups for p in group["params"]}
+    assert rate[id(model.backbone.body.weight)] == rate[id(model.backbone.body.bias)] == pytest.approx(0.001)
+    assert rate[id(model.backbone.fpn.weight)] == rate[id(model.head.bias)] == pytest.approx(0.01)
+    assert opt.param_groups[0]["lr"] == 0.01  # the first group carries the nominal rate the logs print
+    decay = {id(p): group["weight_decay"] for group in opt.param_groups for p in group["params"]}
+    assert decay[id(model.backbone.body.bias)] == 0.0 and decay[id(model.backbone.body.weight)] == cfg.weight_decay
+    scheduler = build_scheduler(opt, replace(cfg, epochs=2), iters_per_epoch=4)
+    for _ in range(4):
+        opt.step()
+        scheduler.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.005, 0.0005, 0.0005])  # cosine half-way
+    assert len(build_optimizer(model, replace(cfg, trunk_lr_factor=1.0)).param_groups) == 2  # the old layout
