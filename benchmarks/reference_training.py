@@ -15,7 +15,8 @@ with ``--mask``) part for part:
 - anchors: sizes (32, 45), (64, 90), (128, 181), (256, 362), one tuple per level, ratios 0.5/1/2;
 - RPN: 1000/1000 proposals before/after NMS in training, 500/500 in testing;
 - RoI heads: 7x7 RoIAlign over P3-P5, two fc layers of 512, 256 sampled RoIs per image;
-- input: shorter side 384/448/512 chosen per batch in training, 512 in testing, longer side <= 683.
+- input: shorter side 384/448/512 chosen per batch in training, 512 in testing, longer side <= 683
+  (``--min-sizes`` and ``--max-size`` to match a run given other sizes; testing at the largest).
 
 The recipe is torchvision's detection reference (references/detection/train.py, and the fine-tuning
 tutorial): SGD, momentum 0.9, weight decay 1e-4, linear warm-up from 0.001x over the first
@@ -56,7 +57,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 RETURN_LAYERS = {"6": "c3", "13": "c4", "18": "c5"}  # detkit's c3-c5 of MobileNetV2
 FROZEN_LAYERS = 2  # features[0:2]: detkit's stage 1 (stem + first inverted residual)
 ANCHOR_SIZES = ((32, 45), (64, 90), (128, 181), (256, 362))
-TRAIN_MIN_SIZES, TEST_MIN_SIZE, MAX_SIZE = (384, 448, 512), 512, 683
+TRAIN_MIN_SIZES, MAX_SIZE = (384, 448, 512), 683  # detkit's preset; --min-sizes / --max-size change both
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +124,9 @@ def _collate(batch: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor
 # Model
 
 
-def build_model(num_classes: int, masks: bool, trunk_weights: Path | None) -> nn.Module:
+def build_model(
+    num_classes: int, masks: bool, trunk_weights: Path | None, min_sizes: tuple[int, ...], max_size: int
+) -> nn.Module:
     """torchvision's Faster (or Mask) R-CNN on ImageNet MobileNetV2 + FPN, shaped as detkit's preset."""
     trunk = torchvision.models.mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d)
     if trunk_weights is not None:
@@ -143,8 +146,8 @@ def build_model(num_classes: int, masks: bool, trunk_weights: Path | None) -> nn
     anchors = AnchorGenerator(ANCHOR_SIZES, ((0.5, 1.0, 2.0),) * len(ANCHOR_SIZES))
     roi_pool = torchvision.ops.MultiScaleRoIAlign(["c3", "c4", "c5"], output_size=7, sampling_ratio=2)
     settings = dict(
-        min_size=TRAIN_MIN_SIZES,
-        max_size=MAX_SIZE,
+        min_size=min_sizes,
+        max_size=max_size,
         rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_train=1000,
         rpn_post_nms_top_n_train=1000,
@@ -191,7 +194,8 @@ def train(args: argparse.Namespace) -> None:
     loader = torch.utils.data.DataLoader(
         data, batch_size=args.batch_size, shuffle=True, collate_fn=_collate, num_workers=args.workers
     )
-    model = build_model(len(data.category_ids), args.mask, args.trunk_weights)
+    sizes = tuple(args.min_sizes)
+    model = build_model(len(data.category_ids), args.mask, args.trunk_weights, sizes, args.max_size)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +235,7 @@ def train(args: argparse.Namespace) -> None:
 def evaluate(model: nn.Module, val: CocoImages, args: argparse.Namespace, epoch: int) -> dict[str, object]:
     """Detect on ``val``, write COCO results, score them with ``detkit eval --results``."""
     model.eval()
-    model.transform.min_size = (TEST_MIN_SIZE,)
+    model.transform.min_size = (args.min_sizes[-1],)  # the largest, as detkit tests at
     records = []
     for index in range(len(val)):
         image, target = val[index]
@@ -250,7 +254,7 @@ def evaluate(model: nn.Module, val: CocoImages, args: argparse.Namespace, epoch:
                 rle = mask_utils.encode(binary)
                 record["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
             records.append(record)
-    model.transform.min_size = TRAIN_MIN_SIZES
+    model.transform.min_size = tuple(args.min_sizes)
     results = args.out / f"results_epoch{epoch}.json"
     results.write_text(json.dumps(records))
     scored: dict[str, object] = {}
@@ -297,6 +301,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int, help="train and score on the first N images only (smoke runs)")
+    parser.add_argument("--min-sizes", type=int, nargs="+", default=list(TRAIN_MIN_SIZES), help="shorter sides")
+    parser.add_argument("--max-size", type=int, default=MAX_SIZE)
     parser.add_argument("--out", type=Path, default=Path("runs/reference"))
     args = parser.parse_args()
     if args.lr is None:
