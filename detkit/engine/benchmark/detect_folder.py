@@ -156,8 +156,10 @@ def benchmark_detect_folder(
 def _folder_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"--detect {folder}: not a folder; pass a folder of images")
-    inputs = find_inputs([str(folder)])  # a folder without images is a DataError naming it
-    if inputs.videos or not inputs.images:
+    inputs = find_inputs([str(folder)])  # a folder with neither images nor videos is a DataError naming it
+    if not inputs.images:
+        raise ConfigError(f"--detect {folder}: holds videos but no images; pass a folder of images")
+    if inputs.videos:
         raise ConfigError(f"--detect {folder}: holds videos too; pass a folder of images only")
     return inputs.images
 

@@ -67,6 +67,13 @@ def test_a_folder_without_images_and_a_file_are_refused(tmp_path, photos):
         benchmark_detect_folder(FolderBenchmarkRequest(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="not a folder"):
         benchmark_detect_folder(FolderBenchmarkRequest(photos / "p0.jpg"))
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"")
+    with pytest.raises(ConfigError, match="videos but no images"):
+        benchmark_detect_folder(FolderBenchmarkRequest(tmp_path / "clips"))
+    (photos / "b.mp4").write_bytes(b"")
+    with pytest.raises(ConfigError, match="videos too"):
+        benchmark_detect_folder(FolderBenchmarkRequest(photos))
 
 
 def test_a_checkpoint_has_no_ultralytics_twin(photos, tmp_path):
