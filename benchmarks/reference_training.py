@@ -14,7 +14,8 @@ with ``--mask``) part for part:
   c3-c5) plus a max-pooled stride-64 level;
 - anchors: sizes (32, 45), (64, 90), (128, 181), (256, 362), one tuple per level, ratios 0.5/1/2;
 - RPN: 1000/1000 proposals before/after NMS in training, 500/500 in testing;
-- RoI heads: 7x7 RoIAlign over P3-P5, two fc layers of 512, 256 sampled RoIs per image;
+- RoI heads: 7x7 RoIAlign over P3-P5, two fc layers of 512, 256 sampled RoIs per image (detkit 0.1's
+  count, kept as the reference's; detkit's preset now samples 64, a change the README measures);
 - input: shorter side 384/448/512 chosen per batch in training, 512 in testing, longer side <= 683
   (``--min-sizes`` and ``--max-size`` to match a run given other sizes; testing at the largest).
 
